@@ -1,0 +1,5 @@
+import sys
+
+from yoloworld.cli import main
+
+sys.exit(main())

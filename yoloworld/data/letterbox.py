@@ -1,0 +1,73 @@
+"""The one letterbox: keep-ratio resize + centred padding, exactly as the official test pipeline.
+
+Used by prediction, validation, the no-mosaic training stage and export, so every path feeds the
+network the same pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+PAD_VALUE = 114
+
+
+@dataclass
+class LetterboxInfo:
+    """How an original image maps onto the network input: input = original * scale + (left, top)."""
+
+    orig_hw: tuple[int, int]
+    scale_xy: tuple[float, float]  # (w_scale, h_scale), like the official `scale_factor`
+    pad_tblr: tuple[int, int, int, int]  # (top, bottom, left, right), like the official `pad_param`
+
+    def to_original(self, boxes_xyxy):
+        """Map boxes (..., 4) from network-input pixels back to original pixels (not clipped)."""
+        top, _, left, _ = self.pad_tblr
+        sx, sy = self.scale_xy
+        offset = boxes_xyxy.new_tensor([left, top, left, top]) if hasattr(boxes_xyxy, "new_tensor") else np.array([left, top, left, top])
+        scale = boxes_xyxy.new_tensor([sx, sy, sx, sy]) if hasattr(boxes_xyxy, "new_tensor") else np.array([sx, sy, sx, sy])
+        return (boxes_xyxy - offset) / scale
+
+
+def _rescale(image: np.ndarray, ratio: float) -> np.ndarray:
+    h, w = image.shape[:2]
+    new_w, new_h = int(w * ratio + 0.5), int(h * ratio + 0.5)
+    if (new_w, new_h) == (w, h):
+        return image
+    # area interpolation when shrinking, bilinear when enlarging (official YOLOv5KeepRatioResize)
+    interp = cv2.INTER_AREA if ratio < 1 else cv2.INTER_LINEAR
+    return cv2.resize(image, (new_w, new_h), interpolation=interp)
+
+
+def letterbox(image: np.ndarray, size: int = 640, allow_scale_up: bool = False, pad_value: int = PAD_VALUE):
+    """Resize `image` (H, W, C uint8) keeping its aspect ratio and pad it to `size` x `size`.
+
+    Returns the padded image and a `LetterboxInfo`. Two official steps: a keep-ratio resize that
+    fits the long side to `size`, then a letter-resize that only shrinks (unless allowed to
+    enlarge) and pads evenly, the odd pixel going to the bottom/right.
+    """
+    h0, w0 = image.shape[:2]
+    if h0 == 0 or w0 == 0:
+        raise ValueError("empty image")
+    ratio = min(size / max(h0, w0), size / min(h0, w0))
+    resized = _rescale(image, ratio)
+    h1, w1 = resized.shape[:2]
+    scale_x, scale_y = w1 / w0, h1 / h0
+
+    ratio2 = min(size / h1, size / w1)
+    if not allow_scale_up:
+        ratio2 = min(ratio2, 1.0)
+    h2, w2 = int(round(h1 * ratio2)), int(round(w1 * ratio2))
+    if (h2, w2) != (h1, w1):
+        resized = cv2.resize(resized, (w2, h2), interpolation=cv2.INTER_LINEAR)
+        scale_x, scale_y = scale_x * w2 / w1, scale_y * h2 / h1
+
+    pad_h, pad_w = size - h2, size - w2
+    top, left = int(round(pad_h // 2 - 0.1)), int(round(pad_w // 2 - 0.1))
+    bottom, right = pad_h - top, pad_w - left
+    if pad_h or pad_w:
+        resized = cv2.copyMakeBorder(resized, top, bottom, left, right, cv2.BORDER_CONSTANT,
+                                     value=(pad_value,) * (resized.shape[2] if resized.ndim == 3 else 1))
+    return resized, LetterboxInfo((h0, w0), (scale_x, scale_y), (top, bottom, left, right))
