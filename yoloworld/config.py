@@ -1,0 +1,158 @@
+"""Typed configuration: dataclasses, presets for the official sizes, YAML files and `key=value` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+
+import yaml
+
+from yoloworld.errors import ConfigError
+
+# size -> (deepen, widen, last stage channels before widening), SPEC section 1
+SIZES = {
+    "n": (0.33, 0.25, 1024),
+    "s": (0.33, 0.50, 1024),
+    "m": (0.67, 0.75, 768),
+    "l": (1.00, 1.00, 512),
+    "x": (1.00, 1.25, 512),
+    "xl": (1.00, 1.50, 512),
+}
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to build a detector; every official size and variant is a value of this."""
+
+    deepen: float = 0.33
+    widen: float = 0.50
+    last_stage_channels: int = 1024
+    image_pooling: bool = False  # v1: image-pooling attention updates the text for the bottom-up path
+    contrastive: str = "bn"  # "bn" (v2), "l2" (v1), "rep" (texts folded into 1x1 convs)
+    neck_block: str = "text"  # "text", "rep" (texts folded into guide convs), "efficient" (no text path)
+    num_guides: int = 0  # rep models: number of folded texts
+    min_cls_channels: int = 80  # official head width: max(in_channels[0], num_classes)
+    embed_dims: int = 512
+    reg_max: int = 16
+    text_hidden: int | None = 512  # CLIP text tower width; None = detector without a text model
+    num_prompts: int = 0  # prompt-tuning detector: learnable prompt embeddings
+    prompt_adapter: bool = False  # residual MLP on the prompt embeddings
+
+    @classmethod
+    def preset(cls, size: str, version: str = "v2", **overrides) -> "ModelConfig":
+        if size not in SIZES:
+            raise ConfigError(f"unknown model size {size!r}: choose one of {', '.join(SIZES)}")
+        if version not in ("v1", "v2"):
+            raise ConfigError(f"unknown model version {version!r}: choose v1 or v2")
+        deepen, widen, last = SIZES[size]
+        v1 = version == "v1"
+        return cls(deepen=deepen, widen=widen, last_stage_channels=last, image_pooling=v1,
+                   contrastive="l2" if v1 else "bn", **overrides)
+
+    @property
+    def version(self) -> str:
+        return "v1" if self.image_pooling else "v2"
+
+
+# ---------------------------------------------------------------- dataclasses <-> dicts, YAML, overrides
+
+def from_dict(cls, data: dict | None, where: str = ""):
+    """Build dataclass `cls` from a dict, recursively; an unknown key is an error listing the valid ones."""
+    data = data or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    valid = {f.name: f for f in fields(cls)}
+    values = {}
+    for key, value in data.items():
+        if key not in valid:
+            raise ConfigError(f"unknown key {where}{key!r}; valid keys: {', '.join(valid)}")
+        values[key] = _coerce(hints[key], value, f"{where}{key}.")
+    return cls(**values)
+
+
+def _coerce(hint, value, where: str):
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if is_dataclass(hint):
+        return from_dict(hint, value, where)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where[:-1]}: {value!r} does not fit {hint}")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where[:-1]}: expected a list, got {value!r}")
+        inner = args[0] if args else typing.Any
+        items = [_coerce(inner, v, where) for v in value]
+        return items if origin is list else tuple(items)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where[:-1]}: expected true/false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where[:-1]}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where[:-1]}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where[:-1]}: expected a string, got {value!r}")
+    return value
+
+
+def to_dict(obj) -> dict:
+    return dataclasses.asdict(obj)
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """["train.lr=0.001", "model.size=s"] -> nested dict with YAML-typed values."""
+    nested: dict = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"override {pair!r} is not key=value")
+        key, raw = pair.split("=", 1)
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+    return nested
+
+
+def merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: malformed YAML{where}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+__all__ = ["SIZES", "ModelConfig", "from_dict", "to_dict", "parse_overrides", "merge", "load_yaml", "field"]

@@ -1,0 +1,204 @@
+"""CLIP text encoder (Hugging Face `CLIPTextModelWithProjection`), an offline tokenizer and an embedding cache.
+
+Checkpoint keys: `backbone.text_model.model.*`. The configs of the two CLIP text towers used by official
+YOLO-World models are built in, so an official `.pth` (which carries the text weights) runs with no hub access.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from yoloworld.errors import CheckpointError
+
+VOCAB_SIZE = 49408
+MAX_TOKENS = 77
+
+# Text towers of openai/clip-vit-base-patch32 and openai/clip-vit-large-patch14-336, keyed by hidden size.
+BUILTIN_TEXT_CONFIGS = {
+    512: dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8, projection_dim=512),
+    768: dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, projection_dim=768),
+}
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("YOLOWORLD_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"), "yoloworld")
+    return Path(root)
+
+
+def clip_text_config(hidden_size: int = 512, **overrides):
+    from transformers import CLIPTextConfig
+
+    if hidden_size not in BUILTIN_TEXT_CONFIGS:
+        raise CheckpointError(f"no built-in CLIP text config for hidden size {hidden_size}: pass --text-model DIR")
+    values = dict(vocab_size=VOCAB_SIZE, max_position_embeddings=MAX_TOKENS, hidden_act="quick_gelu",
+                  bos_token_id=49406, eos_token_id=49407, pad_token_id=1, **BUILTIN_TEXT_CONFIGS[hidden_size])
+    values.update(overrides)
+    return CLIPTextConfig(**values)
+
+
+def _byte_alphabet() -> list[str]:
+    """CLIP's byte-level alphabet in vocabulary order: printable bytes as themselves, then the other
+    bytes mapped to code points from 256 up."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(256) if b not in printable]
+    return [chr(b) for b in printable] + [chr(256 + i) for i in range(len(others))]
+
+
+def _write_clip_bpe_files(target: Path) -> tuple[Path, Path]:
+    """Derive HF `vocab.json` / `merges.txt` from the CLIP BPE list shipped in the open-clip-torch wheel."""
+    import open_clip
+
+    bpe_gz = Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
+    lines = gzip.open(bpe_gz, "rt", encoding="utf-8").read().split("\n")
+    merges = [tuple(line.split()) for line in lines[1:VOCAB_SIZE - 256 * 2 - 2 + 1]]
+    alphabet = _byte_alphabet()
+    tokens = alphabet + [t + "</w>" for t in alphabet] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
+    target.mkdir(parents=True, exist_ok=True)
+    vocab_path, merges_path = target / "vocab.json", target / "merges.txt"
+    _atomic_write_text(vocab_path, json.dumps({tok: i for i, tok in enumerate(tokens)}, ensure_ascii=False))
+    _atomic_write_text(merges_path, "#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
+    return vocab_path, merges_path
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def load_tokenizer(text_model_dir: str | os.PathLike | None = None):
+    """CLIP BPE tokenizer, offline: from `text_model_dir` if it has vocab/merges, else from the open-clip vocabulary."""
+    from transformers import CLIPTokenizer
+
+    folder = Path(text_model_dir) if text_model_dir else None
+    if folder and (folder / "vocab.json").exists() and (folder / "merges.txt").exists():
+        vocab, merges = folder / "vocab.json", folder / "merges.txt"
+    else:
+        target = cache_dir() / "clip_tokenizer"
+        vocab, merges = target / "vocab.json", target / "merges.txt"
+        if not (vocab.exists() and merges.exists()):
+            vocab, merges = _write_clip_bpe_files(target)
+    # transformers 5: vocab and merges must be positional (keyword names silently give an empty tokenizer)
+    tokenizer = CLIPTokenizer(str(vocab), str(merges), model_max_length=MAX_TOKENS)
+    if len(tokenizer) != VOCAB_SIZE:
+        raise CheckpointError(f"CLIP tokenizer from {vocab.parent} has {len(tokenizer)} tokens, expected {VOCAB_SIZE}")
+    return tokenizer
+
+
+class TextEncoder(nn.Module):
+    """Texts -> L2-normalised CLIP `text_embeds` (N, D). Keys `model.text_model.*`, `model.text_projection.*`."""
+
+    def __init__(self, model, tokenizer=None):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self._fingerprint = None
+
+    @classmethod
+    def from_config(cls, config, tokenizer=None) -> "TextEncoder":
+        from transformers import CLIPTextModelWithProjection
+
+        return cls(CLIPTextModelWithProjection(config), tokenizer)
+
+    @classmethod
+    def from_dir(cls, folder: str | os.PathLike) -> "TextEncoder":
+        """A Hugging Face CLIP text model folder (config.json + weights); the vision half, if any, is ignored."""
+        from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+        folder = Path(folder)
+        if not (folder / "config.json").exists():
+            raise CheckpointError(f"{folder}: not a Hugging Face model folder (no config.json)")
+        model = CLIPTextModelWithProjection.from_pretrained(folder, config=CLIPTextConfig.from_pretrained(folder))
+        return cls(model, load_tokenizer(folder)).eval()
+
+    @property
+    def embed_dim(self) -> int:
+        return self.model.config.projection_dim
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        if self.tokenizer is None:
+            self.tokenizer = load_tokenizer()
+        # pad to the longest text like the official model; truncate only what CLIP cannot read at all
+        return self.tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True, max_length=MAX_TOKENS)
+
+    def forward(self, texts: list[str]) -> torch.Tensor:
+        device = self.model.text_projection.weight.device
+        tokens = {k: v.to(device) for k, v in self.tokenize(texts).items()}
+        embeds = self.model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]).text_embeds
+        return F.normalize(embeds, dim=-1)
+
+    def fingerprint(self) -> str:
+        """Identifies these text weights (config + a sample of every tensor) for the embedding cache."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256(self.model.config.to_json_string(use_diff=False).encode())
+            for name, tensor in self.model.state_dict().items():
+                flat = tensor.detach().reshape(-1)
+                digest.update(name.encode())
+                digest.update(str(tuple(tensor.shape)).encode())
+                digest.update(flat[:: max(1, flat.numel() // 4096)].float().cpu().numpy().tobytes())
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
+
+    def forget_fingerprint(self) -> None:
+        """Call after changing the weights in place."""
+        self._fingerprint = None
+
+
+class TextEmbeddingCache:
+    """Text embeddings kept in memory and on disk, keyed by the text model fingerprint and the text."""
+
+    def __init__(self, encoder: TextEncoder, directory: Path | None = None, batch_size: int = 256):
+        self.encoder = encoder
+        self.directory = directory if directory is not None else cache_dir() / "text_embeds"
+        self.batch_size = batch_size
+        self._memory: dict[str, dict[str, torch.Tensor]] = {}
+
+    def _file(self, fingerprint: str) -> Path:
+        return self.directory / f"{fingerprint}.pt"
+
+    def _table(self, fingerprint: str) -> dict[str, torch.Tensor]:
+        if fingerprint not in self._memory:
+            table = {}
+            path = self._file(fingerprint)
+            if path.exists():
+                try:
+                    stored = torch.load(path, map_location="cpu", weights_only=True)
+                    table = dict(zip(stored["texts"], stored["embeds"]))
+                except Exception:  # a damaged cache is rebuilt, never fatal
+                    table = {}
+            self._memory[fingerprint] = table
+        return self._memory[fingerprint]
+
+    @torch.no_grad()
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        """(N, D) embeddings for `texts`, computing only the ones not seen before with these weights."""
+        fingerprint = self.encoder.fingerprint()
+        table = self._table(fingerprint)
+        missing = list(dict.fromkeys(t for t in texts if t not in table))
+        for start in range(0, len(missing), self.batch_size):
+            batch = missing[start:start + self.batch_size]
+            for text, embed in zip(batch, self.encoder(batch).float().cpu()):
+                table[text] = embed
+        if missing:
+            self._save(fingerprint, table)
+        if not texts:
+            return torch.zeros(0, self.encoder.embed_dim)
+        return torch.stack([table[t] for t in texts])
+
+    def _save(self, fingerprint: str, table: dict[str, torch.Tensor]) -> None:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            path = self._file(fingerprint)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            torch.save({"texts": list(table), "embeds": torch.stack(list(table.values()))}, tmp)
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only cache folder only costs speed
