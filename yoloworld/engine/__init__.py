@@ -1,0 +1,1 @@
+"""Training engine: label assignment and the YOLOv8-style detection loss."""
