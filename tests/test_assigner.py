@@ -56,7 +56,8 @@ def test_no_gt_in_batch_gives_background_with_label_num_classes():
     pred = torch.rand(2, 7, 4) * 10
     scores = torch.rand(2, 7, 3)
     priors = torch.rand(7, 2) * 10
-    result = TaskAlignedAssigner()(pred, scores, priors, torch.zeros(2, 0, 1), torch.zeros(2, 0, 4), torch.zeros(2, 0, 1))
+    no_gt = torch.zeros(2, 0, 1), torch.zeros(2, 0, 4), torch.zeros(2, 0, 1)
+    result = TaskAlignedAssigner()(pred, scores, priors, *no_gt)
     assert not result.fg_mask.any()
     assert (result.labels == 3).all() and result.scores.sum() == 0 and result.bboxes.sum() == 0
 

@@ -123,7 +123,8 @@ def test_perfect_boxes_lower_box_losses_than_shifted_ones():
     cls, _ = random_outputs(batch=1, seed=3)
     perfect_reg = reg_logits_for_box(gt)
     # Prior (3, 3) of stride 8 sits at (28, 28): distances 18, 16, 22, 16 px to the gt sides.
-    assert torch.allclose(dfl_integral(perfect_reg[0])[0, :, 3, 3], torch.tensor([18.0, 16.0, 22.0, 16.0]) / 8, atol=1e-5)
+    expected = torch.tensor([18.0, 16.0, 22.0, 16.0]) / 8
+    assert torch.allclose(dfl_integral(perfect_reg[0])[0, :, 3, 3], expected, atol=1e-5)
     perfect = YOLOWorldLoss()(cls, perfect_reg, gts)
     shifted = YOLOWorldLoss()(cls, reg_logits_for_box(gt + torch.tensor([6.0, 4.0, 6.0, 4.0])), gts)
     assert perfect["loss_bbox"].item() < 1e-4

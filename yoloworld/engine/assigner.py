@@ -18,7 +18,8 @@ from yoloworld.engine.iou import bbox_iou
 
 @dataclass
 class Assignment:
-    """Per-prior targets. Background priors carry gt 0's label and box (as the official assigner); mask them with fg_mask."""
+    """Per-prior targets. Background priors carry gt 0's label and box, as the official assigner:
+    mask them with fg_mask."""
 
     labels: torch.Tensor  # (B, P) int64 text index
     bboxes: torch.Tensor  # (B, P, 4) xyxy, same units as the gt boxes

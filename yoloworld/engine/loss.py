@@ -30,7 +30,8 @@ def batch_ground_truth(bboxes_labels: torch.Tensor, batch_size: int):
     the official code, a gt is valid when its coordinates sum to more than 0.
     """
     if bboxes_labels.dim() != 2 or bboxes_labels.shape[1] != 6:
-        raise ValueError(f"bboxes_labels must be (M, 6) [img_idx, label, x1, y1, x2, y2], got {tuple(bboxes_labels.shape)}")
+        raise ValueError("bboxes_labels must be (M, 6) rows [img_idx, label, x1, y1, x2, y2], "
+                         f"got {tuple(bboxes_labels.shape)}")
     image_index = bboxes_labels[:, 0].long()
     if image_index.numel() and (image_index.min() < 0 or image_index.max() >= batch_size):
         raise ValueError(f"bboxes_labels image indexes must lie in [0, {batch_size})")
