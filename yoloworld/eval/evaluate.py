@@ -67,10 +67,15 @@ def evaluate_detections(
     return evaluation.metrics
 
 
-def evaluate(annotations, predictions, kind: str = "auto", lvis_mode: str = "standard") -> Evaluation:
-    """evaluate_detections without the files: returns the full Evaluation."""
+def evaluate(
+    annotations, predictions, kind: str = "auto", lvis_mode: str = "standard", predictions_name: str | None = None
+) -> Evaluation:
+    """evaluate_detections without the files: returns the full Evaluation.
+
+    predictions_name names an in-memory list in error messages (e.g. the file it was read from).
+    """
     checked = load_annotations(annotations, kind)
-    records, name = load_predictions(predictions)
+    records, name = load_predictions(predictions, predictions_name)
     detections = check_predictions(records, checked, name)
     mode = mode_name(checked.kind, lvis_mode)
     if not records:

@@ -187,10 +187,10 @@ def _add_lvis_image_defaults(dataset: dict) -> None:
             image.setdefault(key, [])
 
 
-def load_predictions(source: str | Path | list) -> tuple[list, str]:
+def load_predictions(source: str | Path | list, name: str | None = None) -> tuple[list, str]:
     """Read a COCO results file (a JSON list); returns the list and a name for messages."""
     if isinstance(source, list):
-        return source, "<predictions>"
+        return source, name or "<predictions>"
     data = read_json(source, "predictions file")
     if isinstance(data, dict):
         hint = " (this is an annotation file; pass it to --ann)" if "annotations" in data else ""

@@ -1,0 +1,170 @@
+"""`yoloworld val`: COCO / LVIS metrics for a model (--weights) or for an existing COCO results file (--predictions)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from yoloworld.errors import DatasetError, InputError
+
+logger = logging.getLogger(__name__)
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "val",
+        help="COCO / LVIS box AP of a model or of a COCO results file",
+        description="Score detections with COCO AP or LVIS AP. LVIS is reported in two labelled modes: standard "
+        "(max 300 detections per image, the official repo's tables) and Fixed AP (top 10,000 detections per class "
+        "over the dataset, no per-image cap, the paper's protocol).",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--weights", help="checkpoint to run on --images")
+    source.add_argument("--predictions", help="existing COCO results JSON to score")
+    parser.add_argument("--ann", required=True, help="COCO or LVIS annotation JSON")
+    parser.add_argument("--images", help="image folder (file_name in --ann is relative to it); needed with --weights")
+    parser.add_argument("--classes-file", help="class-text JSON: one list of synonyms per category, in --ann order")
+    parser.add_argument("--kind", choices=("auto", "coco", "lvis"), default="auto",
+                        help="annotation kind (auto: LVIS when categories carry 'frequency')")
+    parser.add_argument("--lvis-mode", choices=("standard", "fixed", "both"), default="both",
+                        help="LVIS metric(s) to report (default both)")
+    parser.add_argument("--save-json", help="write the detections here in COCO results format")
+    parser.add_argument("--metrics-json", help="write the metrics here as a flat JSON object")
+    parser.add_argument("--out-dir", help="write per-class AP tables (CSV) and PR curves (PNG) here")
+    parser.add_argument("--text-model", help="CLIP text model folder or Hugging Face id")
+    parser.add_argument("--imgsz", type=int, help="inference size (default: the model's)")
+    parser.add_argument("--batch", type=int, default=8, help="images per forward pass")
+    parser.add_argument("--device", help="cpu, cuda, cuda:0 ... (default: best available)")
+    parser.add_argument("--conf", type=float, default=0.001, help="score threshold (official: 0.001)")
+    parser.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (official: 0.7)")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from yoloworld.eval import evaluate, load_annotations
+    from yoloworld.eval.report import format_metrics_table, write_metrics_json, write_reports
+
+    if args.weights and not args.images:
+        raise InputError("--weights needs --images DIR (the folder the annotation file names images in)")
+    annotations = load_annotations(args.ann, args.kind)
+    lvis_modes = _lvis_modes(annotations.kind, args.lvis_mode)
+    if args.predictions:
+        predictions, source = _read_predictions(args.predictions), args.predictions
+    else:
+        predictions, source = predict_dataset(args, annotations, _model_max_det(lvis_modes)), "model predictions"
+    if args.save_json:
+        _write_json(predictions, Path(args.save_json))
+        logger.info("wrote %d detections to %s", len(predictions), args.save_json)
+    all_metrics = []
+    for lvis_mode in lvis_modes:
+        evaluation = evaluate(annotations, predictions, lvis_mode=lvis_mode, predictions_name=source)
+        print(format_metrics_table(evaluation.metrics))
+        if args.out_dir:
+            write_reports(evaluation, Path(args.out_dir))
+        all_metrics.append(evaluation.metrics)
+    if args.metrics_json:
+        write_metrics_json(_flat_metrics(all_metrics), Path(args.metrics_json))
+    return 0
+
+
+def _lvis_modes(kind: str, requested: str) -> list[str]:
+    if kind == "coco":
+        return ["standard"]  # ignored for COCO: there is a single COCO mode
+    return ["standard", "fixed"] if requested == "both" else [requested]
+
+
+def _model_max_det(lvis_modes: list[str]) -> int:
+    """300 per image for COCO / LVIS standard; Fixed AP follows the paper: 1000 per image, then top 10k per class.
+
+    The standard budget is the top 300 of the same detections, so one pass serves both modes.
+    """
+    from yoloworld.eval import LVIS_FIXED_MODEL_MAX_PER_IMAGE, LVIS_STANDARD_MAX_PER_IMAGE
+
+    return LVIS_FIXED_MODEL_MAX_PER_IMAGE if "fixed" in lvis_modes else LVIS_STANDARD_MAX_PER_IMAGE
+
+
+def _read_predictions(path: str) -> list:
+    from yoloworld.eval.inputs import load_predictions
+
+    predictions, _ = load_predictions(path)
+    if not predictions:
+        # scoring nothing is almost always a wrong file or a threshold that removed everything
+        raise DatasetError(f"{path}: holds no detections; nothing to score (every AP would be 0)")
+    return predictions
+
+
+def _flat_metrics(all_metrics: list[dict]) -> dict:
+    """One flat object: the first mode's keys as they are, a second mode's (LVIS fixed) prefixed 'fixed_'."""
+    flat = dict(all_metrics[0])
+    for metrics in all_metrics[1:]:
+        prefix = metrics["mode"].split("-")[-1] + "_"
+        flat.update({prefix + key: value for key, value in metrics.items()})
+    return flat
+
+
+def _write_json(data, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data), encoding="utf-8")
+
+
+def predict_dataset(args: argparse.Namespace, annotations, max_det: int) -> list[dict]:
+    """Run the model over every image of the annotation set; returns COCO results."""
+    from tqdm import tqdm
+
+    from yoloworld.api import YOLOWorld
+    from yoloworld.eval import results_to_coco
+
+    categories = annotations.categories  # class index i <-> i-th category of the file
+    texts = class_texts(args.classes_file, categories)
+    images = annotations.dataset["images"]
+    paths = _image_paths(Path(args.images), images, args.ann)
+    model = YOLOWorld.from_pretrained(args.weights, text_model=args.text_model, device=args.device)
+    model.set_classes(texts)
+    category_ids = [category["id"] for category in categories]
+    options = {"conf": args.conf, "iou": args.iou, "max_det": max_det}
+    if args.imgsz:
+        options["imgsz"] = args.imgsz
+    predictions = []
+    batch = max(1, args.batch)
+    for start in tqdm(range(0, len(paths), batch), desc="val", unit="batch"):
+        results = model.predict(paths[start : start + batch], **options)
+        for image, result in zip(images[start : start + batch], results):
+            predictions += results_to_coco(image["id"], result.xyxy, result.scores, result.class_ids, category_ids)
+    return predictions
+
+
+def _image_paths(folder: Path, images: list[dict], ann_name: str) -> list[str]:
+    if not folder.is_dir():
+        raise InputError(f"{folder}: image folder not found")
+    paths = [folder / str(image.get("file_name", "")) for image in images]
+    missing = [path for path, image in zip(paths, images) if "file_name" not in image or not path.is_file()]
+    if missing:
+        raise DatasetError(
+            f"{ann_name}: {len(missing)} of {len(paths)} images not found under {folder} (e.g. {missing[0].name!r}); "
+            "check --images"
+        )
+    return [str(path) for path in paths]
+
+
+def class_texts(classes_file: str | None, categories: list[dict]) -> list[str | list[str]]:
+    """Prompts per category: the class-text JSON (list of synonym lists) or the category names."""
+    if classes_file is None:
+        return [category["name"].replace("_", " ") for category in categories]  # LVIS names use underscores
+    from yoloworld.eval.inputs import read_json
+
+    texts = read_json(classes_file, "class-text file")
+    if not isinstance(texts, list) or not all(_is_prompt(entry) for entry in texts):
+        raise InputError(f"{classes_file}: expected a JSON list with one list of synonym strings per category")
+    if len(texts) != len(categories):
+        raise InputError(
+            f"{classes_file}: has {len(texts)} class texts but the annotation file has {len(categories)} categories"
+        )
+    return texts
+
+
+def _is_prompt(entry: object) -> bool:
+    if isinstance(entry, str):
+        return bool(entry.strip())
+    return isinstance(entry, list) and bool(entry) and all(isinstance(text, str) and text.strip() for text in entry)
