@@ -81,6 +81,7 @@ def bad_input_cases(tmp_path: Path, ann: Path, preds: Path) -> dict:
     unknown_image = [dict(predictions[0], image_id=987654)] + predictions[1:]
     unknown_category = predictions[:3] + [dict(predictions[3], category_id=77)]
     no_score = [{key: value for key, value in predictions[0].items() if key != "score"}]
+    five_numbers = [dict(predictions[0], bbox=[1, 2, 3, 4, 5])]
     bad = tmp_path / "bad"
     bad.mkdir()
     broken = bad / "broken.json"
@@ -93,6 +94,8 @@ def bad_input_cases(tmp_path: Path, ann: Path, preds: Path) -> dict:
                                 ["p2.json", "category ids", "77"]),
         "empty predictions": (val + [str(write_json(bad / "p3.json", [])), "--ann", str(ann)], ["no detections"]),
         "missing score": (val + [str(write_json(bad / "p4.json", no_score)), "--ann", str(ann)], ["p4.json", "'score'"]),
+        "bbox of five numbers": (val + [str(write_json(bad / "p5.json", five_numbers)), "--ann", str(ann)],
+                                 ["prediction 0", "malformed bbox"]),
         "annotation file as predictions": (val + [str(ann), "--ann", str(ann)], ["annotation file"]),
         "results list as annotations": (val + [str(preds), "--ann", str(preds)], ["results"]),
         "annotations without categories": (
@@ -105,6 +108,11 @@ def bad_input_cases(tmp_path: Path, ann: Path, preds: Path) -> dict:
             ["no 'bbox'"]),
         "malformed JSON": (val + [str(preds), "--ann", str(broken)], ["line 2, column"]),
         "missing file": (val + [str(bad / "nope.json"), "--ann", str(ann)], ["not found"]),
+        "class texts of the wrong length": (
+            ["val", "--weights", "w.pth", "--ann", str(ann), "--images", str(bad),
+             "--classes-file", str(write_json(bad / "t.json", [["cat"], ["dog"]]))], ["2 class texts", "5 categories"]),
+        "images not in the folder": (["val", "--weights", "w.pth", "--ann", str(ann), "--images", str(bad)],
+                                     ["40 images not found", "--images"]),
         "weights without images": (["val", "--weights", str(bad / "w.pth"), "--ann", str(ann)], ["--images"]),
     }
 

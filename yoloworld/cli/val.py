@@ -113,13 +113,14 @@ def predict_dataset(args: argparse.Namespace, annotations, max_det: int) -> list
     """Run the model over every image of the annotation set; returns COCO results."""
     from tqdm import tqdm
 
-    from yoloworld.api import YOLOWorld
     from yoloworld.eval import results_to_coco
 
     categories = annotations.categories  # class index i <-> i-th category of the file
     texts = class_texts(args.classes_file, categories)
     images = annotations.dataset["images"]
     paths = _image_paths(Path(args.images), images, args.ann)
+    from yoloworld.api import YOLOWorld  # imported after the cheap checks: it loads torch
+
     model = YOLOWorld.from_pretrained(args.weights, text_model=args.text_model, device=args.device)
     model.set_classes(texts)
     category_ids = [category["id"] for category in categories]

@@ -202,19 +202,38 @@ def load_predictions(source: str | Path | list, name: str | None = None) -> tupl
 
 def check_predictions(predictions: list, annotations: Annotations, name: str) -> Detections:
     """Check fields, ids and boxes of a COCO results list against the annotation set."""
-    try:  # fast path: one pass building arrays; any oddity falls through to the precise check below
-        image_ids = np.fromiter((p["image_id"] for p in predictions), dtype=np.int64, count=len(predictions))
-        category_ids = np.fromiter((p["category_id"] for p in predictions), dtype=np.int64, count=len(predictions))
-        scores = np.fromiter((p["score"] for p in predictions), dtype=np.float64, count=len(predictions))
-        boxes = np.array([p["bbox"] for p in predictions], dtype=np.float64).reshape(len(predictions), -1)
-        well_formed = boxes.shape[1] == 4 or not predictions
-    except (KeyError, TypeError, ValueError):
-        well_formed = False
-    if not well_formed or not np.isfinite(scores).all() or not np.isfinite(boxes).all() or (boxes[:, 2:] < 0).any():
+    arrays = _as_arrays(predictions) if _field_types_ok(predictions) else None
+    if arrays is None:
         _raise_first_malformed(predictions, name)
+    image_ids, category_ids, scores = arrays
     _check_known(image_ids, annotations.image_ids, name, "image", annotations.source)
     _check_known(category_ids, annotations.category_ids, name, "category", annotations.source)
     return Detections(predictions, image_ids, category_ids, scores)
+
+
+def _field_types_ok(predictions: list) -> bool:
+    """Fast whole-list check (sets of types, no per-item branching); details come from the slow path."""
+    try:
+        id_types = {type(p["image_id"]) for p in predictions} | {type(p["category_id"]) for p in predictions}
+        number_types = {type(p["score"]) for p in predictions} | {type(v) for p in predictions for v in p["bbox"]}
+        box_lengths = {len(p["bbox"]) for p in predictions}
+    except (KeyError, TypeError):
+        return False
+    ids_ok = all(issubclass(t, (int, np.integer)) and t is not bool for t in id_types)
+    numbers_ok = all(issubclass(t, (int, float, np.number)) and t is not bool for t in number_types)
+    return ids_ok and numbers_ok and box_lengths <= {4}
+
+
+def _as_arrays(predictions: list) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(image ids, category ids, scores), or None when a score or box is non-finite or has negative size."""
+    count = len(predictions)
+    image_ids = np.fromiter((p["image_id"] for p in predictions), dtype=np.int64, count=count)
+    category_ids = np.fromiter((p["category_id"] for p in predictions), dtype=np.int64, count=count)
+    scores = np.fromiter((p["score"] for p in predictions), dtype=np.float64, count=count)
+    boxes = np.array([p["bbox"] for p in predictions], dtype=np.float64).reshape(-1, 4)
+    if not np.isfinite(scores).all() or not np.isfinite(boxes).all() or (boxes[:, 2:] < 0).any():
+        return None
+    return image_ids, category_ids, scores
 
 
 def _raise_first_malformed(predictions: list, name: str) -> None:
@@ -233,7 +252,7 @@ def _raise_first_malformed(predictions: list, name: str) -> None:
         if not _is_box(pred["bbox"]):
             raise DatasetError(f"{name}: prediction {index} has a malformed bbox {pred['bbox']!r}; "
                                "expected [x, y, w, h] with w, h >= 0")
-    raise DatasetError(f"{name}: malformed predictions")  # unreachable unless the fast path disagrees
+    raise DatasetError(f"{name}: malformed predictions")  # not reached: the checks above cover the fast path
 
 
 def _check_known(ids: np.ndarray, known: set[int], name: str, what: str, ann_name: str) -> None:
