@@ -1,0 +1,112 @@
+"""`yoloworld data check` (read a dataset as training does, summarise, draw augmented samples) and
+`yoloworld data synth` (write the synthetic shapes dataset)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from yoloworld.data.augment import AugmentConfig
+from yoloworld.data.check import check_sources
+from yoloworld.data.problems import ProblemLog
+from yoloworld.data.sources import KINDS, DatasetConfig, load_dataset_yaml, read_source
+from yoloworld.data.synth import COLOURS, SHAPES, SynthConfig, synthesize
+from yoloworld.data.train_dataset import TrainDataset
+from yoloworld.data.visualize import write_grid
+from yoloworld.errors import DatasetError
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("data", help="check a dataset before training, or write a synthetic one")
+    commands = parser.add_subparsers(dest="data_command", required=True)
+
+    check = commands.add_parser("check", help="read a dataset like training does; print a summary and problems, "
+                                "draw augmented samples (exit 2 on a fatal problem)")
+    check.add_argument("source", nargs="?", help="a YOLO dataset folder, its data.yaml, or a yoloworld dataset YAML")
+    check.add_argument("--ann", help="annotation JSON (COCO, Objects365, LVIS, grounding or CC3M)")
+    check.add_argument("--images", help="image folder of --ann")
+    check.add_argument("--classes-file", help="class-text JSON: one synonym list per category, in category order")
+    check.add_argument("--kind", default="auto", choices=("auto",) + KINDS, help="format of --ann (default: detect)")
+    check.add_argument("--split", default="train", help="split of a YOLO folder or dataset YAML (default train)")
+    check.add_argument("--grid", default="data_check.png", help="PNG of augmented samples (default data_check.png)")
+    check.add_argument("--no-grid", action="store_true", help="do not draw augmented samples")
+    check.add_argument("--samples", type=int, default=16, help="augmented samples in the grid (default 16)")
+    check.add_argument("--image-size", type=int, default=640, help="training input size (default 640)")
+    check.add_argument("--no-mosaic", action="store_true", help="draw the last-epochs pipeline (no mosaic)")
+    check.add_argument("--decode-limit", type=int, help="decode at most this many images per dataset")
+    check.add_argument("--seed", type=int, default=0)
+
+    synth = commands.add_parser("synth", help="write a small dataset of coloured shapes in COCO, grounding and "
+                                "YOLO layouts")
+    synth.add_argument("--out", required=True, help="output folder")
+    synth.add_argument("--images", type=int, default=200, help="number of images (default 200)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--val-fraction", type=float, default=0.0, help="fraction of images in a val split")
+    synth.add_argument("--colours", type=int, default=3, help=f"colours used, 1..{len(COLOURS)} (default 3)")
+    synth.add_argument("--shapes", type=int, default=3, help=f"shapes used, 1..{len(SHAPES)} (default 3)")
+    synth.add_argument("--max-objects", type=int, default=6, help="objects per image: 1..N (default 6)")
+    synth.add_argument("--min-side", type=int, default=320)
+    synth.add_argument("--max-side", type=int, default=640)
+    synth.add_argument("--synonyms", action="store_true", help="give every class a second text ('red disc')")
+    synth.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_check(args) if args.data_command == "check" else run_synth(args)
+
+
+def dataset_configs(args: argparse.Namespace) -> list[DatasetConfig]:
+    """The datasets named on the command line, as training would read them."""
+    if args.ann:
+        if args.source:
+            raise DatasetError("give either a dataset folder/YAML or --ann/--images, not both")
+        if not args.images:
+            raise DatasetError(f"{args.ann}: pass the image folder too (--images DIR)")
+        return [DatasetConfig(kind=args.kind, ann=args.ann, images=args.images, classes_file=args.classes_file)]
+    if not args.source:
+        raise DatasetError("nothing to check: pass a YOLO folder, a dataset YAML, or --ann FILE --images DIR")
+    source = Path(args.source)
+    if source.suffix in (".yaml", ".yml") and source.is_file():
+        splits = load_dataset_yaml(source)
+        if args.split not in splits:
+            raise DatasetError(f"{source}: has no {args.split!r} split (found: {', '.join(splits) or 'none'})")
+        return splits[args.split]
+    return [DatasetConfig(kind="yolo", images=str(source), split=args.split)]
+
+
+def run_check(args: argparse.Namespace) -> int:
+    problems = ProblemLog()
+    sources = [read_source(config, problems) for config in dataset_configs(args)]
+    if not any(len(s.records) for s in sources):
+        raise DatasetError(f"{sources[0].ann_file or sources[0].name}: no usable image; nothing to train on")
+    report = check_sources(sources, problems, args.decode_limit)
+    for line in report.lines():
+        print(line)
+    for line in problems.lines():
+        print(f"warning: {line}")
+    print(problems.summary())
+    if not args.no_grid and args.samples > 0:
+        dataset = TrainDataset(sources, AugmentConfig(image_size=args.image_size), seed=args.seed)
+        dataset.use_mosaic = not args.no_mosaic
+        rng = np.random.default_rng(args.seed)
+        indices = rng.choice(len(dataset), size=min(args.samples, len(dataset)), replace=False)
+        path = write_grid([dataset.augmented(int(i)) for i in indices], args.grid)
+        print(f"augmented samples: {path}")
+    return 0
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    config = SynthConfig(images=args.images, seed=args.seed, colours=args.colours, shapes=args.shapes,
+                         min_side=args.min_side, max_side=args.max_side, max_objects=args.max_objects,
+                         val_fraction=args.val_fraction, synonyms=args.synonyms)
+    counts = synthesize(args.out, config, overwrite=args.overwrite)
+    out = Path(args.out)
+    written = ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in counts.items() if count)
+    print(f"wrote {written} to {out}")
+    print(f"  coco:      --ann {out / 'coco' / 'annotations.json'} --images {out / 'coco' / 'images'} "
+          f"--classes-file {out / 'coco' / 'class_texts.json'}")
+    print(f"  grounding: --ann {out / 'grounding' / 'annotations.json'} --images {out / 'coco' / 'images'}")
+    print(f"  yolo:      {out / 'yolo'}")
+    return 0
