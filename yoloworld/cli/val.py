@@ -34,7 +34,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--metrics-json", help="write the metrics here as a flat JSON object")
     parser.add_argument("--out-dir", help="write per-class AP tables (CSV) and PR curves (PNG) here")
     parser.add_argument("--text-model", help="CLIP text model folder or Hugging Face id")
-    parser.add_argument("--imgsz", type=int, help="inference size (default: the model's)")
+    parser.add_argument("--imgsz", type=int, default=640, help="inference size (official: 640)")
     parser.add_argument("--batch", type=int, default=8, help="images per forward pass")
     parser.add_argument("--device", help="cpu, cuda, cuda:0 ... (default: best available)")
     parser.add_argument("--conf", type=float, default=0.001, help="score threshold (official: 0.001)")
@@ -121,16 +121,14 @@ def predict_dataset(args: argparse.Namespace, annotations, max_det: int) -> list
     paths = _image_paths(Path(args.images), images, args.ann)
     from yoloworld.api import YOLOWorld  # imported after the cheap checks: it loads torch
 
-    model = YOLOWorld.from_pretrained(args.weights, text_model=args.text_model, device=args.device)
+    model = YOLOWorld.from_pretrained(args.weights, text_model=args.text_model, device=args.device, imgsz=args.imgsz)
     model.set_classes(texts)
     category_ids = [category["id"] for category in categories]
-    options = {"conf": args.conf, "iou": args.iou, "max_det": max_det}
-    if args.imgsz:
-        options["imgsz"] = args.imgsz
     predictions = []
     batch = max(1, args.batch)
-    for start in tqdm(range(0, len(paths), batch), desc="val", unit="batch"):
-        results = model.predict(paths[start : start + batch], **options)
+    for start in tqdm(range(0, len(paths), batch), desc="val", unit="batch"):  # chunks keep the progress visible
+        results = model.predict(paths[start : start + batch], conf=args.conf, iou=args.iou, max_det=max_det,
+                                batch_size=batch)
         for image, result in zip(images[start : start + batch], results):
             predictions += results_to_coco(image["id"], result.xyxy, result.scores, result.class_ids, category_ids)
     return predictions

@@ -1,4 +1,4 @@
-"""Evaluation: COCO AP and LVIS AP (standard and Fixed) through faster-coco-eval, checked against the reference tools."""
+"""Evaluation: COCO AP and LVIS AP (standard and Fixed), via faster-coco-eval, checked against the reference tools."""
 
 from yoloworld.eval.evaluate import (
     LVIS_FIXED_MAX_PER_CLASS,

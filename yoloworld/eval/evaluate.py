@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from yoloworld.errors import ConfigError
 from yoloworld.eval.inputs import Annotations, Detections, check_predictions, load_annotations, load_predictions
 from yoloworld.eval.summary import coco_metrics, lvis_metrics, per_class_rows
 
@@ -85,8 +86,6 @@ def evaluate(
 
 def mode_name(kind: str, lvis_mode: str) -> str:
     if lvis_mode not in ("standard", "fixed"):
-        from yoloworld.errors import ConfigError
-
         raise ConfigError(f"unknown LVIS mode {lvis_mode!r}; use 'standard' or 'fixed'")
     return "coco" if kind == "coco" else f"lvis-{lvis_mode}"
 

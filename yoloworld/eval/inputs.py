@@ -114,10 +114,8 @@ def _check_annotation_structure(data: object, name: str) -> dict:
         )
     images = [dict(image) for image in _records(data["images"], name, "images", ("id",))]
     categories = [dict(cat) for cat in _records(data["categories"], name, "categories", ("id", "name"))]
-    annotations = [
-        _checked_annotation(ann, index, name)
-        for index, ann in enumerate(_records(data["annotations"], name, "annotations", ("id", "image_id", "category_id")))
-    ]
+    raw_annotations = _records(data["annotations"], name, "annotations", ("id", "image_id", "category_id"))
+    annotations = [_checked_annotation(ann, index, name) for index, ann in enumerate(raw_annotations)]
     if not images or not categories:
         raise DatasetError(f"{name}: has no {'images' if not images else 'categories'}; nothing to evaluate")
     _check_references(images, categories, annotations, name)
