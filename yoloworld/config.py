@@ -48,8 +48,9 @@ class ModelConfig:
             raise ConfigError(f"unknown model version {version!r}: choose v1 or v2")
         deepen, widen, last = SIZES[size]
         v1 = version == "v1"
-        return cls(deepen=deepen, widen=widen, last_stage_channels=last, image_pooling=v1,
-                   contrastive="l2" if v1 else "bn", **overrides)
+        values = dict(deepen=deepen, widen=widen, last_stage_channels=last, image_pooling=v1,
+                      contrastive="l2" if v1 else "bn")
+        return cls(**{**values, **overrides})
 
     @property
     def version(self) -> str:

@@ -22,14 +22,6 @@ class LetterboxInfo:
     scale_xy: tuple[float, float]  # (w_scale, h_scale), like the official `scale_factor`
     pad_tblr: tuple[int, int, int, int]  # (top, bottom, left, right), like the official `pad_param`
 
-    def to_original(self, boxes_xyxy):
-        """Map boxes (..., 4) from network-input pixels back to original pixels (not clipped)."""
-        top, _, left, _ = self.pad_tblr
-        sx, sy = self.scale_xy
-        offset = boxes_xyxy.new_tensor([left, top, left, top]) if hasattr(boxes_xyxy, "new_tensor") else np.array([left, top, left, top])
-        scale = boxes_xyxy.new_tensor([sx, sy, sx, sy]) if hasattr(boxes_xyxy, "new_tensor") else np.array([sx, sy, sx, sy])
-        return (boxes_xyxy - offset) / scale
-
 
 def _rescale(image: np.ndarray, ratio: float) -> np.ndarray:
     h, w = image.shape[:2]

@@ -1,0 +1,85 @@
+"""Reading images and expanding prediction sources (files, folders, videos)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from yoloworld.data.images import IMAGE_SUFFIXES, load_image
+from yoloworld.errors import InputError
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """BGR uint8 (H, W, 3); InputError naming the file when it is missing or not a decodable image."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    image = load_image(path)
+    if image is None:
+        raise InputError(f"{path}: not a readable image (corrupt or unsupported format)")
+    return image
+
+
+def as_bgr(image) -> np.ndarray:
+    """Path / BGR numpy array (OpenCV convention) / PIL image -> BGR uint8 (H, W, 3)."""
+    if isinstance(image, (str, Path)):
+        return read_image(image)
+    if hasattr(image, "convert") and hasattr(image, "size"):  # PIL.Image is RGB
+        return cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2BGR)
+    if isinstance(image, np.ndarray):
+        if image.ndim == 2:
+            return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        if image.ndim == 3 and image.shape[2] == 4:
+            return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+        if image.ndim == 3 and image.shape[2] == 3:
+            return np.ascontiguousarray(image.astype(np.uint8, copy=False))
+    raise InputError(f"unsupported image input of type {type(image).__name__}: give a path, a BGR array or a PIL image")
+
+
+def expand_sources(sources: list[str]) -> list[Path]:
+    """Files and folders (their images, sorted) in order; a missing path is an error."""
+    paths: list[Path] = []
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES))
+            if not found:
+                raise InputError(f"{path}: folder has no images or videos")
+            paths.extend(found)
+        elif path.exists():
+            paths.append(path)
+        else:
+            raise InputError(f"{path}: no such file or folder")
+    return paths
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def video_frames(path: Path):
+    """Yield (index, BGR frame); InputError if the video cannot be opened."""
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise InputError(f"{path}: cannot open video")
+    index = 0
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            yield index, frame
+            index += 1
+    finally:
+        capture.release()
+
+
+def video_info(path: Path) -> tuple[float, int]:
+    capture = cv2.VideoCapture(str(path))
+    fps, count = capture.get(cv2.CAP_PROP_FPS) or 25.0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    capture.release()
+    return fps, count

@@ -1,0 +1,68 @@
+"""Network outputs -> detections in original-image pixels (the official test_cfg semantics).
+
+sigmoid scores, synonyms merged (best score wins), padding prompt dropped, multi-label candidates above
+`conf`, top `nms_pre`, boxes un-letterboxed, class-aware NMS (torchvision), `max_det` kept, boxes clipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torchvision.ops import batched_nms
+
+from yoloworld.data.letterbox import LetterboxInfo
+from yoloworld.models.boxes import decode_boxes, dfl_integral, flatten_levels
+
+
+@dataclass
+class Detections:
+    boxes: torch.Tensor  # (K, 4) xyxy, original pixels
+    scores: torch.Tensor  # (K,)
+    labels: torch.Tensor  # (K,) class index
+
+
+def merge_synonyms(scores: torch.Tensor, groups: torch.Tensor | None) -> torch.Tensor:
+    """(P, T) text scores -> (P, C) class scores; `groups` (C, S) holds text indices, -1 = unused slot."""
+    if groups is None:
+        return scores
+    if groups.shape[1] == 1:
+        return scores[:, groups[:, 0]]
+    padded = torch.cat([scores, scores.new_full((scores.shape[0], 1), -1.0)], dim=1)
+    index = torch.where(groups < 0, scores.shape[1], groups)
+    return padded[:, index].amax(dim=-1)
+
+
+def postprocess(cls_logits: list[torch.Tensor], reg_logits: list[torch.Tensor], infos: list[LetterboxInfo],
+                conf: float = 0.001, iou: float = 0.7, max_det: int = 300, nms_pre: int = 30000,
+                groups: list[torch.Tensor | None] | None = None) -> list[Detections]:
+    """Per-image detections from per-level logits (B, T, H, W) and raw box logits (B, 64, H, W)."""
+    scores = flatten_levels(cls_logits).float().sigmoid()
+    boxes = decode_boxes([dfl_integral(r.float()) for r in reg_logits])
+    groups = groups or [None] * len(infos)
+    return [select(scores[i], boxes[i], infos[i], conf, iou, max_det, nms_pre, groups[i]) for i in range(len(infos))]
+
+
+def select(scores: torch.Tensor, boxes: torch.Tensor, info: LetterboxInfo, conf: float, iou: float, max_det: int,
+           nms_pre: int, groups: torch.Tensor | None = None) -> Detections:
+    """One image: (P, T) scores and (P, 4) input-pixel boxes -> final detections."""
+    scores = merge_synonyms(scores, None if groups is None else groups.to(scores.device))
+    keep = scores > conf
+    candidate_scores = scores[keep]
+    prior_index, labels = keep.nonzero(as_tuple=True)
+    if candidate_scores.numel() > nms_pre:
+        candidate_scores, order = candidate_scores.topk(nms_pre)
+        prior_index, labels = prior_index[order], labels[order]
+    candidate_boxes = to_original(boxes[prior_index], info)
+    kept = batched_nms(candidate_boxes, candidate_scores, labels, iou)[:max_det]
+    h, w = info.orig_hw
+    final = candidate_boxes[kept]
+    final[:, 0::2] = final[:, 0::2].clamp(0, w)
+    final[:, 1::2] = final[:, 1::2].clamp(0, h)
+    return Detections(final, candidate_scores[kept], labels[kept])
+
+
+def to_original(boxes: torch.Tensor, info: LetterboxInfo) -> torch.Tensor:
+    top, _, left, _ = info.pad_tblr
+    sx, sy = info.scale_xy
+    return (boxes - boxes.new_tensor([left, top, left, top])) / boxes.new_tensor([sx, sy, sx, sy])

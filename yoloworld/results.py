@@ -1,0 +1,62 @@
+"""Per-image detection results: arrays in original pixels, JSON, drawing, supervision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+
+@dataclass
+class Results:
+    xyxy: np.ndarray  # (K, 4) float32, original-image pixels
+    scores: np.ndarray  # (K,) float32
+    class_ids: np.ndarray  # (K,) int64, index into `names`
+    names: list[str]  # the vocabulary (first synonym of each class)
+    orig_shape: tuple[int, int]  # (height, width)
+    file: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @property
+    def class_names(self) -> list[str]:
+        return [self.names[i] for i in self.class_ids]
+
+    def to_dict(self) -> dict:
+        h, w = self.orig_shape
+        detections = [{"xyxy": [round(float(v), 2) for v in box], "score": round(float(s), 5),
+                       "class_id": int(c), "class_name": self.names[c]}
+                      for box, s, c in zip(self.xyxy, self.scores, self.class_ids)]
+        return {"file": self.file, "width": w, "height": h, **self.extra, "detections": detections}
+
+    def to_supervision(self):
+        import supervision as sv
+
+        return sv.Detections(xyxy=self.xyxy.astype(np.float32), confidence=self.scores.astype(np.float32),
+                             class_id=self.class_ids.astype(int), data={"class_name": np.array(self.class_names)})
+
+    def plot(self, image_bgr: np.ndarray) -> np.ndarray:
+        """A copy of the image with boxes, class names and scores drawn."""
+        canvas = image_bgr.copy()
+        thickness = max(1, round(sum(canvas.shape[:2]) / 600))
+        for box, score, cid in zip(self.xyxy, self.scores, self.class_ids):
+            colour = palette(int(cid))
+            x1, y1, x2, y2 = (int(round(v)) for v in box)
+            cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
+            label = f"{self.names[cid]} {score:.2f}"
+            (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, 1)
+            top = max(y1 - th - base, 0)
+            cv2.rectangle(canvas, (x1, top), (x1 + tw, top + th + base), colour, -1)
+            cv2.putText(canvas, label, (x1, top + th), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, (255, 255, 255), 1,
+                        cv2.LINE_AA)
+        return canvas
+
+
+def palette(index: int) -> tuple[int, int, int]:
+    """A stable, distinct BGR colour per class."""
+    hue = (index * 47) % 180
+    hsv = np.uint8([[[hue, 200, 220]]])
+    return tuple(int(v) for v in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])

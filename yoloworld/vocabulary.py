@@ -1,0 +1,93 @@
+"""Class vocabularies: a class is a text or a list of synonyms; the padding prompt is added, never reported."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from yoloworld.errors import InputError
+
+PADDING_PROMPT = " "  # what the released models saw as padding; '' tokenizes the same
+
+
+@dataclass
+class Vocabulary:
+    classes: list[list[str]]  # synonyms per class
+    padded: bool  # a padding prompt was appended to `texts`
+
+    @classmethod
+    def build(cls, classes, padding: bool = True) -> "Vocabulary":
+        normalised = normalise_classes(classes)
+        has_padding = any(t.strip() == "" for group in normalised for t in group)
+        return cls(normalised, padding and not has_padding)
+
+    @property
+    def names(self) -> list[str]:
+        return [group[0] for group in self.classes]
+
+    @property
+    def texts(self) -> list[str]:
+        """Flat text list fed to the text encoder (and the network), padding prompt last."""
+        flat = [t for group in self.classes for t in group]
+        return flat + [PADDING_PROMPT] if self.padded else flat
+
+    def groups(self) -> torch.Tensor:
+        """(C, S) indices into `texts` per class (-1 = unused slot); texts outside it are never reported."""
+        width = max(len(g) for g in self.classes)
+        index = torch.full((len(self.classes), width), -1, dtype=torch.long)
+        start = 0
+        for row, group in enumerate(self.classes):
+            index[row, :len(group)] = torch.arange(start, start + len(group))
+            start += len(group)
+        return index
+
+
+def normalise_classes(classes) -> list[list[str]]:
+    """Accept ["a", ["b", "b2"], ...] or a "a,b|b2" string; reject empty lists and non-text entries."""
+    if isinstance(classes, str):
+        classes = parse_class_string(classes)
+    if not isinstance(classes, (list, tuple)) or not classes:
+        raise InputError("the class list is empty: give at least one class, e.g. --classes \"person,car\"")
+    normalised = []
+    for entry in classes:
+        group = [entry] if isinstance(entry, str) else entry
+        if not isinstance(group, (list, tuple)) or not group or not all(isinstance(t, str) for t in group):
+            raise InputError(f"class entry {entry!r} is not a text or a non-empty list of texts")
+        normalised.append([str(t) for t in group])
+    return normalised
+
+
+def parse_class_string(text: str) -> list[list[str]]:
+    """"person, car|automobile, dog" -> [["person"], ["car", "automobile"], ["dog"]]."""
+    classes = []
+    for item in text.split(","):
+        synonyms = [s.strip() for s in item.split("|") if s.strip()]
+        if synonyms:
+            classes.append(synonyms)
+    if not classes:
+        raise InputError(f"no class names in {text!r}: use e.g. \"person,car|automobile,dog\"")
+    return classes
+
+
+def load_class_file(path: str | Path) -> list[list[str]]:
+    """Official class-text JSON (a list of synonym lists), or a .txt file with one class per line."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: class file not found")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".txt":
+        return normalise_classes([[s.strip() for s in line.split("|") if s.strip()] for line in text.splitlines() if line.strip()])
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    if not isinstance(data, list) or not data:
+        raise InputError(f"{path}: expected a non-empty JSON list of synonym lists, e.g. [[\"person\"], [\"car\", \"automobile\"]]")
+    for i, entry in enumerate(data):
+        ok = isinstance(entry, str) or (isinstance(entry, list) and entry and all(isinstance(t, str) for t in entry))
+        if not ok:
+            raise InputError(f"{path}: entry {i} is {json.dumps(entry)[:60]}, expected a list of texts like [\"person\"]")
+    return normalise_classes(data)
