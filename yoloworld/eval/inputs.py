@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from yoloworld.errors import DatasetError
+from yoloworld.errors import ConfigError, DatasetError
 
 LVIS_IMAGE_KEYS = ("neg_category_ids", "not_exhaustive_category_ids")
 LVIS_FREQUENCIES = ("r", "c", "f")
@@ -77,7 +77,7 @@ def load_annotations(source: str | Path | dict | Annotations, kind: str = "auto"
     COCO rules (no federated filtering); 'lvis' on a COCO file is an error.
     """
     if kind not in ("auto", "coco", "lvis"):
-        raise DatasetError(f"unknown annotation kind {kind!r}; use 'auto', 'coco' or 'lvis'")
+        raise ConfigError(f"unknown annotation kind {kind!r}; use 'auto', 'coco' or 'lvis'")
     if isinstance(source, Annotations):
         return Annotations(source.dataset, _resolve_kind(source.kind, kind, source.source), source.source)
     if isinstance(source, dict):
