@@ -130,18 +130,20 @@ def clean_boxes(xywh: np.ndarray, sizes: np.ndarray, where: list[str], problems:
     for i in np.flatnonzero(outside):
         problems.add("box_out_of_bounds", where[i], f"box {_fmt(xywh[i])} extends outside the "
                      f"{int(sizes[i, 0])}x{int(sizes[i, 1])} image; clipped")
-    return clipped.astype(np.float32), keep
+    return clipped, keep
 
 
-def group_boxes(table: BoxTable, entries: list[ImageEntry], problems: ProblemLog, with_masks: bool):
+def group_boxes(table: BoxTable, entries: list[ImageEntry], problems: ProblemLog, with_masks: bool,
+                dtype=np.float32):
     """Per image index: (boxes xyxy, labels, polygons or None), after cleaning."""
     count = len(entries)
     if not table.label:
-        empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.int64), [] if with_masks else None)
+        empty = (np.zeros((0, 4), dtype), np.zeros(0, np.int64), [] if with_masks else None)
         return [empty] * count
     image_index = np.asarray(table.image_index, dtype=np.int64)
     sizes = np.asarray([[entries[i].width, entries[i].height] for i in table.image_index], dtype=np.float64)
     boxes, keep = clean_boxes(np.asarray(table.xywh, dtype=np.float64), sizes, table.where, problems)
+    boxes = boxes.astype(dtype)
     labels = np.asarray(table.label, dtype=np.int64)
     kept = np.flatnonzero(keep)
     kept = kept[np.argsort(image_index[kept], kind="stable")]

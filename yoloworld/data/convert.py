@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from yoloworld.errors import DatasetError
 
 from .problems import ProblemLog
@@ -63,7 +65,7 @@ def yolo_to_coco(root: str | Path, out: str | Path | None = None,
     for split, images in splits.items():
         if not images:
             continue
-        source = read_yolo_images(images, names, split, with_masks=True, problems=problems)
+        source = read_yolo_images(images, names, split, with_masks=True, problems=problems, dtype=np.float64)
         images_root = Path(os.path.commonpath([str(Path(r.file).parent) for r in source.records])) \
             if source.records else Path(images[0]).parent
         path = output_path(Path(out) if out is not None else None, base, split, several=len(splits) > 1)

@@ -21,7 +21,7 @@ class ImageRecord:
     file: str
     width: int
     height: int
-    boxes: np.ndarray  # (n, 4) float32, xyxy in original pixels
+    boxes: np.ndarray  # (n, 4) xyxy in original pixels: float32 (float64 is kept, for exact conversion)
     labels: np.ndarray  # (n,) int64 into class_texts
     class_texts: ClassTexts
     image_id: int | str = 0
@@ -32,7 +32,8 @@ class ImageRecord:
     not_exhaustive_category_ids: tuple[int, ...] = ()
 
     def __post_init__(self):
-        self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
+        boxes = np.asarray(self.boxes)
+        self.boxes = (boxes if boxes.dtype == np.float64 else boxes.astype(np.float32)).reshape(-1, 4)
         self.labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
         if len(self.boxes) != len(self.labels):
             raise ValueError(f"{self.file}: {len(self.boxes)} boxes but {len(self.labels)} labels")

@@ -36,8 +36,9 @@ def label_path(image: Path) -> Path:
     return Path(*parts).with_suffix(".txt")
 
 
-def read_class_names(path: Path) -> list[str]:
+def read_class_names(path: str | Path) -> list[str]:
     """classes.txt: one name per line, or the tutorial's single comma-separated line."""
+    path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: class-name file not found")
     try:
@@ -146,7 +147,8 @@ def read_yolo(root: str | Path, split: str = "train", with_masks: bool = False,
 
 
 def read_yolo_images(images: list[Path], names: list[str], name: str, with_masks: bool,
-                     problems: ProblemLog) -> DatasetSource:
+                     problems: ProblemLog, dtype=np.float32) -> DatasetSource:
+    """Records of the given images; `dtype=np.float64` keeps boxes exact for conversion."""
     class_texts = [[n] for n in names]
     entries, table = [], BoxTable()
     for image in images:
@@ -161,7 +163,7 @@ def read_yolo_images(images: list[Path], names: list[str], name: str, with_masks
         _read_label_file(label_path(image), len(entries) - 1, size, len(names), table, problems, with_masks)
     records = [ImageRecord(file=e.file, width=e.width, height=e.height, boxes=boxes, labels=labels,
                            class_texts=class_texts, image_id=e.image_id, polygons=polygons)
-               for e, (boxes, labels, polygons) in zip(entries, group_boxes(table, entries, problems, with_masks))]
+               for e, (boxes, labels, polygons) in zip(entries, group_boxes(table, entries, problems, with_masks, dtype))]
     return DatasetSource(name=name, kind="yolo", records=records, class_texts=class_texts,
                          category_ids=list(range(len(names))))
 
@@ -194,7 +196,7 @@ def _read_label_file(path: Path, image_index: int, size: tuple[int, int], num_cl
             points = coords.reshape(-1, 2) * (width, height)
             low, high = points.min(axis=0), points.max(axis=0)
             xywh = [low[0], low[1], high[0] - low[0], high[1] - low[1]]
-            polygon = [points.astype(np.float32)]
+            polygon = [points]
         else:
             problems.add("bad_label_line", where, f"expected 'class cx cy w h' or a polygon, got {len(values)} "
                          "values; line skipped")
