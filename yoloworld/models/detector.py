@@ -31,6 +31,7 @@ class YOLOWorldDetector(nn.Module):
     def __init__(self, config: ModelConfig, text_model: TextEncoder | None = None):
         super().__init__()
         self.config = config
+        self.frozen_modules: tuple[str, ...] = ()  # submodules kept in eval mode (see models/prompt.py)
         if config.num_prompts:  # prompt tuning: the texts are parameters (official key `embeddings`)
             self.embeddings = nn.Parameter(F.normalize(torch.randn(config.num_prompts, config.embed_dims), dim=-1))
             self.adapter = (nn.Sequential(nn.Linear(config.embed_dims, config.embed_dims * 2), nn.ReLU(True),
@@ -75,6 +76,13 @@ class YOLOWorldDetector(nn.Module):
         feats = self.backbone.image_model(images)
         feats = self.neck(feats, text_embeds)
         return self.bbox_head(feats, text_embeds)
+
+    def train(self, mode: bool = True) -> "YOLOWorldDetector":
+        """As nn.Module.train, but frozen submodules stay in eval mode (official frozen BatchNorm statistics)."""
+        super().train(mode)
+        for name in self.frozen_modules:
+            self.get_submodule(name).eval()
+        return self
 
     @torch.no_grad()
     def fuse(self) -> "YOLOWorldDetector":

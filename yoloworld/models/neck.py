@@ -3,6 +3,7 @@
 Variants, chosen by `block` ("text" | "rep" | "efficient"):
   text       MaxSigmoidCSPLayerWithTwoConv, guide = text embeddings (B, N, 512)
   rep        the same with the text folded into 1x1 convs (`guide_convs`), no text input
+  rep_linear the same folded texts stored as one `guide_weight` (N, hc, heads) tensor, split per head
   efficient  no text path at all (the attention block is just its projection conv)
 v1 adds the image-pooling attention (`text_enhancer`) that updates the text for the bottom-up path.
 """
@@ -63,6 +64,33 @@ class RepMaxSigmoidAttnBlock(nn.Module):
         return gate_heads(self.project_conv(x), self.attention(x).sigmoid())
 
 
+class RepLinearMaxSigmoidAttnBlock(nn.Module):
+    """Reparameterized attention, linear layout: `guide_weight[n, c, m]` = guide of text n, channel c of head m.
+
+    The official linear mode writes a plain view of the guides (heads interleaved) and cannot run; here the
+    per-head split matches the text block, and the heads run as one grouped 1x1 convolution.
+    """
+
+    def __init__(self, channels: int, embed_channels: int, num_heads: int, num_guides: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_channels = embed_channels // num_heads
+        self.bias = nn.Parameter(torch.zeros(num_heads))
+        self.guide_weight = nn.Parameter(torch.zeros(num_guides, self.head_channels, num_heads))
+        self.project_conv = ConvModule(channels, channels, 3, act=False)
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        num_guides = self.guide_weight.shape[0]
+        # (N, hc, M) -> (M * N, hc, 1, 1): output group m holds head m's N guides
+        weight = self.guide_weight.permute(2, 0, 1).reshape(self.num_heads * num_guides, self.head_channels, 1, 1)
+        logits = F.conv2d(x, weight, groups=self.num_heads).reshape(b, self.num_heads, num_guides, h, w).amax(dim=2)
+        return logits / self.head_channels ** 0.5 + self.bias[None, :, None, None]
+
+    def forward(self, x: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+        return gate_heads(self.project_conv(x), self.attention(x).sigmoid())
+
+
 class ProjectOnlyBlock(nn.Module):
     """Efficient neck: the attention block reduced to its projection conv (no text path)."""
 
@@ -92,10 +120,12 @@ class TextGuidedCSPLayer(CSPLayerWithTwoConv):
             self.attn_block = MaxSigmoidAttnBlock(mid, embed_channels, num_heads, guide_channels)
         elif block == "rep":
             self.attn_block = RepMaxSigmoidAttnBlock(mid, embed_channels, num_heads, num_guides)
+        elif block == "rep_linear":
+            self.attn_block = RepLinearMaxSigmoidAttnBlock(mid, embed_channels, num_heads, num_guides)
         elif block == "efficient":
             self.attn_block = ProjectOnlyBlock(mid)
         else:
-            raise ValueError(f"unknown neck block {block!r}: use 'text', 'rep' or 'efficient'")
+            raise ValueError(f"unknown neck block {block!r}: use 'text', 'rep', 'rep_linear' or 'efficient'")
 
     def forward(self, x: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
         chunks = self._chunks(x)

@@ -1,0 +1,160 @@
+"""Prompt embeddings: `.npy` files (with a JSON note beside them), the prompt-tuning detector and its freezing.
+
+Prompt tuning (SPEC section 4): the detector has no text model; it holds `embeddings` (N x 512, from an
+`.npy` or random) and an optional residual MLP `adapter`. Backbone, neck and head are frozen (weights and
+BatchNorm statistics), so only the prompts train.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from yoloworld.errors import CheckpointError, InputError
+from yoloworld.models.checkpoint import (TEXT_PREFIX, check_state_dict, config_from_checkpoint, read_checkpoint,
+                                         resolve_weights)
+from yoloworld.models.detector import YOLOWorldDetector
+
+PROMPT_PREFIXES = ("embeddings", "adapter.")  # keys an ordinary checkpoint lacks; they keep their initial values
+FROZEN_FOR_PROMPT_TUNING = ("backbone", "neck", "bbox_head")
+
+
+# ---------------------------------------------------------------- embedding files
+
+def note_path(path: str | os.PathLike) -> Path:
+    """`EMB.npy` -> `EMB.json`: what the rows are (texts, synonym mode, text model, padding row)."""
+    return Path(path).with_suffix(".json")
+
+
+def write_embeddings(path: str | os.PathLike, embeds: torch.Tensor | np.ndarray, note: dict) -> Path:
+    """Write (N, D) float32 embeddings to `path` (.npy) and `note` next to it; folders are created."""
+    path = Path(path)
+    if path.suffix != ".npy":
+        raise InputError(f"{path}: the embeddings file must end in .npy")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = embeds.detach().float().cpu().numpy() if isinstance(embeds, torch.Tensor) else np.asarray(embeds, np.float32)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npy")
+    np.save(tmp, array.astype(np.float32))
+    os.replace(tmp, path)
+    note_path(path).write_text(json.dumps({**note, "shape": list(array.shape)}, indent=2, ensure_ascii=False) + "\n",
+                               encoding="utf-8")
+    return path
+
+
+def read_embeddings(path: str | os.PathLike, dims: int | None = None) -> tuple[torch.Tensor, dict]:
+    """(N, D) L2-normalised float32 embeddings and the note written beside them ({} if there is none)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: embeddings file not found (write one with: yoloworld embed)")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except Exception:
+        raise InputError(f"{path}: not a NumPy .npy array") from None
+    if array.ndim != 2 or array.shape[0] == 0 or (dims is not None and array.shape[1] != dims):
+        want = f"(N, {dims})" if dims else "(N, D)"
+        raise InputError(f"{path}: embeddings have shape {array.shape}, expected {want}")
+    embeds = torch.from_numpy(array.astype(np.float32))
+    if not torch.isfinite(embeds).all() or (embeds.norm(dim=-1) == 0).any():
+        raise InputError(f"{path}: embeddings contain NaN, inf or all-zero rows")
+    note = {}
+    if note_path(path).is_file():
+        try:
+            note = json.loads(note_path(path).read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            raise InputError(f"{note_path(path)}: malformed JSON next to {path.name}") from None
+    return F.normalize(embeds, dim=-1), note
+
+
+# ---------------------------------------------------------------- the prompt-tuning detector
+
+@dataclass
+class LoadReport:
+    """What a non-strict load left out, in the official places only."""
+
+    source: str
+    ignored: list[str] = field(default_factory=list)  # checkpoint keys with no place in the model (text tower)
+    kept: list[str] = field(default_factory=list)  # model keys the checkpoint lacks (prompts, adapter)
+
+    def lines(self) -> list[str]:
+        out = []
+        if self.ignored:
+            out.append(f"{self.source}: ignored {len(self.ignored)} keys with no place in a prompt detector "
+                       f"({_summarise(self.ignored)})")
+        if self.kept:
+            out.append(f"{self.source}: not in the checkpoint, kept as initialised: {_summarise(self.kept)}")
+        return out
+
+
+def _summarise(keys: list[str]) -> str:
+    prefixes = sorted({k.split(".")[0] + "." + k.split(".")[1] + ".*" if k.startswith(TEXT_PREFIX) else k
+                       for k in keys})
+    return ", ".join(prefixes[:6]) + (", ..." if len(prefixes) > 6 else "")
+
+
+def build_prompt_detector(weights: str | os.PathLike, embeddings: torch.Tensor | None = None,
+                          num_prompts: int | None = None, adapter: bool = False
+                          ) -> tuple[YOLOWorldDetector, LoadReport]:
+    """A prompt-tuning detector from an official or yoloworld checkpoint (text-conditioned or prompt-tuned).
+
+    Like the official `load_from` (non-strict), only two kinds of keys may differ: the text tower in the file
+    is ignored, and `embeddings` / `adapter.*` absent from the file keep their initial values (the given
+    `embeddings`, else random L2-normalised rows). Prompts stored in the file win over `embeddings`, as
+    officially. Every other missing, unexpected or mis-shaped key is a CheckpointError.
+    """
+    path = resolve_weights(weights)
+    checkpoint = read_checkpoint(path)
+    state = checkpoint["state_dict"]
+    base = config_from_checkpoint(checkpoint)
+    if base.contrastive == "rep":
+        raise CheckpointError(f"{path}: a reparameterized model has no text path to prompt; "
+                              "start prompt tuning from a text-conditioned checkpoint")
+    count = _prompt_count(path, state, embeddings, num_prompts)
+    config = replace(base, text_hidden=None, num_prompts=count,
+                     prompt_adapter=adapter or any(k.startswith("adapter.") for k in state))
+    model = YOLOWorldDetector(config, None)
+    if embeddings is not None:
+        if embeddings.shape != model.embeddings.shape:
+            raise InputError(f"prompt embeddings have shape {tuple(embeddings.shape)}, this model needs "
+                             f"(N, {config.embed_dims})")
+        with torch.no_grad():
+            model.embeddings.copy_(F.normalize(embeddings.float(), dim=-1))
+    check_state_dict(model, state, str(path), ignore_prefixes=(TEXT_PREFIX, *PROMPT_PREFIXES))
+    result = model.load_state_dict(state, strict=False)
+    report = LoadReport(str(path), ignored=list(result.unexpected_keys),
+                        kept=[k for k in result.missing_keys if k.startswith(PROMPT_PREFIXES)])
+    return model.eval(), report
+
+
+def _prompt_count(path: Path, state: dict, embeddings: torch.Tensor | None, num_prompts: int | None) -> int:
+    if embeddings is not None:
+        return int(embeddings.shape[0])
+    if num_prompts:
+        return int(num_prompts)
+    if "embeddings" in state:
+        return int(state["embeddings"].shape[0])
+    raise InputError(f"{path}: holds no prompts; give prompt embeddings (.npy) or a number of prompts")
+
+
+def freeze_for_prompt_tuning(model: YOLOWorldDetector) -> list[str]:
+    """Official prompt-tuning freezing: backbone (all 4 stages), neck and head get no gradients and keep their
+    BatchNorm statistics (they stay in eval mode through `model.train()`). Returns the trainable names."""
+    if not model.config.num_prompts:
+        raise ValueError("freeze_for_prompt_tuning needs a prompt detector (build_prompt_detector)")
+    trainable = []
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name.startswith(PROMPT_PREFIXES))
+        if parameter.requires_grad:
+            trainable.append(name)
+    model.frozen_modules = FROZEN_FOR_PROMPT_TUNING
+    model.train(model.training)
+    return trainable
+
+
+__all__ = ["note_path", "write_embeddings", "read_embeddings", "LoadReport", "build_prompt_detector",
+           "freeze_for_prompt_tuning"]

@@ -1,0 +1,139 @@
+"""Reparameterization (SPEC section 3): fold a fixed vocabulary into the neck and the head.
+
+With text embeddings E (N x D, L2-normalised) the text-dependent parts become plain weights:
+  head  `cls_contrasts.i.conv.weight` = E * exp(logit_scale_i), `conv.bias` = bias_i (N copies); `norm.*` stays
+  neck  G = guide_fc(E) (N x embed) per attention block, stored either as one 1x1 conv per head
+        (`guide_convs.h.weight` = G[:, h*hc:(h+1)*hc], the official conv mode) or as one tensor
+        (`guide_weight[n, c, m]` = G[n, m*hc + c], our linear mode; the official one interleaves heads)
+Every `text_model` key is dropped. The resulting detector needs no text model and gives the original
+model's outputs for those texts.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from yoloworld.config import ModelConfig
+from yoloworld.errors import CheckpointError, ConfigError, InputError
+from yoloworld.models.checkpoint import (check_state_dict, config_from_checkpoint, load_detector, read_checkpoint,
+                                         resolve_weights, save_checkpoint)
+from yoloworld.models.detector import YOLOWorldDetector
+
+NECK_MODES = ("conv", "linear")
+HEAD_PREFIX = "bbox_head.head_module.cls_contrasts."
+
+
+def fold_texts(state: dict[str, torch.Tensor], text_embeds: torch.Tensor, neck: str = "conv",
+               source: str = "weights") -> dict[str, torch.Tensor]:
+    """A text-conditioned (or prompt) state_dict -> the reparameterized state_dict for `text_embeds` (N, D)."""
+    if neck not in NECK_MODES:
+        raise ConfigError(f"unknown neck mode {neck!r}: use conv or linear")
+    _check_foldable(state, source)
+    embeds = text_embeds.detach().float().cpu()
+    folded = {k: v for k, v in state.items()
+              if "text_model" not in k and k != "embeddings" and not k.startswith("adapter.")}
+    for prefix in _prefixes(folded, HEAD_PREFIX, ".logit_scale"):
+        _fold_head(folded, prefix, embeds)
+    for prefix in _prefixes(folded, "neck.", ".guide_fc.weight"):
+        _fold_guides(folded, prefix, embeds, neck)
+    return folded
+
+
+def _check_foldable(state: dict, source: str) -> None:
+    if any(k.startswith("neck.text_enhancer.") for k in state):
+        raise CheckpointError(f"{source}: a v1 model cannot be reparameterized: its image-pooling attention makes "
+                              "the texts depend on the image; use a v2 model")
+    if f"{HEAD_PREFIX}0.conv.weight" in state:
+        raise CheckpointError(f"{source}: already reparameterized; reparameterize the text-conditioned original")
+    if f"{HEAD_PREFIX}0.logit_scale" in state and f"{HEAD_PREFIX}0.norm.weight" not in state:
+        raise CheckpointError(f"{source}: only the BatchNorm contrastive head (v2) can be folded into a convolution")
+
+
+def _prefixes(state: dict, start: str, end: str) -> list[str]:
+    return [k[: -len(end) + 1] for k in state if k.startswith(start) and k.endswith(end)]
+
+
+def _fold_head(state: dict, prefix: str, embeds: torch.Tensor) -> None:
+    scale, bias = state.pop(prefix + "logit_scale"), state.pop(prefix + "bias")
+    num_texts, dims = embeds.shape
+    state[prefix + "conv.weight"] = (embeds * scale.exp()).reshape(num_texts, dims, 1, 1)
+    state[prefix + "conv.bias"] = torch.ones(num_texts) * bias
+
+
+def _fold_guides(state: dict, prefix: str, embeds: torch.Tensor, neck: str) -> None:
+    weight, bias = state.pop(prefix + "guide_fc.weight"), state.pop(prefix + "guide_fc.bias")
+    # (N, embed) = the text block's guide_fc(E); float64 so the stored guides carry only the final rounding
+    guides = (embeds.double() @ weight.double().T + bias.double()).to(weight.dtype)
+    heads = state[prefix + "bias"].numel()
+    head_channels = guides.shape[1] // heads
+    per_head = guides.reshape(len(guides), heads, head_channels)  # head m = channels [m*hc, (m+1)*hc)
+    if neck == "conv":
+        for h in range(heads):
+            state[f"{prefix}guide_convs.{h}.weight"] = per_head[:, h, :, None, None].clone()
+    else:
+        state[prefix + "guide_weight"] = per_head.permute(0, 2, 1).contiguous()  # (N, hc, heads)
+
+
+def rep_config(config: ModelConfig, num_texts: int, neck: str = "conv") -> ModelConfig:
+    """The config of the reparameterized model: rep head, rep neck (efficient necks stay efficient), no text."""
+    block = config.neck_block if config.neck_block == "efficient" else ("rep" if neck == "conv" else "rep_linear")
+    return replace(config, contrastive="rep", neck_block=block, num_guides=num_texts, text_hidden=None,
+                   num_prompts=0, prompt_adapter=False)
+
+
+def build_rep_model(state: dict, config: ModelConfig, text_embeds: torch.Tensor, neck: str = "conv",
+                    source: str = "weights") -> YOLOWorldDetector:
+    """Fold `text_embeds` into `state` (of a model built from `config`) and load the result strictly."""
+    folded = fold_texts(state, text_embeds, neck, source)
+    model = YOLOWorldDetector(rep_config(config, len(text_embeds), neck), None)
+    check_state_dict(model, folded, source)
+    model.load_state_dict(folded, strict=False)  # only benign keys (num_batches_tracked) may be absent
+    return model.eval()
+
+
+@torch.no_grad()
+def reparameterize(model: YOLOWorldDetector, text_embeds: torch.Tensor | None = None,
+                   neck: str = "conv") -> YOLOWorldDetector:
+    """A new detector with `text_embeds` (N, D) folded in; a prompt detector folds its own prompts."""
+    if text_embeds is None:
+        if not model.config.num_prompts:
+            raise ValueError("reparameterize needs text embeddings (N, D) for a text-conditioned model")
+        text_embeds = model.prompt_embeddings()
+    device = next(model.parameters()).device
+    return build_rep_model(model.state_dict(), model.config, text_embeds, neck, "model").to(device)
+
+
+@torch.no_grad()
+def reparameterize_checkpoint(weights: str | os.PathLike, out: str | os.PathLike, text_embeds: torch.Tensor | None,
+                              neck: str = "conv", classes: list[list[str]] | None = None,
+                              padded: bool = False) -> YOLOWorldDetector:
+    """Write the reparameterized checkpoint of `weights` to `out` (folders created). No text model is needed:
+    the texts arrive as embeddings, or are the prompts of a prompt-tuned checkpoint. `classes` (one synonym
+    list per row of `text_embeds`, padding row excluded) and `padded` are recorded for prediction."""
+    path = resolve_weights(weights)
+    checkpoint = read_checkpoint(path)
+    config = config_from_checkpoint(checkpoint)
+    if text_embeds is None:
+        if not config.num_prompts:
+            raise InputError(f"{path}: a text-conditioned model needs --embeddings EMB.npy (yoloworld embed)")
+        text_embeds = load_detector(path)[0].prompt_embeddings()
+        stored = checkpoint["meta"].get("yoloworld", {})  # a prompt-tuned file may name its prompts
+        classes, padded = classes or stored.get("classes"), padded or bool(stored.get("padded", False))
+    if text_embeds.shape[1] != config.embed_dims:
+        raise InputError(f"embeddings have {text_embeds.shape[1]} dims, {path.name} expects {config.embed_dims}")
+    model = build_rep_model(checkpoint["state_dict"], config, text_embeds, neck, str(path))
+    num_classes = len(text_embeds) - int(padded)
+    if classes is None or len(classes) != num_classes:
+        classes = [[f"class{i}"] for i in range(num_classes)]
+    # one embedding row per class (synonyms already averaged or first-only): one text per class
+    classes = [[group[0]] for group in classes]
+    meta = {"classes": classes, "padded": padded, "reparameterized": {"neck": neck, "source": Path(path).name}}
+    save_checkpoint(out, model, meta)
+    return model
+
+
+__all__ = ["NECK_MODES", "fold_texts", "rep_config", "build_rep_model", "reparameterize", "reparameterize_checkpoint"]
