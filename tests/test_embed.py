@@ -1,0 +1,50 @@
+"""`yoloworld embed`: class texts -> L2-normalised embeddings; parity with fixtures/official/inputs.npz text_embeds."""
+
+import json
+
+import numpy as np
+import torch
+
+from yoloworld.cli import main
+from yoloworld.models.prompt import read_embeddings
+
+
+def embed(fixtures, tmp_path, classes, *flags):
+    texts = tmp_path / "texts.json"
+    texts.write_text(json.dumps(classes))
+    out = tmp_path / "deep" / "emb.npy"
+    code = main(["embed", "--classes-file", str(texts), "--text-model", str(fixtures / "tiny-clip"),
+                 "--out", str(out), *flags])
+    return code, out
+
+
+def test_first_synonym_with_padding_reproduces_official_text_embeddings(fixtures, tmp_path):
+    official = np.load(fixtures / "inputs.npz")["text_embeds"]  # texts: person, a red car, dog, traffic light, ' '
+    classes = [["person", "human"], ["a red car"], ["dog", "puppy"], ["traffic light"]]
+    code, out = embed(fixtures, tmp_path, classes, "--synonyms", "first", "--padding")
+    assert code == 0
+    array = np.load(out)
+    assert array.shape == (5, 512) and array.dtype == np.float32
+    np.testing.assert_allclose(array, official, atol=1e-6)
+    note = json.loads(out.with_suffix(".json").read_text())
+    assert note["synonyms"] == "first" and note["padded"] is True and note["classes"] == classes
+    assert note["shape"] == [5, 512]
+
+
+def test_mean_of_synonyms_is_renormalised(fixtures, tmp_path):
+    official = torch.from_numpy(np.load(fixtures / "inputs.npz")["text_embeds"])
+    code, out = embed(fixtures, tmp_path, [["person", "dog"], ["traffic light"]])
+    assert code == 0
+    embeds, note = read_embeddings(out, dims=512)
+    expected = torch.nn.functional.normalize(official[0] + official[2], dim=0)
+    torch.testing.assert_close(embeds[0], expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(embeds[1], official[3], atol=1e-6, rtol=0)
+    torch.testing.assert_close(embeds.norm(dim=-1), torch.ones(2))
+    assert note["synonyms"] == "mean" and note["padded"] is False
+
+
+def test_bad_class_file_is_one_line_error(fixtures, tmp_path, capsys):
+    code, out = embed(fixtures, tmp_path, {"person": 1})
+    assert code == 2 and not out.exists()
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "texts.json" in err and "\n" not in err
