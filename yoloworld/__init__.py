@@ -1,0 +1,20 @@
+"""YOLO-World open-vocabulary detection in plain PyTorch. Public API: `YOLOWorld`, `Results`."""
+
+__version__ = "0.1.0"
+__all__ = ["YOLOWorld", "Results", "YOLOWorldError"]
+
+
+def __getattr__(name):  # imported lazily so `yoloworld --help` does not load torch
+    if name == "YOLOWorld":
+        from yoloworld.api import YOLOWorld
+
+        return YOLOWorld
+    if name == "Results":
+        from yoloworld.results import Results
+
+        return Results
+    if name == "YOLOWorldError":
+        from yoloworld.errors import YOLOWorldError
+
+        return YOLOWorldError
+    raise AttributeError(name)
