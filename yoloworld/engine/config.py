@@ -1,0 +1,242 @@
+"""Training configuration: typed sections, YAML recipes (with `base:` inheritance) and `key=value` overrides.
+
+    yoloworld train finetune_coco data.train.0.ann=... optim.lr=1e-4
+
+A recipe is a built-in name (yoloworld/configs/NAME.yaml) or a YAML path. Every key is checked against the
+dataclasses below; an unknown key is an error that lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from yoloworld.config import SIZES, ModelConfig, from_dict, load_yaml, merge, parse_overrides, to_dict
+from yoloworld.data.augment import AugmentConfig
+from yoloworld.data.sources import DatasetConfig
+from yoloworld.errors import ConfigError
+
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "configs"
+MODES = ("normal", "efficient", "prompt", "rep")
+METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+
+
+@dataclass
+class RandomTextConfig:
+    """A small CLIP-shaped text encoder with seeded random weights, frozen like CLIP (offline experiments)."""
+
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 2
+    seed: int = 0
+
+
+@dataclass
+class ModelSection:
+    size: str = "s"  # n, s, m, l, x, xl
+    version: str = "v2"
+    mode: str = "normal"  # normal | efficient (no text path in the neck) | prompt (prompt tuning) | rep
+    weights: str | None = None  # start from this checkpoint (official .pth or ours); None: random init
+    text_model: str | None = None  # Hugging Face CLIP folder (text weights / tokenizer)
+    random_text: RandomTextConfig | None = None  # instead of CLIP: a seeded random text encoder
+    freeze_text: bool = True  # official: the text encoder is frozen; unfrozen it trains at lr x text_lr_mult
+    embeddings: str | None = None  # prompt / rep: (N, 512) .npy, one row per class (yoloworld embed)
+    rep_neck: str = "conv"  # rep: conv (official) or linear
+    prompt_adapter: bool = False  # prompt: residual MLP on the prompts
+    arch: dict = field(default_factory=dict)  # ModelConfig overrides (deepen, widen, min_cls_channels, ...)
+
+
+@dataclass
+class DataSection:
+    train: list[DatasetConfig] = field(default_factory=list)
+    val: list[DatasetConfig] = field(default_factory=list)  # the first one is scored
+    dataset: str | None = None  # alternatively: a dataset YAML with train/val lists
+    num_texts: int = 80  # texts per training image (positives + negatives, '' padded)
+    workers: int = 2
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class OptimSection:
+    optimizer: str = "adamw"  # adamw | sgd
+    lr: float = 2e-4
+    weight_decay: float = 0.05
+    scale_weight_decay: bool = True  # official: weight decay x (total batch / 64); the effective value is logged
+    momentum: float = 0.937  # sgd
+    nesterov: bool = True  # sgd
+    betas: tuple[float, float] = (0.9, 0.999)  # adamw
+    batch_size: int = 16  # per process (official batch_size_per_gpu)
+    text_lr_mult: float = 0.01
+    grad_clip: float = 10.0  # max gradient norm; 0 = off
+
+
+@dataclass
+class ScheduleSection:
+    epochs: int = 80
+    warmup_epochs: float = 3.0  # warmup lasts max(warmup_epochs, warmup_min_iters)
+    warmup_min_iters: int = 1000
+    warmup_momentum: float = 0.8  # sgd: momentum rises from this to optim.momentum during warmup
+    final_lr_factor: float = 0.01  # linear decay to lr x this at the last epoch
+
+
+@dataclass
+class EMASection:
+    enabled: bool = True
+    momentum: float = 1e-4
+    gamma: float = 2000.0
+
+
+@dataclass
+class EvalSection:
+    interval: int = 5  # validate every k epochs (and after the last)
+    interval_last: int = 1  # ... every k epochs once mosaic is off (official dynamic interval)
+    metric: str = "AP"  # best.pt is chosen by this (bbox mAP by default)
+    batch_size: int = 8
+    conf: float = 0.001
+    iou: float = 0.7
+    max_det: int = 300
+
+
+@dataclass
+class CheckpointSection:
+    every_iters: int = 0  # also save the resume state every N iterations (0 = off)
+    every_minutes: float = 10.0  # ... and at least this often (0 = off); always at the end of an epoch
+    every_epochs: int = 0  # keep epoch_N.pt every N epochs (0 = only last.pt and best.pt)
+    deploy: str | None = None  # at the end, also write best.pt with its vocabulary baked in, text tower dropped
+    deploy_half: bool = True  # ... in fp16 (the built-in demo model is made this way)
+
+
+@dataclass
+class TrainConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    schedule: ScheduleSection = field(default_factory=ScheduleSection)
+    ema: EMASection = field(default_factory=EMASection)
+    eval: EvalSection = field(default_factory=EvalSection)
+    checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
+    out: str = "runs/train/exp"
+    device: str = "auto"  # auto, cpu, cuda, cuda:N (DDP: cuda:LOCAL_RANK)
+    amp: str = "none"  # none | bf16 | fp16 (fp16 only on CUDA)
+    seed: int = 0
+    sync_bn: bool = False  # DDP: synchronise BatchNorm statistics across processes
+    max_bad_steps: int = 20  # stop after this many consecutive steps with NaN/inf loss or gradients
+    log_every: int = 10  # iterations between scalars.jsonl lines
+    tensorboard: bool = True
+
+    def validate(self) -> "TrainConfig":
+        checks = [
+            (self.model.size in SIZES, f"model.size {self.model.size!r}: choose one of {', '.join(SIZES)}"),
+            (self.model.version in ("v1", "v2"), f"model.version {self.model.version!r}: choose v1 or v2"),
+            (self.model.mode in MODES, f"model.mode {self.model.mode!r}: choose one of {', '.join(MODES)}"),
+            (self.model.rep_neck in ("conv", "linear"), "model.rep_neck: choose conv or linear"),
+            (self.optim.optimizer in ("adamw", "sgd"), f"optim.optimizer {self.optim.optimizer!r}: choose adamw or sgd"),
+            (self.optim.lr > 0 and self.optim.weight_decay >= 0, "optim.lr must be > 0 and optim.weight_decay >= 0"),
+            (self.optim.batch_size >= 1, "optim.batch_size must be >= 1"),
+            (self.schedule.epochs >= 1, "schedule.epochs must be >= 1"),
+            (0 < self.schedule.final_lr_factor <= 1, "schedule.final_lr_factor must be in (0, 1]"),
+            (self.eval.metric in METRICS, f"eval.metric {self.eval.metric!r}: choose one of {', '.join(METRICS)}"),
+            (self.eval.interval >= 1 and self.eval.interval_last >= 1, "eval.interval values must be >= 1"),
+            (self.amp in ("none", "bf16", "fp16"), f"amp {self.amp!r}: choose none, bf16 or fp16"),
+            (self.data.num_texts >= 1 and self.data.workers >= 0, "data.num_texts must be >= 1, data.workers >= 0"),
+            (self.max_bad_steps >= 1 and self.log_every >= 1, "max_bad_steps and log_every must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        if self.model.mode in ("prompt", "rep") and not self.model.weights:
+            raise ConfigError(f"model.mode={self.model.mode} starts from a checkpoint: set model.weights=FILE")
+        if self.checkpoint.deploy and self.model.mode in ("prompt", "rep"):
+            raise ConfigError("checkpoint.deploy bakes text embeddings; prompt and rep models carry their classes "
+                              "already: use best.pt as it is")
+        from_dict(ModelConfig, self.model.arch, "model.arch.")  # unknown architecture keys fail here
+        return self
+
+    def model_config(self) -> ModelConfig:
+        """The architecture of a freshly built model: the size preset, the mode's neck, then `model.arch`."""
+        config = ModelConfig.preset(self.model.size, self.model.version)
+        values = to_dict(config)
+        if self.model.mode == "efficient":
+            values["neck_block"] = "efficient"
+        if self.model.random_text is not None:
+            values["text_hidden"] = self.model.random_text.hidden
+        return from_dict(ModelConfig, {**values, **self.model.arch}, "model.arch.")
+
+
+def resolve_recipe(name: str | Path) -> Path:
+    """A YAML path, or the name of a built-in recipe (with or without .yaml)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    builtin = RECIPES_DIR / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
+    if builtin.is_file() and len(path.parts) == 1:
+        return builtin
+    known = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")))
+    raise ConfigError(f"{name}: no such config file, and not a built-in recipe ({known})")
+
+
+def load_recipe_dict(name: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """The recipe as a dict, its `base:` recipe (a path relative to it, or a built-in name) merged under it."""
+    path = resolve_recipe(name).resolve()
+    if path in _seen:
+        raise ConfigError(f"{path}: `base:` chain loops back to itself")
+    data = load_yaml(path)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    relative = path.parent / str(base)
+    return merge(load_recipe_dict(relative if relative.is_file() else base, _seen + (path,)), data)
+
+
+def build_train_config(recipe: str | Path | None = None, overrides: list[str] | None = None,
+                       data: dict | None = None) -> TrainConfig:
+    """Recipe (file or built-in name) + `key=value` overrides (+ an optional dict) -> a validated TrainConfig."""
+    values = load_recipe_dict(recipe) if recipe is not None else {}
+    values = merge(values, data or {})
+    values = merge_overrides(values, overrides or [])
+    return from_dict(TrainConfig, values).validate()
+
+
+def merge_overrides(values: dict, overrides: list[str]) -> dict:
+    """Apply `a.b=1` overrides; a list element is addressed by its index (`data.train.0.ann=...`)."""
+    for pair in overrides:
+        nested = parse_overrides([pair])
+        values = _merge_indexed(values, nested, pair)
+    return values
+
+
+def _merge_indexed(base, update, pair: str):
+    if isinstance(base, list) and isinstance(update, dict):
+        items = list(base)
+        for key, value in update.items():
+            if not str(key).isdigit() or int(key) > len(items):
+                raise ConfigError(f"override {pair!r}: list index {key!r} out of range (the list has {len(items)})")
+            index = int(key)
+            current = items[index] if index < len(items) else {}
+            if index == len(items):
+                items.append(None)
+            items[index] = _merge_indexed(current, value, pair) if isinstance(value, dict) else value
+        return items
+    if isinstance(base, dict) and isinstance(update, dict):
+        out = dict(base)
+        for key, value in update.items():
+            out[key] = _merge_indexed(out.get(key), value, pair) if isinstance(value, dict) else value
+        return out
+    return update
+
+
+def config_to_dict(config: TrainConfig) -> dict:
+    """Plain YAML-able dict (tuples become lists)."""
+    def plain(value):
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+    return plain(dataclasses.asdict(config))
+
+
+__all__ = ["MODES", "METRICS", "RandomTextConfig", "ModelSection", "DataSection", "OptimSection", "ScheduleSection",
+           "EMASection", "EvalSection", "CheckpointSection", "TrainConfig", "resolve_recipe", "load_recipe_dict",
+           "build_train_config", "merge_overrides", "config_to_dict"]

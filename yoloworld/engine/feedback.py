@@ -1,0 +1,132 @@
+"""What a run tells its user while it trains: a progress bar (loss parts, lr, ETA), `scalars.jsonl` (one JSON
+object per line, the official log's names for validation metrics) and TensorBoard events. Main process only."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+LOGGER = logging.getLogger("yoloworld")
+SCALARS = "scalars.jsonl"
+
+
+class ScalarLog:
+    """Append-only JSON lines; on resume the lines past the resumed step are dropped first."""
+
+    def __init__(self, out: Path, resume_step: int | None = None):
+        self.path = Path(out) / SCALARS
+        if resume_step is not None and self.path.exists():
+            kept = [line for line in read_scalars(self.path) if line.get("step", 0) <= resume_step]
+            tmp = self.path.with_name(f".{SCALARS}.tmp")
+            tmp.write_text("".join(json.dumps(line) + "\n" for line in kept), encoding="utf-8")
+            tmp.replace(self.path)
+        elif resume_step is None and self.path.exists():
+            self.path.unlink()
+
+    def write(self, record: dict) -> None:
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+def read_scalars(path: Path) -> list[dict]:
+    lines = []
+    if not Path(path).exists():
+        return lines
+    for text in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            lines.append(json.loads(text))
+        except json.JSONDecodeError:  # a line cut short by a kill
+            continue
+    return lines
+
+
+class TensorBoard:
+    def __init__(self, out: Path, enabled: bool, resume_step: int | None = None):
+        self.writer = None
+        if not enabled:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            LOGGER.warning("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
+            return
+        self.writer = SummaryWriter(str(Path(out) / "tensorboard"), purge_step=resume_step)
+
+    def scalars(self, values: dict, step: int) -> None:
+        if self.writer is None:
+            return
+        for key, value in values.items():
+            if isinstance(value, (int, float)) and key not in ("step", "epoch", "iter"):
+                self.writer.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class Progress:
+    """Per-epoch tqdm bar with running means of the loss parts, the lr and the ETA of the whole run."""
+
+    def __init__(self, enabled: bool, total_iters: int, done_iters: int):
+        self.enabled = enabled
+        self.total, self.done_at_start = total_iters, done_iters
+        self.started = time.time()
+        self.bar = None
+        self.interactive = sys.stderr.isatty()
+
+    def start_epoch(self, epoch: int, epochs: int, iters: int, first: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=iters, initial=first, desc=f"epoch {epoch + 1}/{epochs}", unit="it", leave=True,
+                        dynamic_ncols=True, mininterval=0.5 if self.interactive else 30.0, file=sys.stderr)
+
+    def update(self, step: int, losses: dict, lr: float) -> None:
+        if self.bar is None:
+            return
+        parts = {k.replace("loss_", ""): f"{v:.3f}" for k, v in losses.items()}
+        self.bar.set_postfix(**parts, lr=f"{lr:.2e}", eta=self.eta(step), refresh=False)
+        self.bar.update(1)
+
+    def eta(self, step: int) -> str:
+        done = step - self.done_at_start
+        if done <= 0:
+            return "?"
+        remaining = (time.time() - self.started) / done * max(self.total - step, 0)
+        return format_seconds(remaining)
+
+    def end_epoch(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class RunningMeans:
+    """Means of the loss parts since the last log line."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = {}
+        self.count = 0
+
+    def add(self, values: dict) -> None:
+        for key, value in values.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+        self.count += 1
+
+    def means(self) -> dict:
+        return {k: v / max(self.count, 1) for k, v in self.sums.items()}
+
+    def reset(self) -> None:
+        self.sums, self.count = {}, 0
+
+
+__all__ = ["SCALARS", "ScalarLog", "read_scalars", "TensorBoard", "Progress", "RunningMeans", "format_seconds"]

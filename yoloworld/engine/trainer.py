@@ -1,0 +1,339 @@
+"""The training loop: data -> model -> YOLO-World loss -> AdamW/SGD with the official groups and schedule, EMA,
+AMP, gradient clipping, NaN/inf guard, validation, checkpoints and exact resume; DDP under torchrun."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from yoloworld.engine.loss import YOLOWorldLoss
+from yoloworld.errors import CheckpointError, ConfigError, YOLOWorldError
+
+from . import distributed as dist_utils
+from .batches import ClassIndexLabels, TextBatcher, build_training_set, dataset_configs, read_val_source, \
+    train_loader, vocabulary_of
+from .config import TrainConfig, config_to_dict
+from .ema import ModelEMA
+from .feedback import Progress, RunningMeans, ScalarLog, TensorBoard
+from .modes import build_training_model, text_config_meta
+from .optim import LRSchedule, build_optimizer, clip_gradients, describe_optimizer
+from .report import format_summary, write_report
+from .state import STATE_FILE, load_resume_state, rng_state, save_resume_state, set_rng_state
+from .validate import LOG_NAMES, Validator
+from .weights import WeightsWriter
+
+LOGGER = logging.getLogger("yoloworld")
+
+
+class TrainingDiverged(YOLOWorldError):
+    """Too many consecutive steps with a NaN/inf loss or gradient."""
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, resume: bool = False):
+        self.config = config
+        self.info = dist_utils.init_distributed(config.device)
+        self.device = dist_utils.resolve_device(config.device, self.info)
+        self.autocast = autocast_factory(config.amp, self.device)
+        self.out = self._out_dir(resume)
+        train_sets, val_sets = dataset_configs(config)
+        val_source = read_val_source(val_sets)
+        self.dataset = build_training_set(config, train_sets, config.data.num_texts)
+        classes = vocabulary_of(self.dataset, val_source)
+        self.fixed_vocabulary = config.model.mode in ("prompt", "rep")
+        if self.fixed_vocabulary:
+            if not classes:
+                raise ConfigError(f"model.mode={config.model.mode} needs a detection dataset with a class list")
+            self.dataset.num_texts = len(classes)  # every class in every image, no padding: labels = columns
+            self.class_labels = ClassIndexLabels(classes)
+
+        torch.manual_seed(config.seed)  # the same initial weights in every process
+        built = build_training_model(config, classes)
+        self.model = built.model.to(self.device)
+        if config.sync_bn and self.info.enabled:
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        self.model.train()
+        self.optimizer = build_optimizer(self.model, config.optim, self.info.world_size)
+        self.frozen_keys = {k for k, v in self.model.named_parameters() if k.startswith("backbone.text_model.")
+                            and not v.requires_grad}
+        self.ema = ModelEMA(self.model, config.ema.momentum, config.ema.gamma) if config.ema.enabled else None
+        self.scaler = torch.amp.GradScaler("cuda") if config.amp == "fp16" else None
+        self.loss = YOLOWorldLoss()
+        self.texts = None if self.fixed_vocabulary else TextBatcher(self.model, self.device)
+        self.iters_per_epoch = dist_utils.GlobalBatchSampler.batches_per_epoch(
+            len(self.dataset), config.optim.batch_size, self.info.world_size)
+        self.schedule = LRSchedule.from_config(config.optim, config.schedule, self.iters_per_epoch)
+        self.has_val = val_source is not None
+        self.validator = None
+        if val_source is not None and self.info.is_main:
+            self.validator = Validator(val_source, config.data.augment.image_size, config.eval.batch_size,
+                                       config.data.workers, config.eval.conf, config.eval.iou, config.eval.max_det)
+        self.weights = WeightsWriter(self.out, built, self.texts, text_config_meta(self.model.text_model),
+                                     config_to_dict(config))
+        self.epoch = self.batch = self.step = 0
+        self.progress = {"best": None, "best_epoch": None, "skipped_steps": 0, "bad_in_a_row": 0}
+        if resume:
+            self._restore(load_resume_state(self.out))
+        self.network = self._wrap_ddp()
+        self._last_save = time.time()
+        self._describe(built.source)
+
+    # ------------------------------------------------------------------ setup helpers
+    def _out_dir(self, resume: bool) -> Path:
+        out = Path(self.config.out)
+        if self.info.is_main and not resume:
+            out = fresh_out_dir(out)
+            out.mkdir(parents=True, exist_ok=True)
+        out = Path(dist_utils.all_gather_objects(str(out), self.info)[0])
+        if self.info.is_main:
+            config = config_to_dict(self.config)
+            config["out"] = str(out)
+            (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        return out
+
+    def _wrap_ddp(self):
+        if not self.info.enabled:
+            return self.model
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+
+    def _describe(self, source: str) -> None:
+        if not self.info.is_main:
+            return
+        config = self.config
+        LOGGER.info("training %s (%s mode) on %d images, %d iterations/epoch x %d epochs, batch %d x %d process(es), "
+                    "device %s, amp %s", source, config.model.mode, len(self.dataset), self.iters_per_epoch,
+                    config.schedule.epochs, config.optim.batch_size, self.info.world_size, self.device, config.amp)
+        LOGGER.info(describe_optimizer(self.optimizer, config.optim, self.info.world_size))
+        LOGGER.info("warmup %d iterations, then linear decay to lr x %g; EMA %s; output %s", self.schedule.warmup_iters,
+                    config.schedule.final_lr_factor, "on" if self.ema else "off", self.out)
+        note = self.schedule.warmup_note()
+        if note:
+            LOGGER.warning("warning: %s", note)
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> dict:
+        started = time.time()
+        main = self.info.is_main
+        self.scalars = ScalarLog(self.out, self.step if self.step else None) if main else None
+        self.board = TensorBoard(self.out, self.config.tensorboard and main, self.step or None)
+        bar = Progress(main, self.schedule.total_iters, self.step)
+        try:
+            while self.epoch < self.config.schedule.epochs:
+                self._train_epoch(bar)
+                self._end_epoch()
+            sync = dist_utils.max_param_difference(self.model, self.info)
+        finally:
+            self.board.close()
+        summary = {}
+        if main:
+            extra = {"wall_time_s": round(time.time() - started, 1), "skipped_steps": self.progress["skipped_steps"],
+                     "world_size": self.info.world_size, "max_param_difference_between_processes": sync,
+                     "effective_weight_decay": self.optimizer.param_groups[0]["weight_decay"]}
+            summary = write_report(self.out, self.config.eval.metric, extra)
+            self.weights.deploy(self.config.checkpoint, self.ema_or_model())
+            print(format_summary(summary, self.out))
+        dist_utils.barrier(self.info)
+        return summary
+
+    def _train_epoch(self, bar: Progress) -> None:
+        config, epoch = self.config, self.epoch
+        self.dataset.set_epoch(epoch, config.schedule.epochs)
+        if self.batch == 0 and epoch == config.schedule.epochs - config.data.augment.close_mosaic_epochs and \
+                self.info.is_main and config.data.augment.mosaic_prob > 0:
+            LOGGER.info("epoch %d: mosaic off for the last %d epochs", epoch + 1, config.data.augment.close_mosaic_epochs)
+        self.model.train()
+        loader = train_loader(self.dataset, config.optim.batch_size, self.info, config.seed, epoch, self.batch,
+                              config.data.workers, self.device.type == "cuda")
+        bar.start_epoch(epoch, config.schedule.epochs, self.iters_per_epoch, self.batch)
+        means = RunningMeans()
+        tick = time.time()
+        for batch in loader:
+            data_time = time.time() - tick
+            lr = self.schedule.apply(self.optimizer, self.step, epoch)
+            losses, grad_norm = self._train_step(batch)
+            self.batch += 1
+            self.step += 1
+            means.add(losses)
+            bar.update(self.step, losses, lr)
+            if self.info.is_main and (self.step % config.log_every == 0 or self.batch == self.iters_per_epoch):
+                self._log_train(means.means(), lr, grad_norm, data_time, time.time() - tick)
+                means.reset()
+            if self.batch < self.iters_per_epoch and self._save_due():
+                self._save_state()
+            tick = time.time()
+        bar.end_epoch()
+
+    def _train_step(self, batch: dict) -> tuple[dict, float]:
+        images = batch["images"].to(self.device, non_blocking=True).float().div_(255)
+        targets = batch["bboxes_labels"]
+        if self.fixed_vocabulary:
+            targets, text = self.class_labels(targets, batch["texts"]), None
+        else:
+            text = self.texts(batch["texts"])
+        with self.autocast():
+            cls_logits, reg_logits = self.network(images, text)
+        parts = self.loss(cls_logits, reg_logits, targets.to(self.device), world_size=self.info.world_size)
+        total = sum(parts.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        # every process runs backward even on a bad loss: the all-reduce spreads NaN, so all skip together
+        (self.scaler.scale(total) if self.scaler else total).backward()
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        grad_norm = clip_gradients(self.model.parameters(), self.config.optim.grad_clip)
+        finite = math.isfinite(grad_norm) and bool(torch.isfinite(total.detach()))
+        if self.scaler and not finite and bool(torch.isfinite(total.detach())):
+            self.scaler.step(self.optimizer)  # fp16 overflow: the scaler skips the step and lowers its scale
+            self.scaler.update()
+            return _values(parts), grad_norm
+        if not finite:
+            self._bad_step()
+            return _values(parts), grad_norm
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.progress["bad_in_a_row"] = 0
+        if self.ema is not None:
+            self.ema.update(self.model)
+        return _values(parts), grad_norm
+
+    def _bad_step(self) -> None:
+        """Skip the update (the EMA is not poisoned); stop after too many in a row."""
+        self.progress["skipped_steps"] += 1
+        self.progress["bad_in_a_row"] += 1
+        if self.progress["bad_in_a_row"] >= self.config.max_bad_steps:
+            raise TrainingDiverged(
+                f"training diverged: {self.progress['bad_in_a_row']} steps in a row with a NaN/inf loss or gradient "
+                f"(epoch {self.epoch + 1}, iteration {self.batch + 1}); lower optim.lr, try amp=none, or check the "
+                f"data with `yoloworld data check`; the last good state is in {self.out / STATE_FILE}")
+        if self.info.is_main:
+            LOGGER.warning("warning: NaN/inf loss or gradient at step %d: update skipped (%d so far)", self.step + 1,
+                           self.progress["skipped_steps"])
+
+    def _log_train(self, means: dict, lr: float, grad_norm: float, data_time: float, iter_time: float) -> None:
+        record = {"step": self.step, "epoch": self.epoch + 1, "iter": self.batch, "lr": lr,
+                  "loss": sum(means.values()), **means, "grad_norm": grad_norm if math.isfinite(grad_norm) else None,
+                  "time": round(iter_time, 4), "data_time": round(data_time, 4)}
+        self.scalars.write(record)
+        self.board.scalars({f"train/{k}": v for k, v in record.items() if v is not None}, self.step)
+
+    # ------------------------------------------------------------------ epochs, validation, checkpoints
+    def _end_epoch(self) -> None:
+        metrics = self._validate() if self._validation_due() else None
+        if self.info.is_main:
+            improved = metrics is not None and (self.progress["best"] is None or
+                                                metrics[self.config.eval.metric] > self.progress["best"])
+            if improved:
+                self.progress["best"] = metrics[self.config.eval.metric]
+                self.progress["best_epoch"] = self.epoch + 1
+            self.weights.write_epoch(self.ema_or_model(), self.epoch + 1, self.step, metrics, improved,
+                                     self.config.checkpoint.every_epochs)
+        self.progress = dist_utils.all_gather_objects(self.progress, self.info)[0]
+        self.epoch, self.batch = self.epoch + 1, 0
+        self._save_state()
+
+    def _validation_due(self) -> bool:
+        if not self.has_val:
+            return False
+        epoch, epochs = self.epoch + 1, self.config.schedule.epochs
+        closed = self.epoch >= epochs - self.config.data.augment.close_mosaic_epochs
+        interval = self.config.eval.interval_last if closed else self.config.eval.interval
+        return epoch == epochs or epoch % interval == 0
+
+    def _validate(self) -> dict | None:
+        metrics = None
+        if self.info.is_main and self.validator is not None:
+            model = self.ema_or_model()
+            was_training = model.training
+            model.eval()
+            encode = None if self.texts is None else self.texts.encode
+            metrics = self.validator(model, self.device, self.fixed_vocabulary, encode, self.autocast)
+            model.train(was_training)
+            record = {"step": self.step, "epoch": self.epoch + 1,
+                      **{LOG_NAMES[k]: metrics[k] for k in LOG_NAMES if k in metrics}}
+            self.scalars.write(record)
+            self.board.scalars({f"val/{k}": metrics[k] for k in LOG_NAMES if k in metrics}, self.step)
+            LOGGER.info("epoch %d validation: AP %.4f  AP50 %.4f  AP75 %.4f", self.epoch + 1, metrics["AP"],
+                        metrics["AP50"], metrics["AP75"])
+        dist_utils.barrier(self.info)
+        return metrics
+
+    def ema_or_model(self):
+        return self.ema.module if self.ema is not None else self.model
+
+    def _save_due(self) -> bool:
+        every = self.config.checkpoint
+        due = bool(every.every_iters and self.step % every.every_iters == 0)
+        due = due or bool(every.every_minutes and time.time() - self._last_save >= every.every_minutes * 60)
+        return dist_utils.broadcast_flag(due, self.info)
+
+    def _save_state(self) -> None:
+        states = dist_utils.all_gather_objects(rng_state(), self.info)
+        if self.info.is_main:
+            save_resume_state(self.out, model=self.model, ema=self.ema, optimizer=self.optimizer, scaler=self.scaler,
+                              epoch=self.epoch, batch=self.batch, step=self.step, progress=dict(self.progress),
+                              rng_states=states, model_meta=self.weights.resume_meta(self.model),
+                              skip_keys=self.frozen_keys)
+        self._last_save = time.time()
+        dist_utils.barrier(self.info)
+
+    def _restore(self, state: dict) -> None:
+        self.weights.check_resume_meta(state["meta"], self.model)
+        result = self.model.load_state_dict(state["model"], strict=False)
+        if set(result.missing_keys) - self.frozen_keys or result.unexpected_keys:
+            raise CheckpointError(f"{self.out / STATE_FILE}: model weights do not fit this config")
+        if self.ema is not None and state["ema"] is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.batch, self.step = int(state["epoch"]), int(state["batch"]), int(state["step"])
+        self.progress.update(state["progress"])
+        rngs = state["rng"]
+        set_rng_state(rngs[self.info.rank] if len(rngs) == self.info.world_size else rngs[0])
+        if self.info.is_main:
+            LOGGER.info("resuming %s at epoch %d, iteration %d (step %d)", self.out, self.epoch + 1, self.batch,
+                        self.step)
+
+
+def _values(parts: dict) -> dict:
+    return {k: float(v.detach()) for k, v in parts.items()}
+
+
+def autocast_factory(amp: str, device: torch.device):
+    if amp == "none":
+        return contextlib.nullcontext
+    if amp == "fp16" and device.type != "cuda":
+        raise ConfigError("amp=fp16 needs a CUDA device; use amp=bf16 on CPU (or amp=none)")
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return lambda: torch.autocast(device.type, dtype=dtype)
+
+
+def fresh_out_dir(out: Path) -> Path:
+    """`out` itself if it holds no run yet, else out2, out3, ... (a finished run is never overwritten)."""
+    def used(path: Path) -> bool:
+        return (path / STATE_FILE).exists() or (path / "last.pt").exists()
+    if not used(out):
+        return out
+    index = 2
+    while used(out.with_name(f"{out.name}{index}")):
+        index += 1
+    return out.with_name(f"{out.name}{index}")
+
+
+def train(config: TrainConfig, resume: bool = False) -> dict:
+    try:
+        return Trainer(config, resume).fit()
+    finally:
+        dist_utils.cleanup()
+
+
+__all__ = ["Trainer", "TrainingDiverged", "train", "autocast_factory", "fresh_out_dir"]

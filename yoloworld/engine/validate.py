@@ -1,0 +1,87 @@
+"""Validation during training: COCO box AP of the EMA model on the val set, exactly as `yoloworld val` scores.
+
+Images go through THE letterbox; text models see the dataset vocabulary (synonyms merged, the padding
+prompt appended and never reported); fixed-vocabulary models (prompt / rep) score their own columns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch.utils.data import DataLoader
+
+from yoloworld.data.eval_dataset import EvalDataset, collate
+from yoloworld.data.records import DatasetSource
+from yoloworld.errors import ConfigError
+from yoloworld.eval import evaluate, load_annotations, results_to_coco
+from yoloworld.postprocess import postprocess
+from yoloworld.vocabulary import Vocabulary
+
+# our metric names -> the names in the official logs (scalars.json of mmengine), used in scalars.jsonl
+LOG_NAMES = {"AP": "coco/bbox_mAP", "AP50": "coco/bbox_mAP_50", "AP75": "coco/bbox_mAP_75",
+             "APs": "coco/bbox_mAP_s", "APm": "coco/bbox_mAP_m", "APl": "coco/bbox_mAP_l"}
+
+
+class Validator:
+    def __init__(self, source: DatasetSource, image_size: int, batch_size: int = 8, workers: int = 0,
+                 conf: float = 0.001, iou: float = 0.7, max_det: int = 300):
+        if not source.has_vocabulary:
+            raise ConfigError(f"{source.name}: validation needs a detection dataset with a class list "
+                              "(grounding/caption data has none)")
+        if not source.records:
+            raise ConfigError(f"{source.name}: the validation set is empty")
+        self.source = source
+        self.dataset = EvalDataset(source, image_size)
+        self.batch_size, self.workers = batch_size, workers
+        self.conf, self.iou, self.max_det = conf, iou, max_det
+        self.annotations, self.image_ids = _annotations(source)
+        self.vocabulary = Vocabulary.build(source.class_texts)
+
+    @torch.no_grad()
+    def __call__(self, model, device: torch.device, fixed_vocabulary: bool = False, encode=None,
+                 autocast=contextlib.nullcontext) -> dict:
+        """Box metrics (AP, AP50, ...) of `model` (in eval mode); `encode(texts)` -> (T, D) for text models."""
+        if fixed_vocabulary:
+            text, groups = None, torch.arange(len(self.source.class_texts))[:, None]
+        else:
+            text, groups = encode(self.vocabulary.texts).to(device), self.vocabulary.groups()
+        loader = DataLoader(self.dataset, batch_size=self.batch_size, num_workers=self.workers, collate_fn=collate)
+        predictions = []
+        for batch in loader:
+            images = batch["images"].to(device).float().div_(255)
+            embeds = None if text is None else text[None].expand(len(images), -1, -1)
+            with autocast():
+                cls_logits, reg_logits = model(images, embeds)
+            detections = postprocess(cls_logits, reg_logits, batch["letterbox"], self.conf, self.iou, self.max_det,
+                                     groups=[groups] * len(images))
+            for image_id, det in zip(batch["image_ids"], detections):
+                predictions += results_to_coco(self.image_ids[image_id], det.boxes.cpu().numpy(),
+                                               det.scores.cpu().numpy(), det.labels.cpu().numpy(),
+                                               self.category_ids)
+        return evaluate(self.annotations, predictions, predictions_name="validation").metrics
+
+    @property
+    def category_ids(self) -> list[int]:
+        return self.source.category_ids or list(range(len(self.source.class_texts)))
+
+
+def _annotations(source: DatasetSource):
+    """The annotation file when there is one (crowd regions and all), else ground truth built from the records.
+    Returns the checked annotations and record image id -> evaluation image id."""
+    if source.ann_file and source.kind in ("coco", "objects365", "lvis"):
+        return load_annotations(source.ann_file), {r.image_id: r.image_id for r in source.records}
+    category_ids = source.category_ids or list(range(len(source.class_texts)))
+    images, annotations, ids = [], [], {}
+    for position, record in enumerate(source.records):
+        ids[record.image_id] = position
+        images.append({"id": position, "file_name": record.file, "width": record.width, "height": record.height})
+        for box, label in zip(record.boxes.tolist(), record.labels.tolist()):
+            w, h = box[2] - box[0], box[3] - box[1]
+            annotations.append({"id": len(annotations) + 1, "image_id": position, "category_id": category_ids[label],
+                                "bbox": [box[0], box[1], w, h], "area": w * h, "iscrowd": 0})
+    categories = [{"id": cid, "name": texts[0]} for cid, texts in zip(category_ids, source.class_texts)]
+    return load_annotations({"images": images, "annotations": annotations, "categories": categories}, "coco"), ids
+
+
+__all__ = ["LOG_NAMES", "Validator"]

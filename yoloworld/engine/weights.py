@@ -1,0 +1,106 @@
+"""The weight files of a run: last.pt / best.pt / epoch_N.pt in the official layout, with the vocabulary the
+model was trained on (so `yoloworld predict --weights best.pt` needs no --classes), and the deployable copy
+(vocabulary baked in, text tower dropped, fp16) that `checkpoint.deploy` asks for."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from yoloworld.errors import CheckpointError
+from yoloworld.vocabulary import Vocabulary
+
+from .config import CheckpointSection
+from .modes import TrainingModel
+from .state import save_weights
+
+LOGGER = logging.getLogger("yoloworld")
+
+
+class WeightsWriter:
+    def __init__(self, out: Path, built: TrainingModel, texts, text_config: dict | None, train_config: dict):
+        self.out = Path(out)
+        self.texts = texts  # TextBatcher of a text model, None for prompt / rep
+        self.mode = train_config["model"]["mode"]
+        self.text_config = text_config
+        self.train_config = train_config
+        if built.fixed_vocabulary:  # one column per class: record the first synonyms, so names map 1:1
+            self.classes = [[group[0]] for group in built.classes]
+            self.padded = built.padded
+            self.vocabulary = None
+        else:
+            self.vocabulary = Vocabulary.build(built.classes) if built.classes else None
+            self.classes = self.vocabulary.classes if self.vocabulary else None
+            self.padded = bool(self.vocabulary and self.vocabulary.padded)
+
+    def _meta(self, epoch: int, step: int, metrics: dict | None) -> dict:
+        meta = {"epoch": epoch, "step": step, "mode": self.mode, "train_config": self.train_config}
+        if metrics is not None:
+            meta["metrics"] = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        if self.classes:
+            meta.update(classes=self.classes, padded=self.padded)
+        if self.text_config:
+            meta["text_config"] = self.text_config
+        return meta
+
+    def _entries(self) -> dict:
+        if self.vocabulary is None or self.texts is None:
+            return {}
+        return {"class_embeddings": self.texts.encode(self.vocabulary.texts).detach().float().cpu()}
+
+    def write_epoch(self, model, epoch: int, step: int, metrics: dict | None, improved: bool, every_epochs: int) -> None:
+        meta, entries = self._meta(epoch, step, metrics), self._entries()
+        save_weights(self.out / "last.pt", model, meta, **entries)
+        if improved:
+            save_weights(self.out / "best.pt", model, meta, **entries)
+        if every_epochs and epoch % every_epochs == 0:
+            save_weights(self.out / f"epoch_{epoch}.pt", model, meta, **entries)
+
+    # ------------------------------------------------------------------ resume compatibility
+    def resume_meta(self, model) -> dict:
+        text = model.text_model
+        return {"mode": self.mode, "model_config": asdict(model.config),
+                "text_fingerprint": text.fingerprint() if text is not None else None}
+
+    def check_resume_meta(self, stored: dict, model) -> None:
+        current = self.resume_meta(model)
+        for key, what in (("mode", "model.mode"), ("model_config", "architecture"), ("text_fingerprint", "text model")):
+            if stored.get(key) != current[key]:
+                raise CheckpointError(f"{self.out}: the saved run used another {what} than this config; resume "
+                                      "with the run's own config.yaml (yoloworld train --resume RUN_DIR)")
+
+    # ------------------------------------------------------------------ deployment copy
+    def deploy(self, checkpoint: CheckpointSection, template) -> Path | None:
+        """Rebuild best.pt (else last.pt) into a copy of `template`, bake the vocabulary in and save it."""
+        if not checkpoint.deploy:
+            return None
+        if self.vocabulary is None:
+            raise CheckpointError("checkpoint.deploy: the training data has no class list to bake in")
+        from yoloworld.api import YOLOWorld
+        from yoloworld.models.checkpoint import read_checkpoint
+
+        source = self.out / "best.pt" if (self.out / "best.pt").exists() else self.out / "last.pt"
+        state = read_checkpoint(source)["state_dict"]
+        model = _cpu_copy(template)
+        model.load_state_dict(state)
+        api = YOLOWorld(model, device="cpu")
+        api.set_classes(self.vocabulary.classes)
+        api.save(checkpoint.deploy, keep_text_model=False, half=checkpoint.deploy_half)
+        size = Path(checkpoint.deploy).stat().st_size / 2**20
+        LOGGER.info("deployable copy of %s (vocabulary baked in, no text tower%s): %s (%.1f MB)", source.name,
+                    ", fp16" if checkpoint.deploy_half else "", checkpoint.deploy, size)
+        return Path(checkpoint.deploy)
+
+
+def _cpu_copy(model):
+    clone = copy.deepcopy(model).cpu().float()
+    if clone.text_model is not None:
+        clone.text_model.forget_fingerprint()
+    return clone.eval()
+
+
+__all__ = ["WeightsWriter"]
