@@ -23,15 +23,19 @@ from yoloworld.models.detector import build_detector
 from yoloworld.vocabulary import Vocabulary
 
 
-def timed(fn, repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    samples = []
+def timed(fns: dict, repeats: int, warmup: int = 2) -> dict:
+    """Median ms per call of each function, measured in interleaved rounds so that load changes on a shared
+    machine hit every variant alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples) * 1000
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) * 1000 for name, values in samples.items()}
 
 
 def ultralytics_forward(size: str, imgsz: int, num_classes: int):
@@ -65,9 +69,10 @@ def main() -> None:
     image = (np.random.default_rng(0).random((480, 640, 3)) * 255).astype(np.uint8)
     x = torch.rand(1, 3, args.imgsz, args.imgsz)
 
-    rows = []
+    networks, end_to_end = {}, {}
     for fused in (False, True):
         for layout in ("nchw", "channels_last"):
+            name = ("fused " if fused else "unfused ") + layout
             model = copy.deepcopy(detector)
             if fused:
                 model.fuse()
@@ -75,30 +80,36 @@ def main() -> None:
             if layout == "channels_last":
                 model = model.to(memory_format=torch.channels_last)
                 xin = x.contiguous(memory_format=torch.channels_last)
-            with torch.no_grad():
-                net = timed(lambda: model(xin, text), args.repeats)
+            networks[name] = no_grad(lambda model=model, xin=xin: model(xin, text))
             api = YOLOWorld(model, "cpu", args.imgsz)
             api._use_vocabulary(Vocabulary([[f"class {i}"] for i in range(args.classes)], False), text[0])
-            e2e = timed(lambda: api.predict(image, conf=0.05), args.repeats)
-            rows.append((("fused" if fused else "unfused") + " " + layout, net, e2e))
+            end_to_end[name] = lambda api=api: api.predict(image, conf=0.05)
+    theirs = ultralytics_forward(args.size, args.imgsz, args.classes)
+    if theirs is not None:
+        networks["ultralytics fused"] = no_grad(theirs)
+    net_ms = timed(networks, args.repeats)
+    e2e_ms = timed(end_to_end, args.repeats)
 
     print(f"YOLO-World {args.size.upper()} {args.imgsz}x{args.imgsz}, batch 1, {args.threads} threads, "
           f"{args.classes} classes, torch {torch.__version__}")
-    baseline = rows[0][1]
+    baseline = net_ms["unfused nchw"]
     print(f"{'variant':<24}{'network ms':>12}{'end-to-end ms':>16}{'net vs unfused':>16}")
-    for name, net, e2e in rows:
-        print(f"{name:<24}{net:>12.1f}{e2e:>16.1f}{baseline / net:>15.2f}x")
-    theirs = ultralytics_forward(args.size, args.imgsz, args.classes)
+    for name, ms in net_ms.items():
+        e2e = f"{e2e_ms[name]:.1f}" if name in e2e_ms else "-"
+        print(f"{name:<24}{ms:>12.1f}{e2e:>16}{baseline / ms:>15.2f}x")
     if theirs is None:
-        print("ultralytics not installed here: install it in a benchmark venv to compare in the same run")
+        print("ultralytics is not installed here: install it in a benchmark venv to compare in the same run")
     else:
-        with torch.no_grad():
-            their_ms = timed(theirs, args.repeats)
-        best = min(net for _, net, _ in rows)
-        print(f"{'ultralytics (fused)':<24}{their_ms:>12.1f}{'':>16}")
-        print(f"ours (best) vs ultralytics network forward: {their_ms / best:.2f}x faster" if best <= their_ms
-              else f"ours (best) vs ultralytics network forward: {best / their_ms:.2f}x slower")
+        best = min(ms for name, ms in net_ms.items() if not name.startswith("ultralytics"))
+        print(f"network forward, ours (best variant) vs Ultralytics: {net_ms['ultralytics fused'] / best:.2f}x "
+              "(>1 means ours is faster)")
 
+
+def no_grad(fn):
+    def wrapped():
+        with torch.no_grad():
+            return fn()
+    return wrapped
 
 if __name__ == "__main__":
     main()
