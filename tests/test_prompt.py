@@ -1,4 +1,5 @@
-"""Prompt-embedding detector: fixtures/official/prompt/v2_n_prompt_outputs.npz, official non-strict loading and freezing."""
+"""Prompt-embedding detector: parity with fixtures/official/prompt/v2_n_prompt_outputs.npz, official non-strict
+loading, freezing."""
 
 import copy
 
@@ -40,7 +41,8 @@ def test_prompt_detector_matches_official_prompt_outputs(fixtures, prompt_model)
 
 def test_loading_ignores_exactly_what_the_official_load_ignores(fixtures, prompt_model):
     _, report = prompt_model
-    text_keys = [k for k in read_checkpoint(fixtures / "v2_n.pth")["state_dict"] if k.startswith("backbone.text_model.")]
+    state = read_checkpoint(fixtures / "v2_n.pth")["state_dict"]
+    text_keys = [k for k in state if k.startswith("backbone.text_model.")]
     assert len(text_keys) == 37  # fixture README §8: the 37 unexpected keys are all backbone.text_model.*
     assert sorted(report.ignored) == sorted(text_keys)
     assert report.kept == ["embeddings"]
@@ -52,7 +54,8 @@ def test_adapter_is_kept_as_initialised_and_any_other_gap_is_an_error(fixtures, 
     model, report = build_prompt_detector(fixtures / "v2_n.pth", num_prompts=3, adapter=True)
     assert model.embeddings.shape == (3, 512)
     torch.testing.assert_close(model.embeddings.norm(dim=-1), torch.ones(3))  # random, L2-normalised
-    assert set(report.kept) == {"embeddings", "adapter.0.weight", "adapter.0.bias", "adapter.2.weight", "adapter.2.bias"}
+    adapter = {"adapter.0.weight", "adapter.0.bias", "adapter.2.weight", "adapter.2.bias"}
+    assert set(report.kept) == {"embeddings", *adapter}
     state = read_checkpoint(fixtures / "v2_n.pth")["state_dict"]
     del state["neck.top_down_layers.0.attn_block.bias"]
     broken = tmp_path / "broken.pth"

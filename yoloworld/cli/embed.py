@@ -27,7 +27,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Write one L2-normalised CLIP text embedding per class. Synonyms are averaged and "
         "renormalised (--synonyms mean) or only the first is used (--synonyms first, the official tool).")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--classes-file", help="class-text JSON (a list of synonym lists) or a .txt, one class per line")
+    source.add_argument("--classes-file", help="class-text JSON (list of synonym lists) or a .txt, one class per line")
     source.add_argument("--classes", help='comma-separated classes; "|" separates synonyms: "person,car|automobile"')
     parser.add_argument("--text-model", help=f"Hugging Face CLIP folder or id (default {DEFAULT_TEXT_MODEL}, "
                         "or the text tower inside --weights)")

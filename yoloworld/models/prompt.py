@@ -38,7 +38,7 @@ def write_embeddings(path: str | os.PathLike, embeds: torch.Tensor | np.ndarray,
     if path.suffix != ".npy":
         raise InputError(f"{path}: the embeddings file must end in .npy")
     path.parent.mkdir(parents=True, exist_ok=True)
-    array = embeds.detach().float().cpu().numpy() if isinstance(embeds, torch.Tensor) else np.asarray(embeds, np.float32)
+    array = embeds.detach().float().cpu().numpy() if isinstance(embeds, torch.Tensor) else np.asarray(embeds)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npy")
     np.save(tmp, array.astype(np.float32))
     os.replace(tmp, path)

@@ -1,0 +1,213 @@
+"""ONNX export with the vocabulary baked in, or with the text embeddings as an input plus a text-encoder graph.
+
+Baked (`vocabulary="baked"`): a v2 model is reparameterized (texts folded into the weights); a v1 model, which
+cannot be, carries the text embeddings as a constant. Dynamic (`vocabulary="dynamic"`): the detector graph
+takes `text_embeds` (T, D) and `<name>.text.onnx` encodes token ids, with the tokenizer saved in
+`<name>.tokenizer/`, so a deployed model changes vocabulary without PyTorch models.
+
+Every file records how to run it in the ONNX metadata key `yoloworld` (JSON): input size, classes, padding,
+vocabulary kind, NMS settings, companion files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from yoloworld.errors import InputError
+from yoloworld.export.graphs import DetectorGraph, NmsGraph, TextEncoderGraph, exportable_image_pooling
+from yoloworld.models.reparam import reparameterize
+from yoloworld.vocabulary import Vocabulary
+
+METADATA_KEY = "yoloworld"
+DEFAULT_OPSET = 17  # einsum needs >= 12
+
+
+@dataclass
+class ExportPlan:
+    """What goes into the graph: a detector graph, its vocabulary (None = set at run time), the text encoder."""
+
+    graph: DetectorGraph
+    vocabulary: Vocabulary | None
+    dynamic: bool
+    text_encoder: object | None = None  # TextEncoder for dynamic vocabularies
+
+
+def plan_export(api, classes=None, vocabulary: str = "baked", neck: str = "conv") -> ExportPlan:
+    """From a loaded `YOLOWorld`: the graph to export. Baked vocabularies get the padding prompt like `predict`."""
+    model = api.model.cpu().eval()
+    if vocabulary == "dynamic":
+        if not model.needs_text or model.text_model is None:
+            raise InputError("this model has a fixed vocabulary (reparameterized or prompt-tuned) and no text "
+                             "model: export it with --vocab baked")
+        chosen = Vocabulary.build(classes) if classes is not None else None
+        return ExportPlan(DetectorGraph(model), chosen, True, model.text_model)
+    if vocabulary != "baked":
+        raise InputError(f"unknown vocabulary kind {vocabulary!r}: use baked or dynamic")
+    if model.needs_text:
+        if classes is None:
+            raise InputError("a baked-vocabulary export needs the classes: --classes \"a,b\" or --classes-file F")
+        chosen = Vocabulary.build(classes)
+        embeds = api.encode_text(chosen.texts).cpu()
+        if model.neck.text_enhancer is None:
+            return ExportPlan(DetectorGraph(reparameterize(model, embeds, neck)), chosen, False)
+        return ExportPlan(DetectorGraph(model, embeds), chosen, False)  # v1: texts as a constant
+    if api.vocabulary is None:
+        raise InputError("this model stores no class names; cannot name its outputs")
+    if classes is not None and Vocabulary.build(classes).names != api.vocabulary.names:
+        raise InputError(f"this model's vocabulary is fixed ({', '.join(api.vocabulary.names[:5])}, ...); "
+                         "export a text-conditioned checkpoint to choose classes")
+    detector = reparameterize(model, neck=neck) if model.config.num_prompts else model
+    return ExportPlan(DetectorGraph(detector), api.vocabulary, False)
+
+
+def export_onnx(plan: ExportPlan, out: str | os.PathLike, imgsz: int = 640, nms: bool = False,
+                dynamic_batch: bool = False, conf: float = 0.05, iou: float = 0.7, max_det: int = 300,
+                opset: int = DEFAULT_OPSET) -> list[Path]:
+    """Write the detector graph (and, for dynamic vocabularies, the text encoder and tokenizer). Returns paths."""
+    out = Path(out)
+    if out.suffix != ".onnx":
+        raise InputError(f"{out}: the output file must end in .onnx")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    module, input_names, example = _detector_module(plan, imgsz, nms, conf, iou, max_det)
+    output_names = ["detections"] if nms else ["scores", "boxes"]
+    axes = {}
+    if dynamic_batch:
+        axes = {"images": {0: "batch"}, **({} if nms else {"scores": {0: "batch"}, "boxes": {0: "batch"}})}
+    if plan.dynamic:
+        axes["text_embeds"] = {0: "texts"}
+        if not nms:
+            axes.setdefault("scores", {})[2] = "texts"
+    _torch_export(module, example, out, input_names, output_names, axes, opset)
+    written = [out]
+    meta = {"format": 1, "imgsz": imgsz, "vocabulary": "dynamic" if plan.dynamic else "baked", "nms": nms,
+            "dynamic_batch": dynamic_batch, "conf": conf, "iou": iou, "max_det": max_det,
+            "classes": plan.vocabulary.classes if plan.vocabulary else None,
+            "padded": plan.vocabulary.padded if plan.vocabulary else True}
+    if plan.dynamic:
+        written += export_text_encoder(plan.text_encoder, out.with_suffix(".text.onnx"), opset)
+        meta.update(text_encoder=written[1].name, tokenizer=written[2].name,
+                    embed_dims=plan.text_encoder.embed_dim)
+    write_metadata(out, meta)
+    return written
+
+
+def _detector_module(plan: ExportPlan, imgsz: int, nms: bool, conf: float, iou: float, max_det: int):
+    graph = plan.graph.eval()
+    images = torch.rand(1, 3, imgsz, imgsz)
+    example, names = (images,), ["images"]
+    if plan.dynamic:
+        dims = plan.text_encoder.embed_dim
+        text = torch.nn.functional.normalize(torch.randn(2, dims), dim=-1)
+        example, names = (images, text), ["images", "text_embeds"]
+    if not nms:
+        return graph, names, example
+    if plan.dynamic:
+        raise InputError("in-graph NMS needs a baked vocabulary (the class grouping is part of the graph); "
+                         "export the dynamic vocabulary without --nms")
+    return NmsGraph(graph, plan.vocabulary.groups(), conf, iou, max_det).eval(), names, example
+
+
+def export_text_encoder(encoder, out: Path, opset: int = DEFAULT_OPSET) -> list[Path]:
+    """`<name>.text.onnx` (input_ids, attention_mask -> text_embeds) and the tokenizer files beside it."""
+    tokens = encoder.tokenize(["a photo", "traffic light at night", " "])
+    _torch_export(TextEncoderGraph(encoder).eval(), (tokens["input_ids"], tokens["attention_mask"]), out,
+                  ["input_ids", "attention_mask"], ["text_embeds"],
+                  {"input_ids": {0: "texts", 1: "tokens"}, "attention_mask": {0: "texts", 1: "tokens"},
+                   "text_embeds": {0: "texts"}}, opset)
+    tokenizer_dir = out.with_suffix("").with_suffix(".tokenizer")  # model.text.onnx -> model.tokenizer
+    save_tokenizer(encoder.tokenizer, tokenizer_dir)
+    return [out, tokenizer_dir]
+
+
+def save_tokenizer(tokenizer, folder: Path) -> None:
+    """Hugging Face files plus the BPE `vocab.json` / `merges.txt` that `load_tokenizer(folder)` reads."""
+    tokenizer.save_pretrained(str(folder))
+    bpe = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
+    merges = [" ".join(pair) if isinstance(pair, list) else pair for pair in bpe["merges"]]
+    (folder / "vocab.json").write_text(json.dumps(bpe["vocab"], ensure_ascii=False), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+
+
+def _torch_export(module, example, out: Path, input_names, output_names, dynamic_axes, opset: int) -> None:
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    with torch.no_grad(), exportable_image_pooling(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer and legacy-exporter notices
+        torch.onnx.export(module, example, str(tmp), dynamo=False, opset_version=opset, input_names=input_names,
+                          output_names=output_names, dynamic_axes=dynamic_axes or None, do_constant_folding=True)
+    os.replace(tmp, out)
+
+
+def write_metadata(path: Path, meta: dict) -> None:
+    import onnx
+
+    model = onnx.load(str(path))
+    entry = next((p for p in model.metadata_props if p.key == METADATA_KEY), None) or model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(meta, ensure_ascii=False)
+    onnx.save(model, str(path))
+
+
+def read_metadata(session) -> dict:
+    return json.loads(session.get_modelmeta().custom_metadata_map[METADATA_KEY])
+
+
+@torch.no_grad()
+def compare_with_pytorch(plan: ExportPlan, path: str | os.PathLike, images: torch.Tensor | None = None,
+                         seed: int = 0) -> dict[str, float]:
+    """Max |ONNX Runtime - PyTorch| per output of the exported detector graph (`scores`, `boxes` in input
+    pixels, or `detections`), on `images` or a random batch (2 images when the batch is dynamic). NMS rows are
+    compared after sorting; a different number of kept boxes gives inf."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    meta = read_metadata(session)
+    if images is None:
+        generator = torch.Generator().manual_seed(seed)
+        size = (2 if meta["dynamic_batch"] else 1, 3, meta["imgsz"], meta["imgsz"])
+        images = torch.rand(size, generator=generator)
+    args, feeds = (images,), {"images": images.numpy()}
+    if plan.dynamic:
+        text = plan.text_encoder(plan.vocabulary.texts if plan.vocabulary else ["person", "car", " "]).float().cpu()
+        args, feeds = (images, text), {**feeds, "text_embeds": text.numpy()}
+    module = plan.graph
+    if meta["nms"]:
+        module = NmsGraph(plan.graph, plan.vocabulary.groups(), meta["conf"], meta["iou"], meta["max_det"])
+    expected = module.eval()(*args)
+    expected = [expected] if meta["nms"] else list(expected)
+    got = session.run(None, feeds)
+    names = [o.name for o in session.get_outputs()]
+    if meta["nms"]:
+        return match_detections(expected[0].numpy(), got[0])
+    return {name: float(np.abs(np.asarray(e) - g).max()) if g.size else 0.0
+            for name, e, g in zip(names, expected, got)}
+
+
+def match_detections(expected: np.ndarray, got: np.ndarray, min_iou: float = 0.99) -> dict[str, float]:
+    """Compare NMS outputs as sets (near-equal scores may swap ranks): the fraction of expected rows with a
+    row of the same image and class at IoU >= `min_iou`, the largest score gap among them, and the counts."""
+    from torchvision.ops import box_iou
+
+    matched, score_gap = 0, 0.0
+    for key in {tuple(k) for k in expected[:, [0, 6]].tolist()}:
+        mine = expected[(expected[:, 0] == key[0]) & (expected[:, 6] == key[1])]
+        theirs = got[(got[:, 0] == key[0]) & (got[:, 6] == key[1])]
+        if not len(theirs):
+            continue
+        iou = box_iou(torch.from_numpy(mine[:, 1:5]), torch.from_numpy(theirs[:, 1:5]))
+        best, index = iou.max(dim=1)
+        ok = best >= min_iou
+        matched += int(ok.sum())
+        if ok.any():
+            score_gap = max(score_gap, float(np.abs(mine[ok.numpy(), 5] - theirs[index[ok].numpy(), 5]).max()))
+    return {"detections matched": matched / max(len(expected), 1), "score gap": score_gap,
+            "count pytorch": float(len(expected)), "count onnx": float(len(got))}
+
+
+__all__ = ["METADATA_KEY", "ExportPlan", "plan_export", "export_onnx", "export_text_encoder", "write_metadata",
+           "read_metadata", "compare_with_pytorch"]
