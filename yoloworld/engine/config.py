@@ -9,6 +9,7 @@ dataclasses below; an unknown key is an error that lists the valid ones.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -195,7 +196,21 @@ def build_train_config(recipe: str | Path | None = None, overrides: list[str] | 
     values = load_recipe_dict(recipe) if recipe is not None else {}
     values = merge(values, data or {})
     values = merge_overrides(values, overrides or [])
-    return from_dict(TrainConfig, values).validate()
+    return from_dict(TrainConfig, _scientific_numbers(values)).validate()
+
+
+SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+def _scientific_numbers(value):
+    """YAML 1.1 reads `2e-4` (no dot) as a string; every such value is meant as a number."""
+    if isinstance(value, dict):
+        return {k: _scientific_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scientific_numbers(v) for v in value]
+    if isinstance(value, str) and SCIENTIFIC.match(value.strip()):
+        return float(value)
+    return value
 
 
 def merge_overrides(values: dict, overrides: list[str]) -> dict:

@@ -16,7 +16,7 @@ from yoloworld.vocabulary import Vocabulary
 
 from .config import CheckpointSection
 from .modes import TrainingModel
-from .state import save_weights
+from .state import atomic_save, save_weights
 
 LOGGER = logging.getLogger("yoloworld")
 
@@ -84,16 +84,25 @@ class WeightsWriter:
         from yoloworld.models.checkpoint import read_checkpoint
 
         source = self.out / "best.pt" if (self.out / "best.pt").exists() else self.out / "last.pt"
-        state = read_checkpoint(source)["state_dict"]
+        stored = read_checkpoint(source)
         model = _cpu_copy(template)
-        model.load_state_dict(state)
+        model.load_state_dict(stored["state_dict"])
         api = YOLOWorld(model, device="cpu")
         api.set_classes(self.vocabulary.classes)
         api.save(checkpoint.deploy, keep_text_model=False, half=checkpoint.deploy_half)
+        _add_meta(Path(checkpoint.deploy), imgsz=self.train_config["data"]["augment"]["image_size"],
+                  trained_from=source.name, epoch=stored["meta"].get("yoloworld", {}).get("epoch"))
         size = Path(checkpoint.deploy).stat().st_size / 2**20
         LOGGER.info("deployable copy of %s (vocabulary baked in, no text tower%s): %s (%.1f MB)", source.name,
                     ", fp16" if checkpoint.deploy_half else "", checkpoint.deploy, size)
         return Path(checkpoint.deploy)
+
+
+def _add_meta(path: Path, **values) -> None:
+    """Record the training image size (the size to predict at) and provenance in a written checkpoint."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint["meta"]["yoloworld"].update(values)
+    atomic_save(checkpoint, path)
 
 
 def _cpu_copy(model):

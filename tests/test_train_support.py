@@ -1,0 +1,77 @@
+"""Shared helpers for the training tests (no tests here): a small synthetic dataset and a tiny, fast config."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_synth(root: Path, images: int = 12, seed: int = 0) -> Path:
+    """Small images (96-128 px), 9 classes, a val split; returns the coco folder."""
+    from yoloworld.data.synth import SynthConfig, synthesize
+
+    synthesize(root, SynthConfig(images=images, seed=seed, min_side=96, max_side=128, max_objects=3,
+                                 val_fraction=0.25))
+    return root / "coco"
+
+
+def tiny_config(coco: Path, out: Path, **sections) -> dict:
+    """A config dict for a ~1M-parameter model at 64 px: a few iterations take seconds on one CPU core."""
+    config = {
+        "model": {"size": "n", "random_text": {"hidden": 32, "layers": 1, "heads": 2, "seed": 0},
+                  "arch": {"widen": 0.125, "min_cls_channels": 16}},
+        "data": {
+            "train": [{"kind": "coco", "ann": str(coco / "annotations.json"), "images": str(coco / "images"),
+                       "classes_file": str(coco / "class_texts.json")}],
+            "val": [{"kind": "coco", "ann": str(coco / "annotations_val.json"), "images": str(coco / "images"),
+                     "classes_file": str(coco / "class_texts.json")}],
+            "num_texts": 10, "workers": 0,
+            "augment": {"image_size": 64, "close_mosaic_epochs": 1},
+        },
+        "optim": {"batch_size": 2, "lr": 0.002},
+        "schedule": {"epochs": 2, "warmup_min_iters": 2, "warmup_epochs": 0.0},
+        "eval": {"interval": 1, "batch_size": 4},
+        "checkpoint": {"every_minutes": 0.0},
+        "log_every": 1,
+        "tensorboard": False,
+        "out": str(out),
+    }
+    for section, values in sections.items():
+        if isinstance(values, dict) and isinstance(config.get(section), dict):
+            config[section] = {**config[section], **values}
+        else:
+            config[section] = values
+    return config
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def cli_env() -> dict:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    env.pop("RANK", None)
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "yoloworld", *args], capture_output=True, text=True,
+                          env=cli_env(), timeout=timeout, cwd=REPO)
+
+
+def state_weights(run: Path) -> dict[str, torch.Tensor]:
+    state = torch.load(run / "last_state.pt", map_location="cpu", weights_only=True)
+    return state["model"]
+
+
+__all__ = ["REPO", "make_synth", "tiny_config", "write_yaml", "cli_env", "run_cli", "state_weights"]
