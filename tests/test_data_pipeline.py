@@ -319,3 +319,16 @@ def test_training_collate_rows(sources):
     for i, s in enumerate(samples):
         mine = rows[rows[:, 0] == i]
         assert torch.equal(mine[:, 1].long(), s["labels"]) and torch.equal(mine[:, 2:], s["bboxes"])
+
+
+def test_hsv_gains_follow_the_official_lookup_tables():
+    """Hue x gain mod 180, saturation and value x gain clipped to 255, gains 1 + U(-1, 1) * (0.015, 0.7, 0.4)."""
+    from yoloworld.data.photometric import random_hsv
+
+    image = np.random.default_rng(0).integers(0, 255, (24, 32, 3), dtype=np.uint8)
+    out = random_hsv(image, (0.015, 0.7, 0.4), np.random.default_rng(5))
+    gains = np.random.default_rng(5).uniform(-1, 1, 3) * [0.015, 0.7, 0.4] + 1
+    hsv = cv2.cvtColor(image, cv2.COLOR_BGR2HSV).astype(np.float64)
+    expected = np.stack([(hsv[..., 0] * gains[0]) % 180, np.clip(hsv[..., 1] * gains[1], 0, 255),
+                         np.clip(hsv[..., 2] * gains[2], 0, 255)], axis=-1).astype(np.uint8)
+    assert np.array_equal(out, cv2.cvtColor(expected, cv2.COLOR_HSV2BGR))

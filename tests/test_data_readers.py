@@ -1,6 +1,7 @@
 """Every reader loads its format, built here in tmp_path with the exact field layouts of the real files."""
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -268,7 +269,8 @@ def test_yolo_folder_reads_boxes_polygons_and_reports_bad_lines(tmp_path):
     problems = ProblemLog()
     source = read_source(DatasetConfig(kind="yolo", images=str(tmp_path / "train"), with_masks=True), problems)
     assert source.class_texts == [["person"], ["bicycle"]]
-    records = {r.image_id: r for r in source.records}
+    records = {Path(r.file).stem: r for r in source.records}
+    assert sorted(r.image_id for r in source.records) == [1, 2, 3]
     np.testing.assert_allclose(records["a"].boxes, [[40, 15, 60, 35], [5, 2.5, 15, 7.5]], rtol=1e-6)
     assert records["a"].labels.tolist() == [1, 0]
     np.testing.assert_allclose(records["b"].boxes, [[10, 10, 30, 30]])
@@ -285,7 +287,7 @@ def test_yolo_data_yaml_with_ultralytics_layout(tmp_path):
     (tmp_path / "data.yaml").write_text("train: images/train\nval: images/val\nnames:\n  0: cat\n  1: dog\n  2: bird\n")
     source = read_source(DatasetConfig(kind="yolo", ann=str(tmp_path / "data.yaml"), split="val"))
     assert source.class_texts == [["cat"], ["dog"], ["bird"]]
-    assert [r.image_id for r in source.records] == ["val"]
+    assert [Path(r.file).name for r in source.records] == ["val.jpg"]
     assert source.records[0].labels.tolist() == [2]
     splits = load_dataset_yaml(tmp_path / "data.yaml")
     assert set(splits) == {"train", "val"} and splits["train"][0].kind == "yolo"

@@ -18,12 +18,13 @@ from .records import DatasetSource, ImageRecord
 
 
 def read_detection(ann_file: str | Path, images_dir: str | Path, classes_file: str | Path | None = None,
-                   kind: str = "coco", with_masks: bool = False, problems: ProblemLog | None = None) -> DatasetSource:
+                   kind: str = "coco", with_masks: bool = False, problems: ProblemLog | None = None,
+                   data: dict | None = None) -> DatasetSource:
     """COCO, Objects365 or LVIS file -> DatasetSource. Texts come from `classes_file`, else from the categories
-    (LVIS `synonyms`; Objects365 names like 'cabinet/shelf' split into synonyms)."""
+    (LVIS `synonyms`; Objects365 names like 'cabinet/shelf' split into synonyms). `data`: the file, already parsed."""
     problems = problems if problems is not None else ProblemLog()
     ann_file, images_dir = Path(ann_file), Path(images_dir)
-    data = read_coco_json(ann_file)
+    data = data if data is not None else read_coco_json(ann_file)
     categories = categories_of(data, ann_file)
     if classes_file is not None:
         class_texts = load_class_texts(classes_file)
@@ -51,7 +52,7 @@ def read_detection(ann_file: str | Path, images_dir: str | Path, classes_file: s
         if with_masks:
             table.polygons.append(polygons_of(ann))
 
-    records = [_record(entry, images_dir, kind, boxes, labels, polygons, class_texts)
+    records = [_record(entry, images_dir, boxes, labels, polygons, class_texts)
                for entry, (boxes, labels, polygons) in zip(entries, group_boxes(table, entries, problems, with_masks))]
     return DatasetSource(name=ann_file.name, kind=kind, records=records, class_texts=class_texts,
                          category_ids=[c["id"] for c in categories], ann_file=str(ann_file))
@@ -71,7 +72,7 @@ def categories_of(data: dict, ann_file: str | Path) -> list[dict]:
     return categories
 
 
-def _record(entry: ImageEntry, images_dir: Path, kind: str, boxes, labels, polygons, class_texts) -> ImageRecord:
+def _record(entry: ImageEntry, images_dir: Path, boxes, labels, polygons, class_texts) -> ImageRecord:
     return ImageRecord(file=str(images_dir / entry.file), width=entry.width, height=entry.height, boxes=boxes,
                        labels=labels, class_texts=class_texts, image_id=entry.image_id, polygons=polygons,
                        neg_category_ids=tuple(entry.info.get("neg_category_ids", ())),

@@ -30,18 +30,22 @@ class ConvertedSplit:
 
 
 def source_to_coco(source: DatasetSource, images_root: Path) -> dict:
-    """Records -> COCO dict: category ids are class index + 1, boxes xywh in pixels, polygons kept."""
+    """Records -> COCO dict (also a ground truth for evaluating a YOLO folder): the records' image ids and the
+    source's category ids (YOLO: class index + 1), boxes xywh in pixels, polygons kept."""
     images, annotations = [], []
-    for image_id, record in enumerate(source.records, start=1):
+    for record in source.records:
+        image_id = record.image_id
         images.append({"id": image_id, "file_name": Path(os.path.relpath(record.file, images_root)).as_posix(),
                        "width": record.width, "height": record.height})
         polygons = record.polygons or [[] for _ in range(len(record.boxes))]
         for box, label, polys in zip(record.boxes.tolist(), record.labels.tolist(), polygons):
             x1, y1, x2, y2 = box
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": label + 1,
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id,
+                                "category_id": source.category_ids[label],
                                 "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0,
                                 "segmentation": [p.reshape(-1).tolist() for p in polys]})
-    categories = [{"id": i + 1, "name": texts[0], "supercategory": "none"} for i, texts in enumerate(source.class_texts)]
+    categories = [{"id": category_id, "name": texts[0], "supercategory": "none"}
+                  for category_id, texts in zip(source.category_ids, source.class_texts)]
     return {"images": images, "annotations": annotations, "categories": categories}
 
 

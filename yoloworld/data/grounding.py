@@ -33,7 +33,8 @@ def phrase_of(caption: str, spans: object) -> str | None:
     return " ".join(parts)
 
 
-def read_grounding(ann_file: str | Path, images_dir: str | Path, problems: ProblemLog | None = None) -> DatasetSource:
+def read_grounding(ann_file: str | Path, images_dir: str | Path, problems: ProblemLog | None = None,
+                   data: dict | None = None) -> DatasetSource:
     def phrase(ann: dict, caption: str | None, position: int) -> str | None:
         if caption is None:
             problems.add("span_outside_caption", str(ann_file), f"annotation {ann.get('id', position)}: its image has "
@@ -48,10 +49,12 @@ def read_grounding(ann_file: str | Path, images_dir: str | Path, problems: Probl
         return text.strip()
 
     problems = problems if problems is not None else ProblemLog()
-    return _read_phrases(Path(ann_file), read_coco_json(ann_file), images_dir, "grounding", phrase, problems)
+    data = data if data is not None else read_coco_json(ann_file)
+    return _read_phrases(Path(ann_file), data, images_dir, "grounding", phrase, problems)
 
 
-def read_cc3m(ann_file: str | Path, images_dir: str | Path, problems: ProblemLog | None = None) -> DatasetSource:
+def read_cc3m(ann_file: str | Path, images_dir: str | Path, problems: ProblemLog | None = None,
+              data: dict | None = None) -> DatasetSource:
     def phrase(ann: dict, caption: str | None, position: int) -> str | None:
         text = ann.get("tokens")
         if not isinstance(text, str) or not text.strip():
@@ -63,7 +66,7 @@ def read_cc3m(ann_file: str | Path, images_dir: str | Path, problems: ProblemLog
         return text.strip()
 
     problems = problems if problems is not None else ProblemLog()
-    data = read_coco_json(ann_file)
+    data = data if data is not None else read_coco_json(ann_file)
     category_names = {c.get("id"): c.get("name") for c in data.get("categories") or [] if isinstance(c, dict)}
     return _read_phrases(Path(ann_file), data, images_dir, "cc3m", phrase, problems)
 

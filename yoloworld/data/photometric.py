@@ -11,13 +11,12 @@ from .augment import AugmentConfig
 def random_hsv(image: np.ndarray, gains: tuple[float, float, float], rng: np.random.Generator) -> np.ndarray:
     """Official YOLOv5HSVRandomAug: multiply H, S, V by 1 + U(-1, 1) * gain through lookup tables."""
     factors = rng.uniform(-1, 1, 3) * np.asarray(gains) + 1
-    hue, sat, val = cv2.split(cv2.cvtColor(image, cv2.COLOR_BGR2HSV))
     table = np.arange(256, dtype=np.float64)
-    lut_hue = ((table * factors[0]) % 180).astype(np.uint8)
-    lut_sat = np.clip(table * factors[1], 0, 255).astype(np.uint8)
-    lut_val = np.clip(table * factors[2], 0, 255).astype(np.uint8)
-    merged = cv2.merge((cv2.LUT(hue, lut_hue), cv2.LUT(sat, lut_sat), cv2.LUT(val, lut_val)))
-    return cv2.cvtColor(merged, cv2.COLOR_HSV2BGR)
+    lut_hue = (table * factors[0]) % 180
+    lut_sat = np.clip(table * factors[1], 0, 255)
+    lut_val = np.clip(table * factors[2], 0, 255)
+    lut = np.stack([lut_hue, lut_sat, lut_val], axis=1).astype(np.uint8).reshape(256, 1, 3)  # one table per channel
+    return cv2.cvtColor(cv2.LUT(cv2.cvtColor(image, cv2.COLOR_BGR2HSV), lut), cv2.COLOR_HSV2BGR)
 
 
 def _odd_kernel(rng: np.random.Generator) -> int:

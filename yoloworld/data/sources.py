@@ -49,7 +49,13 @@ class DatasetConfig:
 def read_source(config: DatasetConfig, problems: ProblemLog | None = None) -> DatasetSource:
     """Read one dataset of any kind; fatal problems raise DatasetError, the rest go to `problems`."""
     problems = problems if problems is not None else ProblemLog()
-    kind = detect_kind(config) if config.kind == "auto" else config.kind
+    kind, data = config.kind, None
+    if kind == "auto":
+        if _is_yolo(config):
+            kind = "yolo"
+        else:
+            data = read_coco_json(config.ann)  # parsed once: detection and reading share it
+            kind = kind_of(data)
     if kind not in KINDS:
         raise DatasetError(f"unknown dataset kind {kind!r}; choose one of {', '.join(KINDS)}")
     if kind == "yolo":
@@ -64,34 +70,40 @@ def read_source(config: DatasetConfig, problems: ProblemLog | None = None) -> Da
             raise DatasetError(f"{config.classes_file}: a {kind} dataset takes its texts from the captions; "
                                "drop classes_file")
         if kind == "grounding":
-            source = read_grounding(config.ann, config.images, problems)
+            source = read_grounding(config.ann, config.images, problems, data)
         elif kind == "cc3m":
-            source = read_cc3m(config.ann, config.images, problems)
+            source = read_cc3m(config.ann, config.images, problems, data)
         else:
-            source = read_detection(config.ann, config.images, config.classes_file, kind, config.with_masks, problems)
+            source = read_detection(config.ann, config.images, config.classes_file, kind, config.with_masks, problems,
+                                    data)
     if config.drop_empty:
         source.records = [r for r in source.records if len(r.boxes)]
     return source
 
 
-def detect_kind(config: DatasetConfig) -> str:
-    """'yolo' for folders and YAML files; otherwise from the JSON's fields (captions, tokens, LVIS synonyms)."""
-    target = config.ann or config.images
-    if target is None:
+def _is_yolo(config: DatasetConfig) -> bool:
+    if config.ann is None and config.images is None:
         raise DatasetError("no dataset given: pass an annotation JSON with its image folder, or a YOLO folder")
-    if config.ann is None or Path(config.ann).suffix in (".yaml", ".yml") or Path(config.ann).is_dir():
-        return "yolo"
-    data = read_coco_json(config.ann)  # read again by the reader; detection only serves the CLI
+    return config.ann is None or Path(config.ann).suffix in (".yaml", ".yml") or Path(config.ann).is_dir()
+
+
+def kind_of(data: dict) -> str:
+    """A COCO-style file's kind from its fields: captions + spans, box tokens, LVIS frequencies."""
     first_ann = next((a for a in data["annotations"] if isinstance(a, dict)), {})
     first_image = next((i for i in data["images"] if isinstance(i, dict)), {})
+    first_category = next((c for c in data.get("categories") or [] if isinstance(c, dict)), {})
     if "tokens_positive" in first_ann:
         return "grounding"
     if "tokens" in first_ann and "caption" in first_image:
         return "cc3m"
-    first_category = next((c for c in data.get("categories") or [] if isinstance(c, dict)), {})
     if "neg_category_ids" in first_image or "frequency" in first_category:
         return "lvis"
     return "coco"
+
+
+def detect_kind(config: DatasetConfig) -> str:
+    """'yolo' for folders and YAML files; otherwise from the annotation JSON's fields."""
+    return "yolo" if _is_yolo(config) else kind_of(read_coco_json(config.ann))
 
 
 def load_dataset_yaml(path: str | Path) -> dict[str, list[DatasetConfig]]:

@@ -34,7 +34,9 @@ class TrainDataset(Dataset):
     'texts': list of `num_texts` strings ('' padded)}.
 
     Randomness comes from (seed, epoch, index), so samples do not depend on worker count or order.
-    Note: with `persistent_workers=True` a later `set_epoch` does not reach the workers' copies.
+    Note: with `persistent_workers=True` a later `set_epoch` does not reach the workers' copies. As mmengine
+    does, call `cv2.setNumThreads(0)` in the main process before starting workers: cv2's thread pool in every
+    worker oversubscribes the cores (and must not be reconfigured inside a forked worker: it can deadlock).
     """
 
     def __init__(self, sources: DatasetSource | Sequence[DatasetSource], augment: AugmentConfig | None = None,

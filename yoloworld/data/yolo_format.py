@@ -159,13 +159,14 @@ def read_yolo_images(images: list[Path], names: list[str], name: str, with_masks
             kind = "missing_image" if not image.exists() else "corrupt_image"
             problems.add(kind, str(image), "cannot be read; image skipped")
             continue
-        entries.append(ImageEntry(str(image), size[0], size[1], image.stem, {}))
+        # integer ids 1..n, as in the COCO file the converter writes for this folder
+        entries.append(ImageEntry(str(image), size[0], size[1], len(entries) + 1, {}))
         _read_label_file(label_path(image), len(entries) - 1, size, len(names), table, problems, with_masks)
     records = [ImageRecord(file=e.file, width=e.width, height=e.height, boxes=boxes, labels=labels,
                            class_texts=class_texts, image_id=e.image_id, polygons=polygons)
                for e, (boxes, labels, polygons) in zip(entries, group_boxes(table, entries, problems, with_masks, dtype))]
     return DatasetSource(name=name, kind="yolo", records=records, class_texts=class_texts,
-                         category_ids=list(range(len(names))))
+                         category_ids=list(range(1, len(names) + 1)))
 
 
 def _read_label_file(path: Path, image_index: int, size: tuple[int, int], num_classes: int, table: BoxTable,
