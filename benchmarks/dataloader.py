@@ -122,7 +122,7 @@ def main() -> None:
         return
     step_rate, name = measured
     print(f"train step ({name}, forward+backward+loss+AdamW, batch {train_batch}, {args.device}): "
-          f"{step_rate:.1f} images/s")
+          f"{step_rate:.3g} images/s")
     verdict = "keeps up" if rate >= step_rate else "is the bottleneck"
     print(f"ratio pipeline / train step: {rate / step_rate:.2f} (the pipeline {verdict} on this machine)")
 
