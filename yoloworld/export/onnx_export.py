@@ -91,9 +91,10 @@ def export_onnx(plan: ExportPlan, out: str | os.PathLike, imgsz: int = 640, nms:
             "classes": plan.vocabulary.classes if plan.vocabulary else None,
             "padded": plan.vocabulary.padded if plan.vocabulary else True}
     if plan.dynamic:
+        meta["embed_dims"] = plan.graph.detector.config.embed_dims
+    if plan.dynamic and plan.text_encoder is not None:  # without one, feed embeddings (yoloworld embed) yourself
         written += export_text_encoder(plan.text_encoder, out.with_suffix(".text.onnx"), opset)
-        meta.update(text_encoder=written[1].name, tokenizer=written[2].name,
-                    embed_dims=plan.text_encoder.embed_dim)
+        meta.update(text_encoder=written[1].name, tokenizer=written[2].name)
     write_metadata(out, meta)
     return written
 
@@ -103,8 +104,7 @@ def _detector_module(plan: ExportPlan, imgsz: int, nms: bool, conf: float, iou: 
     images = torch.rand(1, 3, imgsz, imgsz)
     example, names = (images,), ["images"]
     if plan.dynamic:
-        dims = plan.text_encoder.embed_dim
-        text = torch.nn.functional.normalize(torch.randn(2, dims), dim=-1)
+        text = torch.nn.functional.normalize(torch.randn(2, graph.detector.config.embed_dims), dim=-1)
         example, names = (images, text), ["images", "text_embeds"]
     if not nms:
         return graph, names, example
@@ -167,13 +167,16 @@ def compare_with_pytorch(plan: ExportPlan, path: str | os.PathLike, images: torc
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     meta = read_metadata(session)
+    generator = torch.Generator().manual_seed(seed)
     if images is None:
-        generator = torch.Generator().manual_seed(seed)
         size = (2 if meta["dynamic_batch"] else 1, 3, meta["imgsz"], meta["imgsz"])
         images = torch.rand(size, generator=generator)
     args, feeds = (images,), {"images": images.numpy()}
     if plan.dynamic:
-        text = plan.text_encoder(plan.vocabulary.texts if plan.vocabulary else ["person", "car", " "]).float().cpu()
+        if plan.text_encoder is not None:
+            text = plan.text_encoder(plan.vocabulary.texts if plan.vocabulary else ["person", "car", " "]).float()
+        else:
+            text = torch.nn.functional.normalize(torch.randn(3, meta["embed_dims"], generator=generator), dim=-1)
         args, feeds = (images, text), {**feeds, "text_embeds": text.numpy()}
     module = plan.graph
     if meta["nms"]:

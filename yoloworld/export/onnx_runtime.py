@@ -56,7 +56,7 @@ class OnnxDetector:
         self.vocabulary: Vocabulary | None = None
         self._text_embeds: np.ndarray | None = None
         self._text_session = self._tokenizer = None
-        if self.dynamic:
+        if self.dynamic and self.meta.get("text_encoder"):
             self._text_session = _session(self.path.parent / self.meta["text_encoder"], providers)
         if self.meta.get("classes"):
             if self.dynamic:
@@ -73,6 +73,8 @@ class OnnxDetector:
         """(T, D) L2-normalised embeddings from the exported text encoder (dynamic-vocabulary exports)."""
         if not self.dynamic:
             raise InputError(f"{self.path}: the vocabulary is baked in; export with --vocab dynamic to change it")
+        if self._text_session is None:
+            raise InputError(f"{self.path}: exported without a text encoder; re-export from a checkpoint with one")
         if self._tokenizer is None:
             from yoloworld.models.text import TextEncoder, load_tokenizer
 
