@@ -42,6 +42,7 @@ class Trainer:
         self.device = dist_utils.resolve_device(config.device, self.info)
         self.autocast = autocast_factory(config.amp, self.device)
         self.out = self._out_dir(resume)
+        saved = load_resume_state(self.out) if resume else None  # checked before the slow setup
         train_sets, val_sets = dataset_configs(config)
         val_source = read_val_source(val_sets)
         self.dataset = build_training_set(config, train_sets, config.data.num_texts)
@@ -78,8 +79,8 @@ class Trainer:
                                      config_to_dict(config))
         self.epoch = self.batch = self.step = 0
         self.progress = {"best": None, "best_epoch": None, "skipped_steps": 0, "bad_in_a_row": 0}
-        if resume:
-            self._restore(load_resume_state(self.out))
+        if saved is not None:
+            self._restore(saved)
         self.network = self._wrap_ddp()
         self._last_save = time.time()
         self._describe(built.source)

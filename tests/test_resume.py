@@ -1,0 +1,96 @@
+"""Kill -9 mid-epoch, resume: training continues from the last saved iteration, finished checkpoints survive, and
+the result equals an uninterrupted run (model, EMA, optimiser, schedule, data order and RNG all restored)."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from yoloworld.models.checkpoint import read_checkpoint
+
+from test_train_support import REPO, cli_env, make_synth, run_cli, state_weights, tiny_config, write_yaml
+
+
+def read_state(run):
+    for _ in range(20):  # the file is replaced atomically; a read can only meet the old or the new one
+        try:
+            return torch.load(run / "last_state.pt", map_location="cpu", weights_only=True)
+        except (FileNotFoundError, RuntimeError, EOFError):
+            time.sleep(0.02)
+    raise AssertionError("last_state.pt never became readable")
+
+
+def start_training(config_path):
+    return subprocess.Popen([sys.executable, "-m", "yoloworld", "train", str(config_path)], cwd=REPO, env=cli_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture()
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("YOLOWORLD_CACHE", str(tmp_path / "cache"))
+    return make_synth(tmp_path / "synth", images=16)
+
+
+def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(env, tmp_path):
+    settings = dict(optim={"batch_size": 1, "lr": 0.002}, schedule={"epochs": 2, "warmup_min_iters": 3,
+                                                                    "warmup_epochs": 0.0},
+                    checkpoint={"every_iters": 1, "every_minutes": 0.0}, eval={"interval": 1, "batch_size": 4})
+    killed = tmp_path / "killed"
+    process = start_training(write_yaml(tmp_path / "killed.yaml", tiny_config(env, killed, **settings)))
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:  # wait until the run is inside its second epoch, then kill it hard
+            if (killed / "last_state.pt").exists():
+                state = read_state(killed)
+                if state["epoch"] == 1 and state["batch"] >= 3:
+                    break
+            assert process.poll() is None, process.stderr.read()
+            time.sleep(0.01)
+        else:
+            raise AssertionError("the run never reached its second epoch")
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    saved = read_state(killed)
+    iters_per_epoch = 12  # 12 training images, batch 1
+    assert saved["epoch"] == 1 and 0 < saved["batch"] < iters_per_epoch, "not killed mid-epoch"
+    assert saved["step"] == iters_per_epoch + saved["batch"]
+    finished = read_checkpoint(killed / "last.pt")  # epoch 1's checkpoints survive the kill intact
+    assert finished["meta"]["yoloworld"]["epoch"] == 1
+    assert read_checkpoint(killed / "best.pt")["meta"]["yoloworld"]["epoch"] == 1
+
+    resumed = run_cli("train", "--resume", str(killed))
+    assert resumed.returncode == 0, resumed.stderr
+    where = re.search(r"resuming \S+ at epoch (\d+), iteration (\d+) \(step (\d+)\)", resumed.stderr)
+    assert where and (int(where[1]), int(where[2]), int(where[3])) == (2, saved["batch"], saved["step"])
+
+    reference = tmp_path / "reference"
+    straight = run_cli("train", str(write_yaml(tmp_path / "reference.yaml", tiny_config(env, reference, **settings))))
+    assert straight.returncode == 0, straight.stderr
+    final, expected = state_weights(killed), state_weights(reference)
+    assert final.keys() == expected.keys()
+    for key in expected:
+        assert torch.allclose(final[key].float(), expected[key].float(), atol=1e-6), key
+    ema = read_checkpoint(killed / "last.pt")["state_dict"]
+    ema_expected = read_checkpoint(reference / "last.pt")["state_dict"]
+    assert all(torch.allclose(ema[k].float(), ema_expected[k].float(), atol=1e-6) for k in ema_expected)
+
+    steps = [json.loads(line)["step"] for line in (killed / "scalars.jsonl").read_text().splitlines()
+             if "loss" in json.loads(line)]
+    assert steps == list(range(1, 2 * iters_per_epoch + 1))  # no step lost, none logged twice
+
+
+def test_resume_without_a_saved_state_is_a_one_line_error(env, tmp_path):
+    run = tmp_path / "nothing"
+    run.mkdir()
+    write_yaml(run / "config.yaml", tiny_config(env, run))
+    result = run_cli("train", "--resume", str(run))
+    assert result.returncode == 2 and "nothing to resume" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,128 @@
+"""End-to-end training on a tiny synthetic set: checkpoints in the official layout, logs, report, NaN guard, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from yoloworld.data.eval_dataset import collate
+from yoloworld.engine.config import build_train_config
+from yoloworld.engine.modes import encoder_from_meta
+from yoloworld.engine.trainer import Trainer, TrainingDiverged, train
+from yoloworld.errors import DatasetError
+from yoloworld.models.checkpoint import check_state_dict, config_from_checkpoint, read_checkpoint
+from yoloworld.models.detector import YOLOWorldDetector
+
+from test_train_support import make_synth, run_cli, tiny_config, write_yaml
+
+
+@pytest.fixture(scope="module")
+def coco(tmp_path_factory):
+    return make_synth(tmp_path_factory.mktemp("synth"))
+
+
+@pytest.fixture(autouse=True)
+def private_text_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("YOLOWORLD_CACHE", str(tmp_path / "cache"))
+
+
+def test_run_writes_official_checkpoints_logs_and_report(coco, tmp_path):
+    config = build_train_config(data=tiny_config(coco, tmp_path / "run", tensorboard=True))
+    trainer = Trainer(config)
+    summary = trainer.fit()
+    run = tmp_path / "run"
+    assert not trainer.dataset.use_mosaic  # the close-mosaic switch happened for the last epoch
+
+    checkpoint = read_checkpoint(run / "best.pt")  # weights_only load, official {'meta', 'state_dict'} layout
+    raw = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
+    assert set(raw) == {"meta", "state_dict", "class_embeddings"}
+    meta = checkpoint["meta"]["yoloworld"]
+    assert meta["classes"][0] == ["red circle"] and meta["padded"] and meta["epoch"] in (1, 2)
+    assert checkpoint["class_embeddings"].shape == (10, 512)  # 9 classes + the padding prompt
+    model = YOLOWorldDetector(config_from_checkpoint(checkpoint), encoder_from_meta(meta["text_config"]))
+    check_state_dict(model, checkpoint["state_dict"], "best.pt")  # every key, every shape
+    ema = trainer.ema.module.state_dict()
+    assert all(torch.equal(raw["state_dict"][k], ema[k].cpu()) for k in ema)  # last.pt holds the EMA weights
+
+    lines = [json.loads(line) for line in (run / "scalars.jsonl").read_text().splitlines()]
+    train_lines = [line for line in lines if "loss" in line]
+    val_lines = [line for line in lines if "coco/bbox_mAP_50" in line]
+    assert len(train_lines) == summary["iterations"] == 2 * trainer.iters_per_epoch
+    assert {"loss_cls", "loss_bbox", "loss_dfl", "lr", "grad_norm"} <= set(train_lines[0])
+    assert [line["epoch"] for line in val_lines] == [1, 2]
+    assert summary["best_epoch"] in (1, 2) and summary["effective_weight_decay"] == pytest.approx(0.05 * 2 / 64)
+    assert (run / "losses.png").stat().st_size > 1000 and (run / "map.png").stat().st_size > 1000
+    assert "coco/bbox_mAP_50" in (run / "best_epoch.txt").read_text()
+    assert any((run / "tensorboard").iterdir())
+    assert (run / "config.yaml").exists()
+
+
+def test_a_second_run_never_overwrites_the_first(coco, tmp_path):
+    data = tiny_config(coco, tmp_path / "exp", schedule={"epochs": 1})
+    train(build_train_config(data=data))
+    train(build_train_config(data=data))
+    assert (tmp_path / "exp" / "last.pt").exists() and (tmp_path / "exp2" / "last.pt").exists()
+
+
+class FlakyLoss:
+    """The real loss, but NaN on chosen calls (a diverging batch)."""
+
+    def __init__(self, loss, bad_calls):
+        self.loss, self.bad_calls, self.calls = loss, set(bad_calls), 0
+
+    def __call__(self, *args, **kwargs):
+        parts = self.loss(*args, **kwargs)
+        self.calls += 1
+        if self.calls in self.bad_calls or "all" in self.bad_calls:
+            parts["loss_cls"] = parts["loss_cls"] * float("nan")
+        return parts
+
+
+def test_nan_steps_are_skipped_and_counted(coco, tmp_path):
+    config = build_train_config(data=tiny_config(coco, tmp_path / "run", schedule={"epochs": 1}, ema={"enabled": True}))
+    trainer = Trainer(config)
+    trainer.loss = FlakyLoss(trainer.loss, {2, 3})
+    summary = trainer.fit()
+    assert summary["skipped_steps"] == 2
+    assert trainer.ema.steps == trainer.iters_per_epoch - 2  # the EMA saw only good steps
+    assert all(torch.isfinite(v).all() for v in trainer.ema.module.state_dict().values() if v.is_floating_point())
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_too_many_bad_steps_stop_with_a_clear_message(coco, tmp_path):
+    config = build_train_config(data=tiny_config(coco, tmp_path / "run", max_bad_steps=3))
+    trainer = Trainer(config)
+    trainer.loss = FlakyLoss(trainer.loss, {"all"})
+    with pytest.raises(TrainingDiverged, match="3 steps in a row with a NaN/inf loss") as error:
+        trainer.fit()
+    assert "\n" not in str(error.value)
+
+
+def test_batches_feed_the_loss_the_official_way(coco, tmp_path):
+    trainer = Trainer(build_train_config(data=tiny_config(coco, tmp_path / "run")))
+    batch = collate([trainer.dataset[i] for i in range(2)])
+    text = trainer.texts(batch["texts"])
+    assert text.shape == (2, 10, 512)
+    assert torch.allclose(text.norm(dim=-1), torch.ones(2, 10), atol=1e-5)
+    padding = batch["texts"][0].index("")
+    assert torch.allclose(text[0, padding], trainer.texts.encode([""])[0])
+    losses, grad_norm = trainer._train_step(batch)
+    assert set(losses) == {"loss_cls", "loss_bbox", "loss_dfl"} and math.isfinite(grad_norm)
+
+
+def test_missing_and_empty_datasets_are_one_line_errors(coco, tmp_path):
+    data = tiny_config(coco, tmp_path / "run")
+    data["data"]["train"][0]["ann"] = str(tmp_path / "nope.json")
+    result = run_cli("train", str(write_yaml(tmp_path / "missing.yaml", data)))
+    assert result.returncode == 2 and "nope.json: not found" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+    empty = json.loads((coco / "annotations.json").read_text())
+    empty["images"], empty["annotations"] = [], []
+    (tmp_path / "empty.json").write_text(json.dumps(empty))
+    data["data"]["train"][0]["ann"] = str(tmp_path / "empty.json")
+    with pytest.raises(DatasetError, match="empty"):
+        Trainer(build_train_config(data=data))
