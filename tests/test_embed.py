@@ -48,3 +48,23 @@ def test_bad_class_file_is_one_line_error(fixtures, tmp_path, capsys):
     assert code == 2 and not out.exists()
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "texts.json" in err and "\n" not in err
+
+
+def test_embed_then_reparam_predicts_like_the_text_conditioned_model(fixtures, tmp_path):
+    """The deployment path: embeddings with the padding row -> reparameterized checkpoint -> same detections,
+    class names kept and the padding prompt never reported."""
+    from yoloworld.api import YOLOWorld
+
+    classes = [["person"], ["a red car"], ["dog"]]
+    code, emb = embed(fixtures, tmp_path, classes, "--padding")
+    rep_path = tmp_path / "rep" / "v2_n_rep.pth"
+    assert code == 0 and main(["reparam", "--weights", str(fixtures / "v2_n.pth"), "--embeddings", str(emb),
+                               "--out", str(rep_path)]) == 0
+    image = np.load(fixtures / "inputs.npz")["image_raw"][:, :, ::-1].copy()
+    rep = YOLOWorld.from_pretrained(rep_path)
+    assert rep.model.text_model is None and rep.class_names == ["person", "a red car", "dog"]
+    text = YOLOWorld.from_pretrained(fixtures / "v2_n.pth", text_model=fixtures / "tiny-clip").set_classes(classes)
+    ours, reference = rep.predict(image, conf=0.9)[0], text.predict(image, conf=0.9)[0]
+    assert len(ours) == len(reference) > 0 and set(ours.class_ids.tolist()) <= {0, 1, 2}
+    assert (ours.class_ids == reference.class_ids).all()
+    assert np.abs(ours.xyxy - reference.xyxy).max() < 5e-3 and np.abs(ours.scores - reference.scores).max() < 1e-4
