@@ -74,4 +74,40 @@ def state_weights(run: Path) -> dict[str, torch.Tensor]:
     return state["model"]
 
 
-__all__ = ["REPO", "make_synth", "tiny_config", "write_yaml", "cli_env", "run_cli", "state_weights"]
+
+
+def make_base_checkpoint(path: Path) -> Path:
+    """A tiny text-conditioned checkpoint (random weights, seeded text tower) to fine-tune from."""
+    from yoloworld.config import ModelConfig
+    from yoloworld.engine.config import RandomTextConfig
+    from yoloworld.engine.modes import random_text_encoder, text_config_meta
+    from yoloworld.models.checkpoint import save_checkpoint
+    from yoloworld.models.detector import YOLOWorldDetector
+
+    torch.manual_seed(0)
+    encoder = random_text_encoder(RandomTextConfig(hidden=32, layers=1, heads=2, seed=0))
+    config = ModelConfig(deepen=0.33, widen=0.125, last_stage_channels=1024, min_cls_channels=16, text_hidden=32)
+    model = YOLOWorldDetector(config, encoder)
+    model.init_weights(10)
+    save_checkpoint(path, model, {"text_config": text_config_meta(encoder)})
+    return path
+
+
+def make_embeddings(path: Path, rows: int, seed: int = 0) -> Path:
+    from yoloworld.models.prompt import write_embeddings
+
+    generator = torch.Generator().manual_seed(seed)
+    embeds = torch.nn.functional.normalize(torch.randn(rows, 512, generator=generator), dim=-1)
+    return write_embeddings(path, embeds, {"classes": [[f"class{i}"] for i in range(rows)], "padded": False})
+
+
+def finetune_config(coco: Path, out: Path, mode: str, weights: Path, embeddings: Path | None = None, **sections):
+    data = tiny_config(coco, out, **sections)
+    data["model"] = {"mode": mode, "weights": str(weights)}
+    if embeddings is not None:
+        data["model"]["embeddings"] = str(embeddings)
+    return data
+
+
+__all__ = ["REPO", "make_synth", "tiny_config", "write_yaml", "cli_env", "run_cli", "state_weights",
+           "make_base_checkpoint", "make_embeddings", "finetune_config"]

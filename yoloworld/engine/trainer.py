@@ -58,7 +58,11 @@ class Trainer:
         built = build_training_model(config, classes)
         self.model = built.model.to(self.device)
         if config.sync_bn and self.info.enabled:
-            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            if self.device.type == "cuda":
+                self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            elif self.info.is_main:
+                LOGGER.warning("warning: sync_bn needs CUDA (PyTorch's SyncBatchNorm); on CPU every process keeps "
+                               "its own BatchNorm statistics")
         self.model.train()
         self.optimizer = build_optimizer(self.model, config.optim, self.info.world_size)
         self.frozen_keys = {k for k, v in self.model.named_parameters() if k.startswith("backbone.text_model.")
