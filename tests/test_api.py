@@ -55,8 +55,15 @@ def test_per_image_vocabularies_match_single_runs(api, image):
     for got, want in ((both[0], alone_a), (both[1], alone_b)):
         assert got.names == want.names
         assert len(got) == len(want)
-        assert np.allclose(got.scores, want.scores, atol=1e-5)
-        assert (got.class_ids == want.class_ids).all()
+        assert same_detections(got, want)
+
+
+def same_detections(got, want, box_tol=1e-2, score_tol=1e-5) -> bool:
+    """Equal as sets: batching may swap the order of scores equal up to float noise."""
+    match = ((np.abs(got.xyxy[:, None] - want.xyxy[None]).max(-1) < box_tol)
+             & (got.class_ids[:, None] == want.class_ids[None])
+             & (np.abs(got.scores[:, None] - want.scores[None]) < score_tol))
+    return bool(match.any(1).all() and match.any(0).all())
 
 
 def test_batch_equals_single_images(api, image):
@@ -65,7 +72,7 @@ def test_batch_equals_single_images(api, image):
     batch = api.predict([image, flipped], conf=0.01)
     single = [api.predict(im, conf=0.01)[0] for im in (image, flipped)]
     for b, s in zip(batch, single):
-        assert len(b) == len(s) and np.allclose(b.xyxy, s.xyxy, atol=1e-3)
+        assert len(b) == len(s) and same_detections(b, s)
 
 
 def test_boxes_are_in_original_pixels(api, image):
@@ -99,7 +106,7 @@ def test_saved_vocabulary_predicts_without_text_model(api, image, tmp_path):
     baked = YOLOWorld.from_pretrained(tmp_path / "baked.pt")
     assert baked.model.text_model is None and baked.class_names == ["person", "dog"]
     got = baked.predict(image, conf=0.01)[0]
-    assert len(got) == len(want) and np.allclose(got.scores, want.scores, atol=1e-5)
+    assert len(got) == len(want) and same_detections(got, want)
 
 
 def test_results_export_json_and_supervision(api, image):

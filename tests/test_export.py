@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from yoloworld.api import YOLOWorld
 from yoloworld.cli import main
 from yoloworld.errors import InputError
-from yoloworld.export.graphs import sliced_adaptive_max_pool
+from yoloworld.models.neck import adaptive_max_pool
 from yoloworld.export.onnx_export import compare_with_pytorch, export_onnx, plan_export
 from yoloworld.export.onnx_runtime import OnnxDetector
 
@@ -127,10 +127,10 @@ def test_v1_exports_at_640_with_image_pooling(fixtures, tmp_path, network_input)
     assert diffs["scores"] <= 1e-4 and diffs["boxes"] <= 1e-4 * 640
 
 
-def test_sliced_adaptive_max_pool_equals_pytorch():
+def test_exportable_adaptive_max_pool_equals_pytorch():
     x = torch.randn(2, 3, 80, 47)
     for size in (1, 3, 5):
-        assert torch.equal(sliced_adaptive_max_pool(x, size), F.adaptive_max_pool2d(x, size))
+        assert torch.equal(adaptive_max_pool(x, size), F.adaptive_max_pool2d(x, size))
 
 
 def test_predict_cli_accepts_onnx_and_baked_vocabulary_is_fixed(v2, baked, images, tmp_path, capsys):

@@ -40,3 +40,11 @@ def test_parameter_counts_match_spec():
     assert round(count(ModelConfig.preset("s")), 2) == 12.76
     assert round(count(ModelConfig.preset("l")), 2) == 46.83
     assert round(count(ModelConfig.preset("l", "v1")), 2) == 47.55
+
+
+@pytest.mark.parametrize("neck_block", ["rep_linear", "efficient"])
+def test_our_own_variants_are_recovered_from_shapes(neck_block):
+    rep = neck_block == "rep_linear"
+    config = ModelConfig.preset("s", neck_block=neck_block, contrastive="rep" if rep else "bn",
+                                num_guides=7 if rep else 0, text_hidden=None)
+    assert infer_config(build_detector(config).state_dict()) == config

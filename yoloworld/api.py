@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from yoloworld.data.letterbox import letterbox
+from yoloworld.data.letterbox import letterbox_batch
 from yoloworld.errors import InputError
 from yoloworld.images import as_bgr
 from yoloworld.models.boxes import dfl_integral
@@ -144,12 +144,8 @@ class YOLOWorld:
 
     def _predict_batch(self, images, vocabularies, conf, iou, max_det, nms_pre) -> list[Results]:
         bgr = [as_bgr(image) for image in images]
-        tensors, infos = [], []
-        for image in bgr:
-            boxed, info = letterbox(image, self.imgsz)
-            tensors.append(torch.from_numpy(np.ascontiguousarray(boxed[:, :, ::-1].transpose(2, 0, 1))))
-            infos.append(info)
-        batch = torch.stack(tensors).to(self.device).float().div_(255)
+        batch, infos = letterbox_batch(bgr, self.imgsz)
+        batch = torch.from_numpy(batch).to(self.device)
         text = stack_texts([embeds for _, embeds in vocabularies])
         cls_logits, reg_logits = self.model(batch, text)
         dets = postprocess(cls_logits, reg_logits, infos, conf, iou, max_det, nms_pre,

@@ -31,7 +31,7 @@ class ModelConfig:
     last_stage_channels: int = 1024
     image_pooling: bool = False  # v1: image-pooling attention updates the text for the bottom-up path
     contrastive: str = "bn"  # "bn" (v2), "l2" (v1), "rep" (texts folded into 1x1 convs)
-    neck_block: str = "text"  # "text", "rep" (texts folded into guide convs), "efficient" (no text path)
+    neck_block: str = "text"  # "text", "rep" / "rep_linear" (texts folded into the neck), "efficient" (no text path)
     num_guides: int = 0  # rep models: number of folded texts
     min_cls_channels: int = 80  # official head width: max(in_channels[0], num_classes)
     embed_dims: int = 512

@@ -63,3 +63,10 @@ def letterbox(image: np.ndarray, size: int = 640, allow_scale_up: bool = False, 
         resized = cv2.copyMakeBorder(resized, top, bottom, left, right, cv2.BORDER_CONSTANT,
                                      value=(pad_value,) * (resized.shape[2] if resized.ndim == 3 else 1))
     return resized, LetterboxInfo((h0, w0), (scale_x, scale_y), (top, bottom, left, right))
+
+
+def letterbox_batch(images_bgr: list[np.ndarray], size: int = 640) -> tuple[np.ndarray, list[LetterboxInfo]]:
+    """BGR images -> the network input (B, 3, size, size) float32 RGB in [0, 1], and each image's mapping."""
+    boxed = [letterbox(image, size) for image in images_bgr]
+    batch = np.stack([b[:, :, ::-1].transpose(2, 0, 1) for b, _ in boxed]).astype(np.float32) / 255
+    return batch, [info for _, info in boxed]

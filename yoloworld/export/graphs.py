@@ -9,15 +9,12 @@ the padding exactly as `yoloworld.postprocess` does. With NMS: `detections` (K, 
 
 from __future__ import annotations
 
-import contextlib
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import batched_nms
 
-from yoloworld.models import neck as neck_module
 from yoloworld.models.boxes import decode_boxes, dfl_integral, flatten_levels
 from yoloworld.models.detector import YOLOWorldDetector
 from yoloworld.models.text import TextEncoder
@@ -103,30 +100,4 @@ class TextEncoderGraph(nn.Module):
         return F.normalize(self.model(input_ids=input_ids, attention_mask=attention_mask).text_embeds, dim=-1)
 
 
-def sliced_adaptive_max_pool(x: torch.Tensor, size: int) -> torch.Tensor:
-    """AdaptiveMaxPool2d(size) as explicit slices (PyTorch's bins: floor start, ceil end): exports to ONNX at
-    any input size, where the ONNX exporter only supports sizes divisible by `size`. Same values."""
-    h, w = x.shape[-2:]
-    rows = []
-    for i in range(size):
-        top, bottom = (i * h) // size, math.ceil((i + 1) * h / size)
-        cells = [x[..., top:bottom, (j * w) // size:math.ceil((j + 1) * w / size)].amax(dim=(-2, -1))
-                 for j in range(size)]
-        rows.append(torch.stack(cells, dim=-1))
-    return torch.stack(rows, dim=-2)
-
-
-@contextlib.contextmanager
-def exportable_image_pooling():
-    """While exporting, v1's image-pooling attention pools with `sliced_adaptive_max_pool` (80, 40 and 20
-    are not multiples of 3 at 640, which the ONNX exporter refuses)."""
-    original = neck_module.adaptive_max_pool
-    neck_module.adaptive_max_pool = sliced_adaptive_max_pool
-    try:
-        yield
-    finally:
-        neck_module.adaptive_max_pool = original
-
-
-__all__ = ["DetectorGraph", "NonMaxSuppression", "NmsGraph", "TextEncoderGraph", "sliced_adaptive_max_pool",
-           "exportable_image_pooling"]
+__all__ = ["DetectorGraph", "NonMaxSuppression", "NmsGraph", "TextEncoderGraph"]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from yoloworld.errors import InputError
-from yoloworld.export.graphs import DetectorGraph, NmsGraph, TextEncoderGraph, exportable_image_pooling
+from yoloworld.export.graphs import DetectorGraph, NmsGraph, TextEncoderGraph
 from yoloworld.models.reparam import reparameterize
 from yoloworld.vocabulary import Vocabulary
 
@@ -137,7 +137,7 @@ def save_tokenizer(tokenizer, folder: Path) -> None:
 
 def _torch_export(module, example, out: Path, input_names, output_names, dynamic_axes, opset: int) -> None:
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    with torch.no_grad(), exportable_image_pooling(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer and legacy-exporter notices
         torch.onnx.export(module, example, str(tmp), dynamo=False, opset_version=opset, input_names=input_names,
                           output_names=output_names, dynamic_axes=dynamic_axes or None, do_constant_folding=True)

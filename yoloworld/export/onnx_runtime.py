@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from yoloworld.data.letterbox import letterbox
+from yoloworld.data.letterbox import letterbox_batch
 from yoloworld.errors import CheckpointError, InputError
 from yoloworld.images import as_bgr
 from yoloworld.postprocess import select, to_original
@@ -128,11 +128,10 @@ class OnnxDetector:
 
     def _predict_batch(self, images, conf, iou, max_det, nms_pre) -> list[Results]:
         bgr = [as_bgr(image) for image in images]
-        boxed = [letterbox(image, self.imgsz) for image in bgr]
-        batch = np.stack([b[:, :, ::-1].transpose(2, 0, 1) for b, _ in boxed]).astype(np.float32) / 255
+        batch, infos = letterbox_batch(bgr, self.imgsz)
         outputs = self.run(batch)
         results = []
-        for i, (image, (_, info), source) in enumerate(zip(bgr, boxed, images)):
+        for i, (image, info, source) in enumerate(zip(bgr, infos, images)):
             if self.meta["nms"]:
                 xyxy, scores, labels = self._from_nms(outputs[0], i, info, conf, max_det)
             else:

@@ -94,13 +94,14 @@ def infer_config(state: dict) -> ModelConfig:
         raise CheckpointError(f"not a YOLO-World state_dict (cannot infer the architecture: {exc})") from None
     rep_head = "bbox_head.head_module.cls_contrasts.0.conv.weight" in state
     rep_neck = any(".attn_block.guide_convs." in k for k in state)
-    efficient = not rep_neck and not any(".attn_block.guide_fc." in k for k in state)
+    rep_linear = any(k.endswith(".attn_block.guide_weight") for k in state)  # ours: per-head split, not official
+    efficient = not (rep_neck or rep_linear) and not any(".attn_block.guide_fc." in k for k in state)
     text_key = TEXT_PREFIX + "model.text_projection.weight"
     config = ModelConfig(
         deepen=deepen, widen=widen, last_stage_channels=int(round(last)),
         image_pooling=any(k.startswith("neck.text_enhancer.") for k in state),
         contrastive="rep" if rep_head else ("bn" if "bbox_head.head_module.cls_contrasts.0.norm.weight" in state else "l2"),
-        neck_block="rep" if rep_neck else ("efficient" if efficient else "text"),
+        neck_block="rep" if rep_neck else "rep_linear" if rep_linear else "efficient" if efficient else "text",
         num_guides=state["bbox_head.head_module.cls_contrasts.0.conv.weight"].shape[0] if rep_head else 0,
         min_cls_channels=cls_width if cls_width > in0 else 80,
         embed_dims=state["bbox_head.head_module.cls_preds.0.2.weight"].shape[0],

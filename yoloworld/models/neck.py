@@ -10,6 +10,8 @@ v1 adds the image-pooling attention (`text_enhancer`) that updates the text for 
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -148,7 +150,6 @@ class ImagePoolingAttention(nn.Module):
 
     def forward(self, text: torch.Tensor, features: list[torch.Tensor]) -> torch.Tensor:
         b = text.shape[0]
-        # adaptive max pooling written as an explicit max so it also exports to ONNX
         tokens = torch.cat([adaptive_max_pool(proj(x), self.pool_size).flatten(2)
                             for proj, x in zip(self.projections, features)], dim=-1).transpose(1, 2)
         hc = self.embed_channels // self.num_heads
@@ -161,11 +162,16 @@ class ImagePoolingAttention(nn.Module):
 
 
 def adaptive_max_pool(x: torch.Tensor, size: int) -> torch.Tensor:
-    """AdaptiveMaxPool2d(size) with PyTorch's bin edges (floor start, ceil end), export friendly."""
+    """AdaptiveMaxPool2d(size) written as explicit slices with PyTorch's bins (floor start, ceil end): the same
+    values, and it exports to ONNX at any input size (the exporter refuses sizes not divisible by `size`)."""
     h, w = x.shape[-2:]
-    if h % size == 0 and w % size == 0:
-        return F.max_pool2d(x, (h // size, w // size))
-    return F.adaptive_max_pool2d(x, size)
+    rows = []
+    for i in range(size):
+        top, bottom = (i * h) // size, math.ceil((i + 1) * h / size)
+        cells = [x[..., top:bottom, (j * w) // size:math.ceil((j + 1) * w / size)].amax(dim=(-2, -1))
+                 for j in range(size)]
+        rows.append(torch.stack(cells, dim=-1))
+    return torch.stack(rows, dim=-2)
 
 
 class YOLOWorldPAFPN(nn.Module):
