@@ -111,7 +111,7 @@ def bad_input_cases(tmp_path: Path, ann: Path, preds: Path) -> dict:
         "missing file": (val + [str(bad / "nope.json"), "--ann", str(ann)], ["not found"]),
         "class texts of the wrong length": (
             ["val", "--weights", "w.pth", "--ann", str(ann), "--images", str(bad),
-             "--classes-file", str(write_json(bad / "t.json", [["cat"], ["dog"]]))], ["2 class texts", "5 categories"]),
+             "--classes-file", str(write_json(bad / "t.json", [["cat"], ["dog"]]))], ["2 synonym lists", "5 categories"]),
         "images not in the folder": (["val", "--weights", "w.pth", "--ann", str(ann), "--images", str(bad)],
                                      ["40 images not found", "--images"]),
         "weights without images": (["val", "--weights", str(bad / "w.pth"), "--ann", str(ann)], ["--images"]),

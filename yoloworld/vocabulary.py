@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,20 +73,12 @@ def parse_class_string(text: str) -> list[list[str]]:
 
 def load_class_file(path: str | Path) -> list[list[str]]:
     """Official class-text JSON (a list of synonym lists), or a .txt file with one class per line."""
+    from yoloworld.data.class_texts import load_class_texts
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: class file not found")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() == ".txt":
-        return normalise_classes([[s.strip() for s in line.split("|") if s.strip()] for line in text.splitlines() if line.strip()])
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-    if not isinstance(data, list) or not data:
-        raise InputError(f"{path}: expected a non-empty JSON list of synonym lists, e.g. [[\"person\"], [\"car\", \"automobile\"]]")
-    for i, entry in enumerate(data):
-        ok = isinstance(entry, str) or (isinstance(entry, list) and entry and all(isinstance(t, str) for t in entry))
-        if not ok:
-            raise InputError(f"{path}: entry {i} is {json.dumps(entry)[:60]}, expected a list of texts like [\"person\"]")
-    return normalise_classes(data)
+    if path.suffix.lower() != ".txt":
+        return load_class_texts(path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return normalise_classes([[s.strip() for s in line.split("|") if s.strip()] for line in lines if line.strip()])

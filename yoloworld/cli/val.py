@@ -116,7 +116,7 @@ def predict_dataset(args: argparse.Namespace, annotations, max_det: int) -> list
     from yoloworld.eval import results_to_coco
 
     categories = annotations.categories  # class index i <-> i-th category of the file
-    texts = class_texts(args.classes_file, categories)
+    texts = class_texts(args.classes_file, categories, str(args.ann))
     images = annotations.dataset["images"]
     paths = _image_paths(Path(args.images), images, args.ann)
     from yoloworld.api import YOLOWorld  # imported after the cheap checks: it loads torch
@@ -147,23 +147,12 @@ def _image_paths(folder: Path, images: list[dict], ann_name: str) -> list[str]:
     return [str(path) for path in paths]
 
 
-def class_texts(classes_file: str | None, categories: list[dict]) -> list[str | list[str]]:
+def class_texts(classes_file: str | None, categories: list[dict], ann_name: str) -> list[list[str]]:
     """Prompts per category: the class-text JSON (list of synonym lists) or the category names."""
+    from yoloworld.data.class_texts import check_class_count, load_class_texts, texts_from_categories
+
     if classes_file is None:
-        return [category["name"].replace("_", " ") for category in categories]  # LVIS names use underscores
-    from yoloworld.eval.inputs import read_json
-
-    texts = read_json(classes_file, "class-text file")
-    if not isinstance(texts, list) or not all(_is_prompt(entry) for entry in texts):
-        raise InputError(f"{classes_file}: expected a JSON list with one list of synonym strings per category")
-    if len(texts) != len(categories):
-        raise InputError(
-            f"{classes_file}: has {len(texts)} class texts but the annotation file has {len(categories)} categories"
-        )
+        return texts_from_categories(categories)
+    texts = load_class_texts(classes_file)
+    check_class_count(texts, len(categories), str(classes_file), ann_name)
     return texts
-
-
-def _is_prompt(entry: object) -> bool:
-    if isinstance(entry, str):
-        return bool(entry.strip())
-    return isinstance(entry, list) and bool(entry) and all(isinstance(text, str) and text.strip() for text in entry)
