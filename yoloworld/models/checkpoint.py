@@ -29,6 +29,11 @@ HUB_FILES = {
     "yolo_world_v2_l_cc3m": "yolo_world_v2_l_obj365v1_goldg_cc3mlite_pretrain-ca93cd1f.pth",
     "yolo_world_v2_x": "yolo_world_v2_x_obj365v1_goldg_cc3mlite_pretrain-8698fbfa.pth",
     "yolo_world_v2_xl": "yolo_world_v2_xl_obj365v1_goldg_cc3mlite_pretrain-5daf1395.pth",
+    "yolo_world_v2_l_clip_large": "yolo_world_v2_l_clip_large_o365v1_goldg_pretrain-8ff2e744.pth",
+    "yolo_world_v2_s_1280": "yolo_world_v2_s_obj365v1_goldg_pretrain_1280ft-fc4ff4f7.pth",
+    "yolo_world_v2_m_1280": "yolo_world_v2_m_obj365v1_goldg_pretrain_1280ft-77d0346d.pth",
+    "yolo_world_v2_l_1280": "yolo_world_v2_l_obj365v1_goldg_pretrain_1280ft-9babe3f6.pth",
+    "yolo_world_v2_x_1280": "yolo_world_v2_x_obj365v1_goldg_cc3mlite_pretrain_1280ft-14996a36.pth",
 }
 
 
