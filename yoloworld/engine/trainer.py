@@ -22,7 +22,7 @@ from .config import TrainConfig, config_to_dict
 from .ema import ModelEMA
 from .feedback import Progress, RunningMeans, ScalarLog, TensorBoard
 from .modes import build_training_model, text_config_meta
-from .optim import LRSchedule, build_optimizer, clip_gradients, describe_optimizer
+from .optim import LRSchedule, build_optimizer, clip_gradients, describe_optimizer, effective_weight_decay
 from .report import format_summary, write_report
 from .state import STATE_FILE, load_resume_state, rng_state, save_resume_state, set_rng_state
 from .validate import LOG_NAMES, Validator
@@ -49,8 +49,9 @@ class Trainer:
         classes = vocabulary_of(self.dataset, val_source)
         self.fixed_vocabulary = config.model.mode in ("prompt", "rep")
         if self.fixed_vocabulary:
-            if not classes:
-                raise ConfigError(f"model.mode={config.model.mode} needs a detection dataset with a class list")
+            if not classes or any(source.class_texts != classes for source in self.dataset.sources):
+                raise ConfigError(f"model.mode={config.model.mode} has one fixed vocabulary: every training set "
+                                  "must be a detection dataset with the same class list (no grounding data)")
             self.dataset.num_texts = len(classes)  # every class in every image, no padding: labels = columns
             self.class_labels = ClassIndexLabels(classes)
 
@@ -112,7 +113,7 @@ class Trainer:
         if not self.info.is_main:
             return
         config = self.config
-        LOGGER.info("training %s (%s mode) on %d images, %d iterations/epoch x %d epochs, batch %d x %d process(es), "
+        LOGGER.info("training from %s (%s mode) on %d images, %d iterations/epoch x %d epochs, batch %d x %d process(es), "
                     "device %s, amp %s", source, config.model.mode, len(self.dataset), self.iters_per_epoch,
                     config.schedule.epochs, config.optim.batch_size, self.info.world_size, self.device, config.amp)
         LOGGER.info(describe_optimizer(self.optimizer, config.optim, self.info.world_size))
@@ -140,7 +141,7 @@ class Trainer:
         if main:
             extra = {"wall_time_s": round(time.time() - started, 1), "skipped_steps": self.progress["skipped_steps"],
                      "world_size": self.info.world_size, "max_param_difference_between_processes": sync,
-                     "effective_weight_decay": self.optimizer.param_groups[0]["weight_decay"]}
+                     "effective_weight_decay": effective_weight_decay(self.config.optim, self.info.world_size)}
             summary = write_report(self.out, self.config.eval.metric, extra)
             self.weights.deploy(self.config.checkpoint, self.ema_or_model())
             print(format_summary(summary, self.out))
