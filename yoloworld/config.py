@@ -141,19 +141,21 @@ def merge(base: dict, update: dict) -> dict:
     return out
 
 
-def load_yaml(path: str | Path) -> dict:
+def load_yaml(path: str | Path, error: type[Exception] = ConfigError, expected: str = "a mapping at the top level") -> dict:
+    """A YAML mapping; any problem is one `error` naming the file (and the line/column of a syntax error)."""
     path = Path(path)
     if not path.exists():
-        raise ConfigError(f"{path}: config file not found")
+        raise error(f"{path}: file not found")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: cannot read ({exc.__class__.__name__})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}: malformed YAML{where}") from None
+        raise error(f"{path}: malformed YAML{where}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+        raise error(f"{path}: expected {expected}")
     return data
-
 
 __all__ = ["SIZES", "ModelConfig", "from_dict", "to_dict", "parse_overrides", "merge", "load_yaml", "field"]

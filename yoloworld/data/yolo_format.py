@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import yaml
 
+from yoloworld.config import load_yaml
 from yoloworld.errors import DatasetError
 
 from .annotations import BoxTable, ImageEntry, group_boxes
@@ -53,17 +53,7 @@ def read_class_names(path: str | Path) -> list[str]:
 
 
 def read_data_yaml(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path}: cannot read ({exc.__class__.__name__})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise DatasetError(f"{path}: malformed YAML{where}") from None
-    if not isinstance(data, dict):
-        raise DatasetError(f"{path}: expected a mapping with 'names' and 'train'/'val' entries")
-    return data
+    return load_yaml(path, DatasetError, "a mapping with 'names' and 'train'/'val' entries")
 
 
 def yaml_class_names(data: dict, path: Path) -> list[str]:
