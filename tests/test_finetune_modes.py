@@ -105,3 +105,20 @@ def test_class_count_disagreeing_with_the_checkpoint_is_a_one_line_error(setup, 
     result = run_cli("train", str(config))
     assert result.returncode == 2 and "holds 5 classes but the training set has 9" in result.stderr
     assert len([line for line in result.stderr.splitlines() if line.startswith("error")]) == 1
+
+
+def test_fine_tuning_an_official_checkpoint_gives_files_the_loaders_read(fixtures, tmp_path):
+    """Official mmengine .pth (with its CLIP text tower) -> 1 epoch of training -> best.pt that load_detector and
+    YOLOWorld.from_pretrained read like an official file, vocabulary included."""
+    coco = make_synth(tmp_path / "synth", images=8)
+    data = finetune_config(coco, tmp_path / "run", "normal", fixtures / "v2_n.pth", schedule=ONE_EPOCH)
+    data["model"]["text_model"] = str(fixtures / "tiny-clip")
+    fit(data)
+    from yoloworld.models.checkpoint import load_detector
+
+    model, checkpoint = load_detector(tmp_path / "run" / "best.pt", text_model=fixtures / "tiny-clip")
+    official = read_checkpoint(fixtures / "v2_n.pth")["state_dict"]
+    assert set(checkpoint["state_dict"]) == set(official)  # the official key layout, text tower included
+    api = YOLOWorld.from_pretrained(tmp_path / "run" / "best.pt", text_model=fixtures / "tiny-clip", imgsz=64)
+    assert api.class_names[:2] == ["red circle", "red square"]
+    assert len(api.predict(str(next((coco / "images").iterdir())), conf=0.0)[0].scores) > 0

@@ -35,7 +35,7 @@ def start_training(config_path):
 @pytest.fixture()
 def env(tmp_path, monkeypatch):
     monkeypatch.setenv("YOLOWORLD_CACHE", str(tmp_path / "cache"))
-    return make_synth(tmp_path / "synth", images=16)
+    return make_synth(tmp_path / "synth", images=12)
 
 
 def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(env, tmp_path):
@@ -59,7 +59,7 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(env, tmp_path
     finally:
         process.wait()
     saved = read_state(killed)
-    iters_per_epoch = 12  # 12 training images, batch 1
+    iters_per_epoch = 9  # 9 training images, batch 1
     assert saved["epoch"] == 1 and 0 < saved["batch"] < iters_per_epoch, "not killed mid-epoch"
     assert saved["step"] == iters_per_epoch + saved["batch"]
     finished = read_checkpoint(killed / "last.pt")  # epoch 1's checkpoints survive the kill intact

@@ -63,7 +63,8 @@ def test_frozen_text_and_prompt_embeddings():
 
 def test_effective_weight_decay_is_explicit():
     assert effective_weight_decay(OptimSection(weight_decay=0.025, batch_size=16), 32) == pytest.approx(0.2)
-    assert effective_weight_decay(OptimSection(weight_decay=0.025, batch_size=16, scale_weight_decay=False), 32) == 0.025
+    unscaled = OptimSection(weight_decay=0.025, batch_size=16, scale_weight_decay=False)
+    assert effective_weight_decay(unscaled, 32) == 0.025
 
 
 def test_warmup_then_linear_decay():

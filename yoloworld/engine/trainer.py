@@ -43,18 +43,7 @@ class Trainer:
         self.autocast = autocast_factory(config.amp, self.device)
         self.out = self._out_dir(resume)
         saved = load_resume_state(self.out) if resume else None  # checked before the slow setup
-        train_sets, val_sets = dataset_configs(config)
-        val_source = read_val_source(val_sets)
-        self.dataset = build_training_set(config, train_sets, config.data.num_texts)
-        classes = vocabulary_of(self.dataset, val_source)
-        self.fixed_vocabulary = config.model.mode in ("prompt", "rep")
-        if self.fixed_vocabulary:
-            if not classes or any(source.class_texts != classes for source in self.dataset.sources):
-                raise ConfigError(f"model.mode={config.model.mode} has one fixed vocabulary: every training set "
-                                  "must be a detection dataset with the same class list (no grounding data)")
-            self.dataset.num_texts = len(classes)  # every class in every image, no padding: labels = columns
-            self.class_labels = ClassIndexLabels(classes)
-
+        val_source, classes = self._setup_data()
         torch.manual_seed(config.seed)  # the same initial weights in every process
         built = build_training_model(config, classes)
         self.model = built.model.to(self.device)
@@ -91,6 +80,22 @@ class Trainer:
         self._describe(built.source)
 
     # ------------------------------------------------------------------ setup helpers
+    def _setup_data(self):
+        """The training set (and, for fixed-vocabulary models, the label mapping); returns (val source, classes)."""
+        config = self.config
+        train_sets, val_sets = dataset_configs(config)
+        val_source = read_val_source(val_sets)
+        self.dataset = build_training_set(config, train_sets, config.data.num_texts)
+        classes = vocabulary_of(self.dataset, val_source)
+        self.fixed_vocabulary = config.model.mode in ("prompt", "rep")
+        if self.fixed_vocabulary:
+            if not classes or any(source.class_texts != classes for source in self.dataset.sources):
+                raise ConfigError(f"model.mode={config.model.mode} has one fixed vocabulary: every training set "
+                                  "must be a detection dataset with the same class list (no grounding data)")
+            self.dataset.num_texts = len(classes)  # every class in every image, no padding: labels = columns
+            self.class_labels = ClassIndexLabels(classes)
+        return val_source, classes
+
     def _out_dir(self, resume: bool) -> Path:
         out = Path(self.config.out)
         if self.info.is_main and not resume:
@@ -113,9 +118,10 @@ class Trainer:
         if not self.info.is_main:
             return
         config = self.config
-        LOGGER.info("training from %s (%s mode) on %d images, %d iterations/epoch x %d epochs, batch %d x %d process(es), "
-                    "device %s, amp %s", source, config.model.mode, len(self.dataset), self.iters_per_epoch,
-                    config.schedule.epochs, config.optim.batch_size, self.info.world_size, self.device, config.amp)
+        LOGGER.info("training from %s (%s mode) on %d images, %d iterations/epoch x %d epochs, "
+                    "batch %d x %d process(es), device %s, amp %s", source, config.model.mode, len(self.dataset),
+                    self.iters_per_epoch, config.schedule.epochs, config.optim.batch_size, self.info.world_size,
+                    self.device, config.amp)
         LOGGER.info(describe_optimizer(self.optimizer, config.optim, self.info.world_size))
         LOGGER.info("warmup %d iterations, then linear decay to lr x %g; EMA %s; output %s", self.schedule.warmup_iters,
                     config.schedule.final_lr_factor, "on" if self.ema else "off", self.out)
@@ -153,7 +159,8 @@ class Trainer:
         self.dataset.set_epoch(epoch, config.schedule.epochs)
         if self.batch == 0 and epoch == config.schedule.epochs - config.data.augment.close_mosaic_epochs and \
                 self.info.is_main and config.data.augment.mosaic_prob > 0:
-            LOGGER.info("epoch %d: mosaic off for the last %d epochs", epoch + 1, config.data.augment.close_mosaic_epochs)
+            LOGGER.info("epoch %d: mosaic off for the last %d epochs", epoch + 1,
+                        config.data.augment.close_mosaic_epochs)
         self.model.train()
         loader = train_loader(self.dataset, config.optim.batch_size, self.info, config.seed, epoch, self.batch,
                               config.data.workers, self.device.type == "cuda")

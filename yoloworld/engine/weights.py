@@ -52,7 +52,8 @@ class WeightsWriter:
             return {}
         return {"class_embeddings": self.texts.encode(self.vocabulary.texts).detach().float().cpu()}
 
-    def write_epoch(self, model, epoch: int, step: int, metrics: dict | None, improved: bool, every_epochs: int) -> None:
+    def write_epoch(self, model, epoch: int, step: int, metrics: dict | None, improved: bool,
+                    every_epochs: int) -> None:
         meta, entries = self._meta(epoch, step, metrics), self._entries()
         save_weights(self.out / "last.pt", model, meta, **entries)
         if improved:
