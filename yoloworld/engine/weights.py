@@ -11,7 +11,9 @@ from pathlib import Path
 
 import torch
 
+from yoloworld.api import YOLOWorld
 from yoloworld.errors import CheckpointError
+from yoloworld.models.checkpoint import read_checkpoint
 from yoloworld.vocabulary import Vocabulary
 
 from .config import CheckpointSection
@@ -81,9 +83,6 @@ class WeightsWriter:
             return None
         if self.vocabulary is None:
             raise CheckpointError("checkpoint.deploy: the training data has no class list to bake in")
-        from yoloworld.api import YOLOWorld
-        from yoloworld.models.checkpoint import read_checkpoint
-
         source = self.out / "best.pt" if (self.out / "best.pt").exists() else self.out / "last.pt"
         stored = read_checkpoint(source)
         model = _cpu_copy(template)
