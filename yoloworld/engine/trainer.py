@@ -41,9 +41,10 @@ class Trainer:
         self.info = dist_utils.init_distributed(config.device)
         self.device = dist_utils.resolve_device(config.device, self.info)
         self.autocast = autocast_factory(config.amp, self.device)
+        datasets = dataset_configs(config)  # missing paths fail before anything is written
         self.out = self._out_dir(resume)
         saved = load_resume_state(self.out) if resume else None  # checked before the slow setup
-        val_source, classes = self._setup_data()
+        val_source, classes = self._setup_data(*datasets)
         torch.manual_seed(config.seed)  # the same initial weights in every process
         built = build_training_model(config, classes)
         self.model = built.model.to(self.device)
@@ -80,10 +81,9 @@ class Trainer:
         self._describe(built.source)
 
     # ------------------------------------------------------------------ setup helpers
-    def _setup_data(self):
+    def _setup_data(self, train_sets, val_sets):
         """The training set (and, for fixed-vocabulary models, the label mapping); returns (val source, classes)."""
         config = self.config
-        train_sets, val_sets = dataset_configs(config)
         val_source = read_val_source(val_sets)
         self.dataset = build_training_set(config, train_sets, config.data.num_texts)
         classes = vocabulary_of(self.dataset, val_source)
