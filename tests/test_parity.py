@@ -29,7 +29,7 @@ def case(request, fixtures):
 
 
 def network_input(inputs) -> torch.Tensor:
-    # channels_last selects the conv kernels whose accumulation order matches the fixture machine's best
+    # the API runs channels_last (see YOLOWorld.__init__); feed the submodules the same layout
     return torch.from_numpy(inputs["image_input"]).contiguous(memory_format=torch.channels_last)
 
 

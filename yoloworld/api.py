@@ -37,7 +37,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 class YOLOWorld:
     def __init__(self, model: YOLOWorldDetector, device="cpu", imgsz: int = 640):
         self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
+        # channels_last: the fastest layout on CPU here (benchmarks/latency.py), and its conv kernels match the
+        # official outputs most closely (tests/test_parity.py)
+        self.model = model.to(self.device, memory_format=torch.channels_last).eval()
         self.imgsz = imgsz
         self.vocabulary: Vocabulary | None = None
         self._text_embeds: torch.Tensor | None = None  # (T, D) for self.vocabulary.texts
@@ -104,7 +106,7 @@ class YOLOWorld:
     def forward_raw(self, images: torch.Tensor, text_embeds: torch.Tensor | None = None):
         """Network outputs in the official layouts: cls logits (B, N, H, W) and box distances (B, 4, H, W)
         in stride units, one tensor per level. `images`: (B, 3, H, W) RGB in [0, 1]."""
-        images = images.to(self.device)
+        images = images.to(self.device).contiguous(memory_format=torch.channels_last)
         text_embeds = None if text_embeds is None else text_embeds.to(self.device)
         cls_logits, reg_logits = self.model(images, text_embeds)
         return cls_logits, [dfl_integral(r) for r in reg_logits]
@@ -145,7 +147,7 @@ class YOLOWorld:
     def _predict_batch(self, images, vocabularies, conf, iou, max_det, nms_pre) -> list[Results]:
         bgr = [as_bgr(image) for image in images]
         batch, infos = letterbox_batch(bgr, self.imgsz)
-        batch = torch.from_numpy(batch).to(self.device)
+        batch = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
         text = stack_texts([embeds for _, embeds in vocabularies])
         cls_logits, reg_logits = self.model(batch, text)
         dets = postprocess(cls_logits, reg_logits, infos, conf, iou, max_det, nms_pre,
