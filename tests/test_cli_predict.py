@@ -98,3 +98,12 @@ def truncated(fixtures, tmp_path):
     path = tmp_path / "truncated.pth"
     path.write_bytes((fixtures / "v2_n.pth").read_bytes()[:100000])
     return path
+
+
+def test_demo_runs_offline_and_says_it_is_a_demo(tmp_path):
+    out = run_cli("predict", "--demo", "--save-dir", tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "demo model trained on synthetic" in out.stdout and "--weights" in out.stdout
+    record = json.loads((tmp_path / "demo.json").read_text())[0]
+    assert (tmp_path / "demo.png").exists() and record["detections"]
+    assert all(d["score"] >= 0.25 for d in record["detections"])

@@ -48,13 +48,14 @@ class YOLOWorld:
     # ------------------------------------------------------------------ loading and saving
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, text_model: str | os.PathLike | None = None,
-                        device="cpu", imgsz: int = 640, fuse: bool = False) -> "YOLOWorld":
-        """An official `.pth`, a yoloworld checkpoint, or a short name (`yolo_world_v2_s`, downloaded once)."""
+                        device="cpu", imgsz: int | None = None, fuse: bool = False) -> "YOLOWorld":
+        """An official `.pth`, a yoloworld checkpoint, or a short name (`yolo_world_v2_s`, downloaded once).
+        `imgsz`: network input size; default the size stored with the model, else 640."""
         model, checkpoint = load_detector(name_or_path, text_model=text_model)
         if fuse:
             model.fuse()
-        api = cls(model, device, imgsz)
         stored = (checkpoint.get("meta") or {}).get("yoloworld", {})
+        api = cls(model, device, imgsz or int(stored.get("imgsz") or 640))
         if "class_embeddings" in checkpoint and stored.get("classes"):
             api._use_vocabulary(Vocabulary(stored["classes"], bool(stored.get("padded", False))),
                                 checkpoint["class_embeddings"].float())

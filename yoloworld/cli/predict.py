@@ -28,7 +28,7 @@ def add_parser(sub) -> None:
     p.add_argument("--conf", type=float, default=0.05, help="score threshold (default 0.05)")
     p.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (default 0.7)")
     p.add_argument("--max-det", type=int, default=300, help="detections kept per image (default 300)")
-    p.add_argument("--imgsz", type=int, default=640, help="network input size (default 640)")
+    p.add_argument("--imgsz", type=int, help="network input size (default: the model's own, else 640)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0 or auto")
     p.add_argument("--batch", type=int, default=4, help="images per forward pass")
     p.add_argument("--save-dir", default="runs/predict", help="where annotated images/videos go")
