@@ -2,7 +2,7 @@
 
 This exercises loss, assigner, augmentation (mosaic, affine, close-mosaic switch), text sampling, EMA,
 validation and the deployable export together. It trains the built-in `synth_demo` recipe (the same
-`yoloworld train` code path) on a synthetic train split, selects best.pt on the val split, and scores the
+`yoloworld train` code path) on a synthetic train split, selects best.pth on the val split, and scores the
 deployed model (vocabulary baked in, text tower dropped, fp16 - the file `yoloworld predict --demo` ships) on
 a third, independently drawn test set through the public YOLOWorld API.
 

@@ -62,9 +62,9 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(env, tmp_path
     iters_per_epoch = 9  # 9 training images, batch 1
     assert saved["epoch"] == 1 and 0 < saved["batch"] < iters_per_epoch, "not killed mid-epoch"
     assert saved["step"] == iters_per_epoch + saved["batch"]
-    finished = read_checkpoint(killed / "last.pt")  # epoch 1's checkpoints survive the kill intact
+    finished = read_checkpoint(killed / "last.pth")  # epoch 1's checkpoints survive the kill intact
     assert finished["meta"]["yoloworld"]["epoch"] == 1
-    assert read_checkpoint(killed / "best.pt")["meta"]["yoloworld"]["epoch"] == 1
+    assert read_checkpoint(killed / "best.pth")["meta"]["yoloworld"]["epoch"] == 1
 
     resumed = run_cli("train", "--resume", str(killed))
     assert resumed.returncode == 0, resumed.stderr
@@ -78,8 +78,8 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(env, tmp_path
     assert final.keys() == expected.keys()
     for key in expected:
         assert torch.allclose(final[key].float(), expected[key].float(), atol=1e-6), key
-    ema = read_checkpoint(killed / "last.pt")["state_dict"]
-    ema_expected = read_checkpoint(reference / "last.pt")["state_dict"]
+    ema = read_checkpoint(killed / "last.pth")["state_dict"]
+    ema_expected = read_checkpoint(reference / "last.pth")["state_dict"]
     assert all(torch.allclose(ema[k].float(), ema_expected[k].float(), atol=1e-6) for k in ema_expected)
 
     steps = [json.loads(line)["step"] for line in (killed / "scalars.jsonl").read_text().splitlines()

@@ -36,16 +36,16 @@ def test_run_writes_official_checkpoints_logs_and_report(coco, tmp_path):
     run = tmp_path / "run"
     assert not trainer.dataset.use_mosaic  # the close-mosaic switch happened for the last epoch
 
-    checkpoint = read_checkpoint(run / "best.pt")  # weights_only load, official {'meta', 'state_dict'} layout
-    raw = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
+    checkpoint = read_checkpoint(run / "best.pth")  # weights_only load, official {'meta', 'state_dict'} layout
+    raw = torch.load(run / "last.pth", map_location="cpu", weights_only=True)
     assert set(raw) == {"meta", "state_dict", "class_embeddings"}
     meta = checkpoint["meta"]["yoloworld"]
     assert meta["classes"][0] == ["red circle"] and meta["padded"] and meta["epoch"] in (1, 2)
     assert checkpoint["class_embeddings"].shape == (10, 512)  # 9 classes + the padding prompt
     model = YOLOWorldDetector(config_from_checkpoint(checkpoint), encoder_from_meta(meta["text_config"]))
-    check_state_dict(model, checkpoint["state_dict"], "best.pt")  # every key, every shape
+    check_state_dict(model, checkpoint["state_dict"], "best.pth")  # every key, every shape
     ema = trainer.ema.module.state_dict()
-    assert all(torch.equal(raw["state_dict"][k], ema[k].cpu()) for k in ema)  # last.pt holds the EMA weights
+    assert all(torch.equal(raw["state_dict"][k], ema[k].cpu()) for k in ema)  # last.pth holds the EMA weights
 
     lines = [json.loads(line) for line in (run / "scalars.jsonl").read_text().splitlines()]
     train_lines = [line for line in lines if "loss" in line]
@@ -64,7 +64,7 @@ def test_a_second_run_never_overwrites_the_first(coco, tmp_path):
     data = tiny_config(coco, tmp_path / "exp", schedule={"epochs": 1})
     train(build_train_config(data=data))
     second = train(build_train_config(data=data, overrides=["amp=bf16"]))  # CPU mixed precision
-    assert (tmp_path / "exp" / "last.pt").exists() and (tmp_path / "exp2" / "last.pt").exists()
+    assert (tmp_path / "exp" / "last.pth").exists() and (tmp_path / "exp2" / "last.pth").exists()
     assert second["skipped_steps"] == 0
 
 

@@ -92,7 +92,7 @@ class EMASection:
 class EvalSection:
     interval: int = 5  # validate every k epochs (and after the last)
     interval_last: int = 1  # ... every k epochs once mosaic is off (official dynamic interval)
-    metric: str = "AP"  # best.pt is chosen by this (bbox mAP by default)
+    metric: str = "AP"  # best.pth is chosen by this (bbox mAP by default)
     batch_size: int = 8
     conf: float = 0.001
     iou: float = 0.7
@@ -103,8 +103,8 @@ class EvalSection:
 class CheckpointSection:
     every_iters: int = 0  # also save the resume state every N iterations (0 = off)
     every_minutes: float = 10.0  # ... and at least this often (0 = off); always at the end of an epoch
-    every_epochs: int = 0  # keep epoch_N.pt every N epochs (0 = only last.pt and best.pt)
-    deploy: str | None = None  # at the end, also write best.pt with its vocabulary baked in, text tower dropped
+    every_epochs: int = 0  # keep epoch_N.pth every N epochs (0 = only last.pth and best.pth)
+    deploy: str | None = None  # at the end, also write best.pth with its vocabulary baked in, text tower dropped
     deploy_half: bool = True  # ... in fp16 (the built-in demo model is made this way)
 
 
@@ -151,7 +151,7 @@ class TrainConfig:
             raise ConfigError(f"model.mode={self.model.mode} starts from a checkpoint: set model.weights=FILE")
         if self.checkpoint.deploy and self.model.mode in ("prompt", "rep"):
             raise ConfigError("checkpoint.deploy bakes text embeddings; prompt and rep models carry their classes "
-                              "already: use best.pt as it is")
+                              "already: use best.pth as it is")
         from_dict(ModelConfig, self.model.arch, "model.arch.")  # unknown architecture keys fail here
         return self
 

@@ -47,11 +47,11 @@ def write_report(out: Path, metric: str, extra: dict | None = None) -> dict:
 
 def format_summary(summary: dict, out: Path) -> str:
     if summary["best_epoch"] is None:
-        return f"no validation was run; weights in {out / 'last.pt'}"
+        return f"no validation was run; weights in {out / 'last.pth'}"
     metrics = "  ".join(f"{name} {summary['best'][LOG_NAMES[name]]:.4f}" for name in ("AP", "AP50", "AP75")
                         if LOG_NAMES[name] in summary["best"])
     return (f"best epoch {summary['best_epoch']} by {summary['metric']}: {metrics}\n"
-            f"weights: {out / 'best.pt'} (best), {out / 'last.pt'} (last); curves and summary in {out}")
+            f"weights: {out / 'best.pth'} (best), {out / 'last.pth'} (last); curves and summary in {out}")
 
 
 def _plot(path: Path, title: str, xlabel: str, series) -> Path:

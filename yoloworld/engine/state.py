@@ -1,9 +1,9 @@
 """What a run writes to disk, always atomically (temp file + rename: a kill never leaves half a file).
 
-  last.pt, best.pt, epoch_N.pt  official layout {'meta', 'state_dict' (EMA weights + text tower)}: what
-                                `yoloworld predict` / `val` and the official tools read
-  last_state.pt                 everything an exact resume needs: raw model, EMA, optimiser, AMP scaler,
-                                epoch / iteration, RNG states, best metric and validation history
+  last.pth, best.pth, epoch_N.pth  official layout {'meta', 'state_dict' (EMA weights + text tower)}: what
+                                   `yoloworld predict` / `val` and the official tools read
+  last_state.pt                    everything an exact resume needs: raw model, EMA, optimiser, AMP scaler,
+                                   epoch / iteration, RNG states, best metric and validation history
 
 Every file loads with torch.load(weights_only=True): tensors, dicts, lists, numbers and strings only.
 """

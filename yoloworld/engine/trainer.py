@@ -333,7 +333,7 @@ def autocast_factory(amp: str, device: torch.device):
 def fresh_out_dir(out: Path) -> Path:
     """`out` itself if it holds no run yet, else out2, out3, ... (a finished run is never overwritten)."""
     def used(path: Path) -> bool:
-        return (path / STATE_FILE).exists() or (path / "last.pt").exists()
+        return (path / STATE_FILE).exists() or (path / "last.pth").exists()
     if not used(out):
         return out
     index = 2

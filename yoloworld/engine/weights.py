@@ -1,5 +1,5 @@
-"""The weight files of a run: last.pt / best.pt / epoch_N.pt in the official layout, with the vocabulary the
-model was trained on (so `yoloworld predict --weights best.pt` needs no --classes), and the deployable copy
+"""The weight files of a run: last.pth / best.pth / epoch_N.pth in the official layout, with the vocabulary the
+model was trained on (so `yoloworld predict --weights best.pth` needs no --classes), and the deployable copy
 (vocabulary baked in, text tower dropped, fp16) that `checkpoint.deploy` asks for."""
 
 from __future__ import annotations
@@ -57,11 +57,11 @@ class WeightsWriter:
     def write_epoch(self, model, epoch: int, step: int, metrics: dict | None, improved: bool,
                     every_epochs: int) -> None:
         meta, entries = self._meta(epoch, step, metrics), self._entries()
-        save_weights(self.out / "last.pt", model, meta, **entries)
+        save_weights(self.out / "last.pth", model, meta, **entries)
         if improved:
-            save_weights(self.out / "best.pt", model, meta, **entries)
+            save_weights(self.out / "best.pth", model, meta, **entries)
         if every_epochs and epoch % every_epochs == 0:
-            save_weights(self.out / f"epoch_{epoch}.pt", model, meta, **entries)
+            save_weights(self.out / f"epoch_{epoch}.pth", model, meta, **entries)
 
     # ------------------------------------------------------------------ resume compatibility
     def resume_meta(self, model) -> dict:
@@ -78,12 +78,12 @@ class WeightsWriter:
 
     # ------------------------------------------------------------------ deployment copy
     def deploy(self, checkpoint: CheckpointSection, template) -> Path | None:
-        """Rebuild best.pt (else last.pt) into a copy of `template`, bake the vocabulary in and save it."""
+        """Rebuild best.pth (else last.pth) into a copy of `template`, bake the vocabulary in and save it."""
         if not checkpoint.deploy:
             return None
         if self.vocabulary is None:
             raise CheckpointError("checkpoint.deploy: the training data has no class list to bake in")
-        source = self.out / "best.pt" if (self.out / "best.pt").exists() else self.out / "last.pt"
+        source = self.out / "best.pth" if (self.out / "best.pth").exists() else self.out / "last.pth"
         stored = read_checkpoint(source)
         model = _cpu_copy(template)
         model.load_state_dict(stored["state_dict"])
