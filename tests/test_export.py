@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers import assert_same_result_lists
 from yoloworld.api import YOLOWorld
 from yoloworld.cli import main
 from yoloworld.errors import InputError
@@ -18,16 +19,6 @@ from yoloworld.export.onnx_runtime import OnnxDetector
 
 CLASSES = "person,a red car|automobile,dog"
 CONF = 0.9  # random weights: scores crowd near 1; a high threshold keeps the comparison away from the max_det cut
-
-
-def assert_same_results(ours, reference, box_tol: float = 5e-3, score_tol: float = 1e-4) -> None:
-    """Same detections in the same order: labels equal, boxes (original pixels) and scores within float noise."""
-    assert len(ours) == len(reference)
-    for a, b in zip(ours, reference):
-        assert len(a) == len(b) > 0
-        assert (a.class_ids == b.class_ids).all() and a.names == b.names
-        assert np.abs(a.xyxy - b.xyxy).max() <= box_tol
-        assert np.abs(a.scores - b.scores).max() <= score_tol
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +78,7 @@ def test_baked_scores_equal_text_conditioned_model_with_padding_prompt(v2, baked
 def test_onnx_runner_predicts_like_pytorch(v2, baked, images):
     runner = OnnxDetector(baked[1])
     assert runner.class_names == ["person", "a red car", "dog"]
-    assert_same_results(runner.predict(images, conf=CONF), v2.predict(images, conf=CONF))
+    assert_same_result_lists(runner.predict(images, conf=CONF), v2.predict(images, conf=CONF), conf=CONF)
 
 
 def test_dynamic_vocabulary_changes_classes_and_agrees_with_baked_path(v2, baked, dynamic, images, network_input):
@@ -100,11 +91,13 @@ def test_dynamic_vocabulary_changes_classes_and_agrees_with_baked_path(v2, baked
     embeds = runner.encode_text(texts)
     np.testing.assert_allclose(embeds, v2.encode_text(texts).numpy(), atol=1e-5)
     runner.set_classes(CLASSES)
-    assert_same_results(runner.predict(images, conf=CONF), OnnxDetector(baked[1]).predict(images, conf=CONF))
+    assert_same_result_lists(runner.predict(images, conf=CONF), OnnxDetector(baked[1]).predict(images, conf=CONF),
+                             conf=CONF)
     other = "dog,traffic light"  # a new vocabulary, no re-export
     runner.set_classes(other)
     try:
-        assert_same_results(runner.predict(images, conf=CONF), v2.set_classes(other).predict(images, conf=CONF))
+        reference = v2.set_classes(other).predict(images, conf=CONF)
+        assert_same_result_lists(runner.predict(images, conf=CONF), reference, conf=CONF)
     finally:
         v2.set_classes(CLASSES)
 
@@ -114,7 +107,7 @@ def test_in_graph_nms_gives_the_same_detections(v2, tmp_path, images):
     export_onnx(plan_export(v2, CLASSES), path, nms=True, conf=CONF, iou=0.7, max_det=300)
     runner = OnnxDetector(path)
     assert [o.name for o in runner.session.get_outputs()] == ["detections"]
-    assert_same_results(runner.predict(images, conf=CONF), v2.predict(images, conf=CONF))
+    assert_same_result_lists(runner.predict(images, conf=CONF), v2.predict(images, conf=CONF), conf=CONF)
 
 
 def test_v1_exports_at_640_with_image_pooling(fixtures, tmp_path, network_input):

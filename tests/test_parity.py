@@ -4,21 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import close, match_detections
 from yoloworld.api import YOLOWorld
 from yoloworld.data.letterbox import letterbox
 from yoloworld.models.boxes import decode_boxes, flatten_levels
-
-
-def close(ours: torch.Tensor, ref: np.ndarray, tol: float = 1e-4) -> float:
-    """Max abs difference, measured relative to the tensor's scale when that exceeds 1.
-
-    The official model's own noise floor (fixture README §11: the same model with another conv kernel) reaches
-    1.9e-4 on neck features of magnitude ~20 and 1.2e-4 on box distances in [0, 15]; 1e-4 x max(1, max|ref|)
-    keeps the check at the official noise floor instead of below it.
-    """
-    diff = float(np.abs(ours.detach().cpu().numpy() - ref).max())
-    assert diff <= tol * max(1.0, float(np.abs(ref).max())), diff
-    return diff
+from yoloworld.results import Results
 
 
 @pytest.fixture(scope="module", params=["v2_n", "v1_n"])
@@ -81,11 +71,11 @@ def test_predictions_match_official(case):
     api, inputs, outputs = case
     api.set_classes(list(inputs["texts"]), padding=False)  # the fixture's texts already end with ' '
     result = api.predict(inputs["image_raw"][:, :, ::-1].copy(), conf=0.001, iou=0.7, max_det=300)[0]
-    ref_boxes, ref_scores, ref_labels = outputs["pred_bboxes_0"], outputs["pred_scores_0"], outputs["pred_labels_0"]
-    assert len(result) == len(ref_scores) == 300
-    # compare as sets: consecutive kept scores can be closer than float noise (fixture README §11)
-    same = ((np.abs(result.xyxy[:, None] - ref_boxes[None]).max(-1) < 0.05)
-            & (result.class_ids[:, None] == ref_labels[None])
-            & (np.abs(result.scores[:, None] - ref_scores[None]) < 1e-4))
-    assert same.any(1).mean() >= 0.98 and same.any(0).mean() >= 0.98
+    reference = Results(outputs["pred_bboxes_0"], outputs["pred_scores_0"], outputs["pred_labels_0"].astype(np.int64),
+                        result.names, result.orig_shape)
+    assert len(result) == len(reference) == 300
+    # compare as sets: consecutive kept scores can be closer than float noise (fixture README §11), and the 300th
+    # detection can differ: allow 2% of them to fall on the other side of the cut
+    pairs, _, _ = match_detections(result, reference, box_tol=0.05, score_tol=1e-4)
+    assert len(pairs) >= 0.98 * 300, len(pairs)
     assert (result.scores[:-1] >= result.scores[1:]).all()

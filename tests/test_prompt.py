@@ -7,16 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import close
 from yoloworld.errors import CheckpointError, InputError
 from yoloworld.models.boxes import dfl_integral
 from yoloworld.models.checkpoint import load_detector, read_checkpoint, save_checkpoint
 from yoloworld.models.prompt import build_prompt_detector, freeze_for_prompt_tuning, read_embeddings
-
-
-def close(ours: torch.Tensor, ref: np.ndarray, tol: float = 1e-4) -> None:
-    """Within the official noise floor (fixture README §11), relative to the tensor's scale when above 1."""
-    diff = float(np.abs(ours.detach().numpy() - ref).max())
-    assert diff <= tol * max(1.0, float(np.abs(ref).max())), diff
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import close
 from yoloworld.cli import main
 from yoloworld.errors import CheckpointError
 from yoloworld.models.boxes import dfl_integral
@@ -15,14 +16,6 @@ def same(ours: list[torch.Tensor], ref: list[torch.Tensor], tol: float = 5e-6) -
     """Two of our models that should compute the same function: float rounding only, relative to scale."""
     for a, b in zip(ours, ref):
         assert float((a - b).abs().max()) <= tol * max(1.0, float(b.abs().max())), float((a - b).abs().max())
-
-
-def close(ours: torch.Tensor, ref, tol: float = 1e-4) -> float:
-    """Max abs difference within `tol` x max(1, max|ref|): the official noise floor (fixture README §11)."""
-    ref = ref.detach().cpu().numpy() if isinstance(ref, torch.Tensor) else ref
-    diff = float(np.abs(ours.detach().cpu().numpy() - ref).max())
-    assert diff <= tol * max(1.0, float(np.abs(ref).max())), diff
-    return diff
 
 
 @pytest.fixture(scope="module")
