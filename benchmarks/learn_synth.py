@@ -61,7 +61,7 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    from yoloworld.engine.config import build_train_config
+    from yoloworld.engine.train_config import build_train_config
     from yoloworld.engine.trainer import train
 
     work = Path(args.out)

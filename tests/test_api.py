@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from helpers import assert_same_detections
+
 from yoloworld.api import YOLOWorld
 from yoloworld.errors import InputError
 from yoloworld.vocabulary import PADDING_PROMPT, Vocabulary, parse_class_string
@@ -98,7 +98,7 @@ def test_text_cache_encodes_each_text_once_in_memory_and_on_disk(fixtures, tmp_p
     fresh_calls = count_text_encoder_calls(fresh)
     fresh.set_classes(names)
     assert fresh_calls[0] == 0  # a new process reads the disk cache
-    assert torch.allclose(fresh._text_embeds, api.set_classes(names)._text_embeds)
+    assert torch.allclose(fresh.text_embeds, api.set_classes(names).text_embeds)
 
 
 def test_saved_vocabulary_predicts_without_text_model(api, image, tmp_path):

@@ -9,12 +9,19 @@ import numpy as np
 import pytest
 import torch
 
-from yoloworld.data import AugmentConfig, DatasetSource, EvalDataset, ImageRecord, TrainDataset, collate
-from yoloworld.data.letterbox import letterbox
+from yoloworld.data import (
+    AugmentConfig,
+    DatasetSource,
+    EvalDataset,
+    ImageRecord,
+    TrainDataset,
+    collate,
+)
 from yoloworld.data.mixing import copy_paste, mixup, mosaic
 from yoloworld.data.sample import ID_STRIDE, Sample
 from yoloworld.data.text_sampling import sample_texts
 from yoloworld.errors import DatasetError
+from yoloworld.transforms import letterbox
 
 DROP_REASONS = ("affine_filter", "text_cut")
 

@@ -9,9 +9,18 @@ import sys
 
 import pytest
 import torch
-
-from test_train_support import (REPO, cli_env, finetune_config, make_base_checkpoint, make_embeddings, make_synth,
-                                run_cli, state_weights, tiny_config, write_yaml)
+from test_train_support import (
+    REPO,
+    cli_env,
+    finetune_config,
+    make_base_checkpoint,
+    make_embeddings,
+    make_synth,
+    run_cli,
+    state_weights,
+    tiny_config,
+    write_yaml,
+)
 
 SGD = dict(optim={"optimizer": "sgd", "lr": 0.05, "momentum": 0.9}, ema={"enabled": False},
            schedule={"epochs": 1, "warmup_min_iters": 1, "warmup_epochs": 0.0})
@@ -80,3 +89,45 @@ def test_two_processes_match_one_process_on_the_same_global_batch(coco, tmp_path
     ratio = ddp_delta.norm() / single_delta.norm()
     assert cosine > 0.999, float(cosine)
     assert 0.45 < ratio < 1.1, float(ratio)
+
+
+class CollectiveReached(Exception):
+    """Raised by the spies once a collective has checked its tensor's device."""
+
+
+def test_collectives_put_their_tensors_on_the_training_device(monkeypatch):
+    """NCCL (multi-GPU) refuses tensors that are not on the process's GPU. CI has none, so the training device here
+    is torch's `meta` device: every tensor a collective receives must live there, not on the CPU."""
+    from torch import distributed as dist
+
+    from yoloworld.engine import distributed as dist_utils
+
+    device = torch.device("meta")
+    seen = []
+
+    def spy(last: bool):
+        def collective(tensor, *args, **kwargs):
+            seen.append(tensor.device)
+            assert tensor.device == device, f"collective got a tensor on {tensor.device}, training runs on {device}"
+            if last:
+                raise CollectiveReached
+
+        return collective
+
+    info = dist_utils.DistInfo(rank=0, local_rank=0, world_size=2, device=device)
+    monkeypatch.setattr(dist, "broadcast", spy(last=True))
+    with pytest.raises(CollectiveReached):
+        dist_utils.broadcast_flag(True, info)
+    monkeypatch.setattr(dist, "broadcast", spy(last=False))
+    monkeypatch.setattr(dist, "all_reduce", spy(last=True))
+    model = torch.nn.Linear(3, 2).to(device)
+    with pytest.raises(CollectiveReached):
+        dist_utils.max_param_difference(model, info)
+    assert len(seen) == 1 + 2 + 1  # the flag, both parameters, the reduction
+
+
+def test_a_plain_run_trains_on_the_resolved_device():
+    from yoloworld.engine.distributed import init_distributed
+
+    assert init_distributed("cpu").device == torch.device("cpu")
+    assert init_distributed("auto").device.type == ("cuda" if torch.cuda.is_available() else "cpu")

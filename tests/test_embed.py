@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 import torch
-
 from helpers import assert_same_detections
+
 from yoloworld.cli import main
 from yoloworld.models.prompt import read_embeddings
 

@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 
 from yoloworld.errors import DatasetError, InputError
-from yoloworld.eval import evaluate, evaluate_detections, load_annotations, results_to_coco
+from yoloworld.eval import (
+    evaluate,
+    evaluate_detections,
+    load_annotations,
+    results_to_coco,
+)
 from yoloworld.eval.evaluate import top_k_per_group
 from yoloworld.eval.synthetic import make_dataset
 

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from helpers import assert_same_result_lists
+
 from yoloworld.api import YOLOWorld
 from yoloworld.cli import main
 from yoloworld.errors import InputError
-from yoloworld.models.neck import adaptive_max_pool
 from yoloworld.export.onnx_export import compare_with_pytorch, export_onnx, plan_export
-from yoloworld.export.onnx_runtime import OnnxDetector
+from yoloworld.export.onnx_runtime import OnnxYOLOWorld
+from yoloworld.models.neck import adaptive_max_pool
 
 CLASSES = "person,a red car|automobile,dog"
 CONF = 0.9  # random weights: scores crowd near 1; a high threshold keeps the comparison away from the max_det cut
@@ -66,7 +66,7 @@ def test_baked_graph_equals_pytorch_for_a_batch_of_two(baked, network_input):
 
 def test_baked_scores_equal_text_conditioned_model_with_padding_prompt(v2, baked, network_input):
     _, path = baked
-    session = OnnxDetector(path).session
+    session = OnnxYOLOWorld(path).session
     scores, _ = session.run(None, {"images": network_input.numpy()})
     texts = v2.vocabulary.texts
     assert texts[-1] == " " and scores.shape[-1] == len(texts) == 5  # 4 texts + the padding prompt
@@ -76,7 +76,7 @@ def test_baked_scores_equal_text_conditioned_model_with_padding_prompt(v2, baked
 
 
 def test_onnx_runner_predicts_like_pytorch(v2, baked, images):
-    runner = OnnxDetector(baked[1])
+    runner = OnnxYOLOWorld(baked[1])
     assert runner.class_names == ["person", "a red car", "dog"]
     assert_same_result_lists(runner.predict(images, conf=CONF), v2.predict(images, conf=CONF), conf=CONF)
 
@@ -86,12 +86,12 @@ def test_dynamic_vocabulary_changes_classes_and_agrees_with_baked_path(v2, baked
     assert path.with_suffix(".text.onnx").is_file() and (path.parent / "v2_n.tokenizer" / "vocab.json").is_file()
     diffs = compare_with_pytorch(plan, path, images=torch.cat([network_input, network_input.flip(-1)]))
     assert diffs["scores"] <= 1e-4 and diffs["boxes"] <= 1e-4 * 640
-    runner = OnnxDetector(path)
+    runner = OnnxYOLOWorld(path)
     texts = ["dog", "traffic light", "a photo of a red car", " "]
     embeds = runner.encode_text(texts)
     np.testing.assert_allclose(embeds, v2.encode_text(texts).numpy(), atol=1e-5)
     runner.set_classes(CLASSES)
-    assert_same_result_lists(runner.predict(images, conf=CONF), OnnxDetector(baked[1]).predict(images, conf=CONF),
+    assert_same_result_lists(runner.predict(images, conf=CONF), OnnxYOLOWorld(baked[1]).predict(images, conf=CONF),
                              conf=CONF)
     other = "dog,traffic light"  # a new vocabulary, no re-export
     runner.set_classes(other)
@@ -105,7 +105,7 @@ def test_dynamic_vocabulary_changes_classes_and_agrees_with_baked_path(v2, baked
 def test_in_graph_nms_gives_the_same_detections(v2, tmp_path, images):
     path = tmp_path / "nms.onnx"
     export_onnx(plan_export(v2, CLASSES), path, nms=True, conf=CONF, iou=0.7, max_det=300)
-    runner = OnnxDetector(path)
+    runner = OnnxYOLOWorld(path)
     assert [o.name for o in runner.session.get_outputs()] == ["detections"]
     assert_same_result_lists(runner.predict(images, conf=CONF), v2.predict(images, conf=CONF), conf=CONF)
 
@@ -136,6 +136,6 @@ def test_predict_cli_accepts_onnx_and_baked_vocabulary_is_fixed(v2, baked, image
     reference = v2.predict([images[0]], conf=CONF)[0]
     assert [d["class_name"] for d in detections] == reference.class_names
     with pytest.raises(InputError, match="baked in"):
-        OnnxDetector(baked[1]).set_classes("cat,bird")
+        OnnxYOLOWorld(baked[1]).set_classes("cat,bird")
     code = main(["predict", str(image_path), "--weights", str(baked[1]), "--classes", "cat", "--no-save"])
     assert code == 2 and "baked in" in capsys.readouterr().err

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_train_support import (
+    finetune_config,
+    make_base_checkpoint,
+    make_embeddings,
+    make_synth,
+    run_cli,
+    write_yaml,
+)
 
 from yoloworld.api import YOLOWorld
-from yoloworld.engine.config import build_train_config
+from yoloworld.engine.train_config import build_train_config
 from yoloworld.engine.trainer import Trainer
 from yoloworld.errors import CheckpointError
 from yoloworld.models.checkpoint import read_checkpoint
 from yoloworld.models.reparam import reparameterize_checkpoint
-
-from test_train_support import finetune_config, make_base_checkpoint, make_embeddings, make_synth, run_cli, write_yaml
 
 ONE_EPOCH = {"epochs": 1, "warmup_min_iters": 1, "warmup_epochs": 0.0}
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from helpers import assert_same_detections
+
 from yoloworld.results import Results
 
 NAMES = ["person", "car", "dog"]

@@ -8,7 +8,12 @@ import torch
 
 from yoloworld.engine.iou import bbox_iou
 from yoloworld.engine.loss import YOLOWorldLoss, batch_ground_truth
-from yoloworld.models.boxes import bbox_to_distance, decode_boxes, dfl_integral, make_priors
+from yoloworld.models.boxes import (
+    bbox_to_distance,
+    decode_boxes,
+    dfl_integral,
+    make_priors,
+)
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 import torch
-
 from helpers import close, match_detections
+
 from yoloworld.api import YOLOWorld
-from yoloworld.data.letterbox import letterbox
 from yoloworld.models.boxes import decode_boxes, flatten_levels
 from yoloworld.results import Results
+from yoloworld.transforms import letterbox
 
 
 @pytest.fixture(scope="module", params=["v2_n", "v1_n"])

@@ -6,12 +6,16 @@ import copy
 import numpy as np
 import pytest
 import torch
-
 from helpers import close
+
 from yoloworld.errors import CheckpointError, InputError
 from yoloworld.models.boxes import dfl_integral
 from yoloworld.models.checkpoint import load_detector, read_checkpoint, save_checkpoint
-from yoloworld.models.prompt import build_prompt_detector, freeze_for_prompt_tuning, read_embeddings
+from yoloworld.models.prompt import (
+    build_prompt_detector,
+    freeze_for_prompt_tuning,
+    read_embeddings,
+)
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import torch
-
 from helpers import close
+
 from yoloworld.cli import main
 from yoloworld.errors import CheckpointError
 from yoloworld.models.boxes import dfl_integral

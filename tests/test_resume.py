@@ -12,10 +12,17 @@ import time
 
 import pytest
 import torch
+from test_train_support import (
+    REPO,
+    cli_env,
+    make_synth,
+    run_cli,
+    state_weights,
+    tiny_config,
+    write_yaml,
+)
 
 from yoloworld.models.checkpoint import read_checkpoint
-
-from test_train_support import REPO, cli_env, make_synth, run_cli, state_weights, tiny_config, write_yaml
 
 
 def read_state(run):

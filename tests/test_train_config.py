@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import pytest
-
-from yoloworld.engine.config import RECIPES_DIR, TrainConfig, build_train_config, config_to_dict, merge_overrides
-from yoloworld.errors import ConfigError
-
 from test_train_support import run_cli, write_yaml
+
+from yoloworld.engine.train_config import (
+    RECIPES_DIR,
+    TrainConfig,
+    build_train_config,
+    config_to_dict,
+    merge_overrides,
+)
+from yoloworld.errors import ConfigError
 
 
 def test_every_builtin_recipe_loads_and_validates():

@@ -7,16 +7,13 @@ import math
 
 import pytest
 import torch
+from test_train_support import make_synth, run_cli, tiny_config, write_yaml
 
 from yoloworld.data.eval_dataset import collate
-from yoloworld.engine.config import build_train_config
-from yoloworld.engine.modes import encoder_from_meta
+from yoloworld.engine.train_config import build_train_config
 from yoloworld.engine.trainer import Trainer, TrainingDiverged, train
 from yoloworld.errors import DatasetError
-from yoloworld.models.checkpoint import check_state_dict, config_from_checkpoint, read_checkpoint
-from yoloworld.models.detector import YOLOWorldDetector
-
-from test_train_support import make_synth, run_cli, tiny_config, write_yaml
+from yoloworld.models.checkpoint import load_detector, read_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +39,9 @@ def test_run_writes_official_checkpoints_logs_and_report(coco, tmp_path):
     meta = checkpoint["meta"]["yoloworld"]
     assert meta["classes"][0] == ["red circle"] and meta["padded"] and meta["epoch"] in (1, 2)
     assert checkpoint["class_embeddings"].shape == (10, 512)  # 9 classes + the padding prompt
-    model = YOLOWorldDetector(config_from_checkpoint(checkpoint), encoder_from_meta(meta["text_config"]))
-    check_state_dict(model, checkpoint["state_dict"], "best.pth")  # every key, every shape
+    # every key and shape loads strictly, the text tower rebuilt from the stored text config (no --text-model)
+    model, _ = load_detector(run / "best.pth")
+    assert model.text_model.model.config.hidden_size == meta["text_config"]["hidden_size"]
     ema = trainer.ema.module.state_dict()
     assert all(torch.equal(raw["state_dict"][k], ema[k].cpu()) for k in ema)  # last.pth holds the EMA weights
 

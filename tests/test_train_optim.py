@@ -8,10 +8,19 @@ import pytest
 import torch
 
 from yoloworld.config import ModelConfig
-from yoloworld.engine.config import OptimSection, RandomTextConfig, ScheduleSection
 from yoloworld.engine.ema import ModelEMA
 from yoloworld.engine.modes import random_text_encoder
-from yoloworld.engine.optim import LRSchedule, build_optimizer, clip_gradients, effective_weight_decay
+from yoloworld.engine.optim import (
+    LRSchedule,
+    build_optimizer,
+    clip_gradients,
+    effective_weight_decay,
+)
+from yoloworld.engine.train_config import (
+    OptimSection,
+    RandomTextConfig,
+    ScheduleSection,
+)
 from yoloworld.models.detector import YOLOWorldDetector
 
 TINY = dict(deepen=0.33, widen=0.125, last_stage_channels=1024, min_cls_channels=16, text_hidden=32)

@@ -79,10 +79,11 @@ def state_weights(run: Path) -> dict[str, torch.Tensor]:
 def make_base_checkpoint(path: Path) -> Path:
     """A tiny text-conditioned checkpoint (random weights, seeded text tower) to fine-tune from."""
     from yoloworld.config import ModelConfig
-    from yoloworld.engine.config import RandomTextConfig
-    from yoloworld.engine.modes import random_text_encoder, text_config_meta
+    from yoloworld.engine.modes import random_text_encoder
+    from yoloworld.engine.train_config import RandomTextConfig
     from yoloworld.models.checkpoint import save_checkpoint
     from yoloworld.models.detector import YOLOWorldDetector
+    from yoloworld.models.text import text_config_meta
 
     torch.manual_seed(0)
     encoder = random_text_encoder(RandomTextConfig(hidden=32, layers=1, heads=2, seed=0))

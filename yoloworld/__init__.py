@@ -4,7 +4,7 @@ __version__ = "0.1.0"
 __all__ = ["YOLOWorld", "Results", "YOLOWorldError"]
 
 
-def __getattr__(name):  # imported lazily so `yoloworld --help` does not load torch
+def __getattr__(name):  # imported on first use, so `import yoloworld` alone loads neither torch nor the models
     if name == "YOLOWorld":
         from yoloworld.api import YOLOWorld
 

@@ -8,41 +8,32 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from yoloworld.data.letterbox import letterbox_batch
+from yoloworld.devices import resolve_device
 from yoloworld.errors import InputError
-from yoloworld.images import as_bgr
 from yoloworld.models.boxes import dfl_integral
-from yoloworld.models.checkpoint import TEXT_PREFIX, load_detector, save_checkpoint
+from yoloworld.models.checkpoint import load_detector, save_checkpoint
 from yoloworld.models.detector import YOLOWorldDetector
 from yoloworld.models.text import TextEmbeddingCache
-from yoloworld.postprocess import postprocess
-from yoloworld.results import Results
+from yoloworld.postprocess import decode_outputs
+from yoloworld.predictor import Predictor, check_imgsz
 from yoloworld.vocabulary import Vocabulary
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device} requested but CUDA is not available: use --device cpu")
-    return device
+class YOLOWorld(Predictor):
+    """The front object on PyTorch: wraps a `YOLOWorldDetector` (the nn.Module) with a vocabulary."""
 
-
-class YOLOWorld:
     def __init__(self, model: YOLOWorldDetector, device="cpu", imgsz: int = 640):
         self.device = resolve_device(device)
         # channels_last: the fastest layout on CPU here (benchmarks/latency.py), and its conv kernels match the
         # official outputs most closely (tests/test_parity.py)
         self.model = model.to(self.device, memory_format=torch.channels_last).eval()
-        self.imgsz = imgsz
+        self.imgsz = check_imgsz(imgsz)
         self.vocabulary: Vocabulary | None = None
-        self._text_embeds: torch.Tensor | None = None  # (T, D) for self.vocabulary.texts
+        self.text_embeds: torch.Tensor | None = None  # (T, D) for self.vocabulary.texts
         self._cache = TextEmbeddingCache(model.text_model) if model.text_model is not None else None
 
     # ------------------------------------------------------------------ loading and saving
@@ -56,28 +47,22 @@ class YOLOWorld:
             model.fuse()
         stored = (checkpoint.get("meta") or {}).get("yoloworld", {})
         api = cls(model, device, imgsz or int(stored.get("imgsz") or 640))
-        if "class_embeddings" in checkpoint and stored.get("classes"):
-            api._use_vocabulary(Vocabulary(stored["classes"], bool(stored.get("padded", False))),
+        classes = stored.get("classes")
+        if classes and "class_embeddings" in checkpoint:
+            api._use_vocabulary(Vocabulary(classes, bool(stored.get("padded", False))),
                                 checkpoint["class_embeddings"].float())
-        elif not model.needs_text and stored.get("classes"):
-            api._use_vocabulary(Vocabulary(stored["classes"], bool(stored.get("padded", False))), None)
+        elif classes and not model.needs_text:
+            api._use_vocabulary(Vocabulary(classes, bool(stored.get("padded", False))), None)
         return api
 
     def save(self, path: str | os.PathLike, keep_text_model: bool = False, half: bool = False) -> None:
-        """Save weights with the current vocabulary baked in; without the text tower unless asked to keep it."""
+        """Save weights with the current vocabulary baked in; without the text tower unless asked to keep it.
+        `half`: fp16 tensors in the file (the live model stays as it is)."""
         if self.vocabulary is None:
             raise InputError("set_classes() first: the vocabulary is saved with the model")
-        model = self.model
-        entries = {}
-        if self._text_embeds is not None:
-            entries["class_embeddings"] = self._text_embeds.detach().cpu().to(torch.float16 if half else torch.float32)
-        if not keep_text_model and model.text_model is not None:
-            model = YOLOWorldDetector(_without_text(model.config), None)
-            state = {k: v for k, v in self.model.state_dict().items() if not k.startswith(TEXT_PREFIX)}
-            model.load_state_dict(state)
-        if half:
-            model = _half_copy(model)
-        save_checkpoint(path, model, {"classes": self.vocabulary.classes, "padded": self.vocabulary.padded}, **entries)
+        entries = {} if self.text_embeds is None else {"class_embeddings": self.text_embeds}
+        save_checkpoint(path, self.model, {"classes": self.vocabulary.classes, "padded": self.vocabulary.padded,
+                                           "imgsz": self.imgsz}, keep_text_model=keep_text_model, half=half, **entries)
 
     # ------------------------------------------------------------------ vocabulary
     def encode_text(self, texts: list[str]) -> torch.Tensor:
@@ -85,22 +70,11 @@ class YOLOWorld:
         if self._cache is None:
             raise InputError("this model has no text encoder: load it with a text model (--text-model) "
                              "or use a model saved with its vocabulary")
-        return self._cache.encode(list(texts))
-
-    def set_classes(self, classes, padding: bool = True) -> "YOLOWorld":
-        """`classes`: ["person", ["car", "automobile"], ...] or "person,car|automobile". The padding prompt is
-        appended when the vocabulary has none (the released models were trained with padding)."""
-        vocabulary = Vocabulary.build(classes, padding)
-        self._use_vocabulary(vocabulary, self.encode_text(vocabulary.texts))
-        return self
+        return self._cache.encode(list(texts)).to(self.device)
 
     def _use_vocabulary(self, vocabulary: Vocabulary, text_embeds: torch.Tensor | None) -> None:
         self.vocabulary = vocabulary
-        self._text_embeds = None if text_embeds is None else text_embeds.to(self.device)
-
-    @property
-    def class_names(self) -> list[str]:
-        return self.vocabulary.names if self.vocabulary else []
+        self.text_embeds = None if text_embeds is None else text_embeds.to(self.device)
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -113,52 +87,10 @@ class YOLOWorld:
         return cls_logits, [dfl_integral(r) for r in reg_logits]
 
     @torch.no_grad()
-    def predict(self, images, conf: float = 0.05, iou: float = 0.7, max_det: int = 300, batch_size: int = 8,
-                per_image_classes: list | None = None, nms_pre: int = 30000) -> list[Results]:
-        """Detect the current vocabulary in each image (a path, a BGR array or a PIL image, or a list of them).
-
-        `per_image_classes`: one vocabulary per image instead of the shared one.
-        """
-        if not isinstance(images, (list, tuple)):
-            images = [images]
-        vocabularies = self._vocabularies(len(images), per_image_classes)
-        results = []
-        for start in range(0, len(images), batch_size):
-            chunk = list(images[start:start + batch_size])
-            results += self._predict_batch(chunk, vocabularies[start:start + batch_size], conf, iou, max_det, nms_pre)
-        return results
-
-    def _vocabularies(self, count: int, per_image_classes) -> list[tuple[Vocabulary, torch.Tensor | None]]:
-        if per_image_classes is None:
-            if self.vocabulary is None:
-                raise InputError("no classes set: call set_classes([...]) or pass --classes")
-            return [(self.vocabulary, self._text_embeds)] * count
-        if len(per_image_classes) != count:
-            raise InputError(f"per_image_classes has {len(per_image_classes)} vocabularies for {count} images")
-        built = {}
-        out = []
-        for classes in per_image_classes:
-            key = repr(classes)
-            if key not in built:
-                vocabulary = Vocabulary.build(classes)
-                built[key] = (vocabulary, self.encode_text(vocabulary.texts).to(self.device))
-            out.append(built[key])
-        return out
-
-    def _predict_batch(self, images, vocabularies, conf, iou, max_det, nms_pre) -> list[Results]:
-        bgr = [as_bgr(image) for image in images]
-        batch, infos = letterbox_batch(bgr, self.imgsz)
-        batch = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
-        text = stack_texts([embeds for _, embeds in vocabularies])
-        cls_logits, reg_logits = self.model(batch, text)
-        dets = postprocess(cls_logits, reg_logits, infos, conf, iou, max_det, nms_pre,
-                           groups=[v.groups() for v, _ in vocabularies])
-        results = []
-        for image, det, (vocabulary, _), source in zip(bgr, dets, vocabularies, images):
-            results.append(Results(det.boxes.cpu().numpy().astype(np.float32), det.scores.cpu().numpy(),
-                                   det.labels.cpu().numpy().astype(np.int64), vocabulary.names, image.shape[:2],
-                                   str(source) if isinstance(source, (str, Path)) else None))
-        return results
+    def forward(self, batch: np.ndarray, text_embeds: list) -> tuple[torch.Tensor, torch.Tensor]:
+        images = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
+        cls_logits, reg_logits = self.model(images, stack_texts(text_embeds))
+        return decode_outputs(cls_logits, reg_logits)
 
 
 def stack_texts(embeds: list[torch.Tensor | None]) -> torch.Tensor | None:
@@ -169,15 +101,3 @@ def stack_texts(embeds: list[torch.Tensor | None]) -> torch.Tensor | None:
     longest = max(e.shape[0] for e in embeds)
     rows = [torch.cat([e, e[-1:].expand(longest - e.shape[0], -1)]) if e.shape[0] < longest else e for e in embeds]
     return torch.stack(rows)
-
-
-def _without_text(config):
-    from dataclasses import replace
-
-    return replace(config, text_hidden=None)
-
-
-def _half_copy(model: YOLOWorldDetector) -> YOLOWorldDetector:
-    copy = YOLOWorldDetector(model.config, model.text_model)
-    copy.load_state_dict(model.state_dict())
-    return copy.half()

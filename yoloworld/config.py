@@ -5,11 +5,15 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
-from pathlib import Path
 
 import yaml
 
 from yoloworld.errors import ConfigError
+
+DEFAULT_TEXT_MODEL = "openai/clip-vit-base-patch32"  # the CLIP text tower of the released models
+NECK_MODES = ("conv", "linear")  # layouts of reparameterized neck guides (yoloworld.models.reparam)
+
+MODEL_CHOICES = {"contrastive": ("bn", "l2", "rep"), "neck_block": ("text", "rep", "rep_linear", "efficient")}
 
 # size -> (deepen, widen, last stage channels before widening), SPEC section 1
 SIZES = {
@@ -39,6 +43,16 @@ class ModelConfig:
     text_hidden: int | None = 512  # CLIP text tower width; None = detector without a text model
     num_prompts: int = 0  # prompt-tuning detector: learnable prompt embeddings
     prompt_adapter: bool = False  # residual MLP on the prompt embeddings
+
+    def __post_init__(self):
+        for name, allowed in MODEL_CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} {getattr(self, name)!r}: choose one of {', '.join(allowed)}")
+        for name in ("deepen", "widen", "last_stage_channels", "min_cls_channels", "embed_dims", "reg_max"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} {getattr(self, name)!r}: must be positive")
+        if self.num_guides < 0 or self.num_prompts < 0 or (self.text_hidden is not None and self.text_hidden < 1):
+            raise ConfigError("num_guides, num_prompts and text_hidden cannot be negative")
 
     @classmethod
     def preset(cls, size: str, version: str = "v2", **overrides) -> "ModelConfig":
@@ -71,7 +85,10 @@ def from_dict(cls, data: dict | None, where: str = ""):
         if key not in valid:
             raise ConfigError(f"unknown key {where}{key!r}; valid keys: {', '.join(valid)}")
         values[key] = _coerce(hints[key], value, f"{where}{key}.")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError as exc:  # a value the dataclass itself rejects: name it with its full key
+        raise ConfigError(f"{where}{exc}") from None
 
 
 def _coerce(hint, value, where: str):
@@ -141,21 +158,4 @@ def merge(base: dict, update: dict) -> dict:
     return out
 
 
-def load_yaml(path: str | Path, error: type[Exception] = ConfigError, expected: str = "a mapping at the top level") -> dict:
-    """A YAML mapping; any problem is one `error` naming the file (and the line/column of a syntax error)."""
-    path = Path(path)
-    if not path.exists():
-        raise error(f"{path}: file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise error(f"{path}: cannot read ({exc.__class__.__name__})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise error(f"{path}: malformed YAML{where}") from None
-    if not isinstance(data, dict):
-        raise error(f"{path}: expected {expected}")
-    return data
-
-__all__ = ["SIZES", "ModelConfig", "from_dict", "to_dict", "parse_overrides", "merge", "load_yaml", "field"]
+__all__ = ["SIZES", "ModelConfig", "from_dict", "to_dict", "parse_overrides", "merge", "field"]

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 from torchvision.ops import batched_nms
 
-from yoloworld.data.letterbox import LetterboxInfo
 from yoloworld.models.boxes import decode_boxes, dfl_integral, flatten_levels
+from yoloworld.transforms import LetterboxInfo, boxes_to_original, clip_boxes
 
 
 @dataclass
@@ -33,19 +33,27 @@ def merge_synonyms(scores: torch.Tensor, groups: torch.Tensor | None) -> torch.T
     return padded[:, index].amax(dim=-1)
 
 
+def decode_outputs(cls_logits: list[torch.Tensor], reg_logits: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-level logits (B, T, H, W) and raw box logits (B, 64, H, W) -> scores (B, P, T) in [0, 1] and boxes
+    (B, P, 4) xyxy in network-input pixels: what an exported graph outputs too."""
+    scores = flatten_levels(cls_logits).float().sigmoid()
+    boxes = decode_boxes([dfl_integral(r.float()) for r in reg_logits])
+    return scores, boxes
+
+
 def postprocess(cls_logits: list[torch.Tensor], reg_logits: list[torch.Tensor], infos: list[LetterboxInfo],
                 conf: float = 0.001, iou: float = 0.7, max_det: int = 300, nms_pre: int = 30000,
                 groups: list[torch.Tensor | None] | None = None) -> list[Detections]:
     """Per-image detections from per-level logits (B, T, H, W) and raw box logits (B, 64, H, W)."""
-    scores = flatten_levels(cls_logits).float().sigmoid()
-    boxes = decode_boxes([dfl_integral(r.float()) for r in reg_logits])
+    scores, boxes = decode_outputs(cls_logits, reg_logits)
     groups = groups or [None] * len(infos)
     return [select(scores[i], boxes[i], infos[i], conf, iou, max_det, nms_pre, groups[i]) for i in range(len(infos))]
 
 
 def select(scores: torch.Tensor, boxes: torch.Tensor, info: LetterboxInfo, conf: float, iou: float, max_det: int,
            nms_pre: int, groups: torch.Tensor | None = None) -> Detections:
-    """One image: (P, T) scores and (P, 4) input-pixel boxes -> final detections."""
+    """One image: (P, T) scores and (P, 4) input-pixel boxes -> final detections in original pixels."""
+    scores, boxes = torch.as_tensor(scores), torch.as_tensor(boxes)
     scores = merge_synonyms(scores, None if groups is None else groups.to(scores.device))
     keep = scores > conf
     candidate_scores = scores[keep]
@@ -53,16 +61,7 @@ def select(scores: torch.Tensor, boxes: torch.Tensor, info: LetterboxInfo, conf:
     if candidate_scores.numel() > nms_pre:
         candidate_scores, order = candidate_scores.topk(nms_pre)
         prior_index, labels = prior_index[order], labels[order]
-    candidate_boxes = to_original(boxes[prior_index], info)
+    # NMS on the unclipped boxes in original pixels, like the official post-processing; clipped afterwards
+    candidate_boxes = boxes_to_original(boxes[prior_index], info, clip=False)
     kept = batched_nms(candidate_boxes, candidate_scores, labels, iou)[:max_det]
-    h, w = info.orig_hw
-    final = candidate_boxes[kept]
-    final[:, 0::2] = final[:, 0::2].clamp(0, w)
-    final[:, 1::2] = final[:, 1::2].clamp(0, h)
-    return Detections(final, candidate_scores[kept], labels[kept])
-
-
-def to_original(boxes: torch.Tensor, info: LetterboxInfo) -> torch.Tensor:
-    top, _, left, _ = info.pad_tblr
-    sx, sy = info.scale_xy
-    return (boxes - boxes.new_tensor([left, top, left, top])) / boxes.new_tensor([sx, sy, sx, sy])
+    return Detections(clip_boxes(candidate_boxes[kept], info.orig_hw), candidate_scores[kept], labels[kept])

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from yoloworld.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 PADDING_PROMPT = " "  # what the released models saw as padding; '' tokenizes the same
 
@@ -35,6 +37,8 @@ class Vocabulary:
 
     def groups(self) -> torch.Tensor:
         """(C, S) indices into `texts` per class (-1 = unused slot); texts outside it are never reported."""
+        import torch
+
         width = max(len(g) for g in self.classes)
         index = torch.full((len(self.classes), width), -1, dtype=torch.long)
         start = 0

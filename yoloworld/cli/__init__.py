@@ -9,7 +9,8 @@ import sys
 
 from yoloworld.errors import YOLOWorldError
 
-# command name -> module under yoloworld.cli (imported lazily so `--help` stays fast)
+# command name -> module under yoloworld.cli; each is imported to build the parser, and loads heavy libraries
+# (torch, the models) only inside its `run`, where it can
 COMMANDS = {
     "predict": "predict",
     "val": "val",

@@ -9,9 +9,23 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
+from yoloworld.cli.common import (
+    add_model_flags,
+    add_selection_flags,
+    apply_vocabulary,
+    chosen_classes,
+    load_predictor,
+    positive_int,
+)
 from yoloworld.errors import InputError
-from yoloworld.images import expand_sources, is_video, read_image, video_frames, video_info
-from yoloworld.vocabulary import load_class_file, parse_class_string
+from yoloworld.files import check_output
+from yoloworld.images import (
+    expand_sources,
+    is_video,
+    read_image,
+    video_frames,
+    video_info,
+)
 
 log = logging.getLogger("yoloworld")
 
@@ -21,39 +35,13 @@ DEMO_MODEL = Path(__file__).resolve().parents[1] / "assets" / "demo.pt"
 def add_parser(sub) -> None:
     p = sub.add_parser("predict", help="zero-shot detection of the classes you name")
     p.add_argument("sources", nargs="*", help="image files, folders or videos")
-    p.add_argument("--weights", help="checkpoint (.pth/.pt/.onnx) or a name such as yolo_world_v2_s")
-    p.add_argument("--text-model", help="Hugging Face CLIP folder (tokenizer / text weights), optional")
-    p.add_argument("--classes", help='comma-separated classes; "|" separates synonyms: "person,car|automobile"')
-    p.add_argument("--classes-file", help="class-text JSON (list of synonym lists) or a .txt, one class per line")
-    p.add_argument("--conf", type=float, default=0.05, help="score threshold (default 0.05)")
-    p.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (default 0.7)")
-    p.add_argument("--max-det", type=int, default=300, help="detections kept per image (default 300)")
-    p.add_argument("--imgsz", type=int, help="network input size (default: the model's own, else 640)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0 or auto")
-    p.add_argument("--batch", type=int, default=4, help="images per forward pass")
+    add_model_flags(p, weights_required=False)
+    add_selection_flags(p, conf=0.05)
+    p.add_argument("--batch", type=positive_int, default=4, help="images per forward pass (default 4)")
     p.add_argument("--save-dir", default="runs/predict", help="where annotated images/videos go")
     p.add_argument("--json", dest="json_path", help="write all detections to this JSON file")
     p.add_argument("--no-save", action="store_true", help="do not write annotated images")
     p.add_argument("--demo", action="store_true", help="run the built-in demo model on a synthetic image")
-
-
-def load_model(args):
-    if str(args.weights).endswith(".onnx"):
-        from yoloworld.export.onnx_runtime import OnnxDetector
-
-        return OnnxDetector(args.weights, imgsz=args.imgsz)
-    from yoloworld.api import YOLOWorld
-
-    return YOLOWorld.from_pretrained(args.weights, text_model=args.text_model, device=args.device,
-                                     imgsz=args.imgsz, fuse=True)
-
-
-def chosen_classes(args):
-    if args.classes_file:
-        return load_class_file(args.classes_file)
-    if args.classes:
-        return parse_class_string(args.classes)
-    return None
 
 
 def run(args) -> int:
@@ -63,15 +51,11 @@ def run(args) -> int:
         raise InputError("no sources given: yoloworld predict IMAGE_OR_FOLDER... --weights W --classes \"a,b\"")
     if not args.weights:
         raise InputError("no --weights given: pass a checkpoint file or a name such as yolo_world_v2_s")
+    save_dir = None if args.no_save else check_output(args.save_dir, "--save-dir", folder=True)
+    check_output(args.json_path, "--json")
     paths = expand_sources(args.sources)
-    classes = chosen_classes(args)
-    model = load_model(args)
-    if classes is not None:
-        model.set_classes(classes)
-    elif not model.class_names:
-        raise InputError("no classes given: use --classes \"person,car\" or --classes-file texts.json")
-    records, skipped = [], 0
-    save_dir = None if args.no_save else Path(args.save_dir)
+    model = apply_vocabulary(load_predictor(args), chosen_classes(args))
+    records, skipped, used_names = [], 0, set()
     if save_dir:
         save_dir.mkdir(parents=True, exist_ok=True)
     images = [p for p in paths if not is_video(p)]
@@ -92,7 +76,7 @@ def run(args) -> int:
                 result.file = str(path)
                 records.append(result.to_dict())
                 if save_dir:
-                    cv2.imwrite(str(unique_name(save_dir, path)), result.plot(image))
+                    cv2.imwrite(str(unique_name(save_dir, path, used_names)), result.plot(image))
         progress.update(len(images[start:start + args.batch]))
     progress.close()
     if not records:
@@ -101,9 +85,15 @@ def run(args) -> int:
     return 0
 
 
-def unique_name(save_dir: Path, path: Path) -> Path:
-    target = save_dir / path.name
-    return target if not target.exists() else save_dir / f"{path.stem}_{abs(hash(str(path))) % 10**6}{path.suffix}"
+def unique_name(save_dir: Path, path: Path, used: set[Path]) -> Path:
+    """`save_dir/name`, or `name_2`, `name_3`... when another source of this run already took that name
+    (`a/img.jpg` and `b/img.jpg`): the same command always writes the same names."""
+    target, count = save_dir / path.name, 1
+    while target in used:
+        count += 1
+        target = save_dir / f"{path.stem}_{count}{path.suffix}"
+    used.add(target)
+    return target
 
 
 def predict_video(model, video: Path, args, save_dir: Path | None) -> list[dict]:

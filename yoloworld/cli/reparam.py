@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from yoloworld.models.reparam import NECK_MODES
+from yoloworld.config import NECK_MODES
+from yoloworld.files import check_output
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -25,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from yoloworld.models.prompt import read_embeddings
     from yoloworld.models.reparam import reparameterize_checkpoint
 
+    check_output(args.out, "--out")
     embeds, note = read_embeddings(args.embeddings) if args.embeddings else (None, {})
     model = reparameterize_checkpoint(args.weights, args.out, embeds, args.neck, classes=note.get("classes"),
                                       padded=bool(note.get("padded", False)))

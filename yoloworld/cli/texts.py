@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 
 from yoloworld.data.annotations import read_coco_json
-from yoloworld.data.class_texts import texts_from_categories, texts_from_names, write_class_texts
+from yoloworld.data.class_texts import (
+    texts_from_categories,
+    texts_from_names,
+    write_class_texts,
+)
 from yoloworld.data.coco import categories_of
 from yoloworld.data.yolo_format import read_class_names
 

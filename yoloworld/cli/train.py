@@ -30,9 +30,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from yoloworld.config import load_yaml
-    from yoloworld.engine.config import RECIPES_DIR, build_train_config, config_to_dict
+    from yoloworld.engine.train_config import (
+        RECIPES_DIR,
+        build_train_config,
+        config_to_dict,
+    )
     from yoloworld.errors import ConfigError
+    from yoloworld.readers import read_yaml
 
     if args.list:
         for path in sorted(RECIPES_DIR.glob("*.yaml")):
@@ -47,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         if not (run_dir / "config.yaml").is_file():
             raise ConfigError(f"{run_dir}: not a training run folder (no config.yaml)")
         if recipe is None:
-            data = load_yaml(run_dir / "config.yaml")
+            data = read_yaml(run_dir / "config.yaml", "run config")
         overrides.append(f"out={run_dir}")
     elif recipe is None:
         raise ConfigError("no recipe given: yoloworld train RECIPE [key=value ...] (yoloworld train --list)")

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
+from yoloworld.cli.common import (
+    add_model_flags,
+    iou_threshold,
+    load_predictor,
+    positive_int,
+    probability,
+)
 from yoloworld.errors import DatasetError, InputError
+from yoloworld.files import check_output, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -20,12 +27,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "(max 300 detections per image, the official repo's tables) and Fixed AP (top 10,000 detections per class "
         "over the dataset, no per-image cap, the paper's protocol).",
     )
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--weights", help="checkpoint to run on --images")
-    source.add_argument("--predictions", help="existing COCO results JSON to score")
+    add_model_flags(parser, weights_required=False, classes=False,
+                    imgsz_help="inference size, a multiple of 32 (default: the model's own, else 640)")
+    parser.add_argument("--predictions", help="existing COCO results JSON to score (instead of --weights)")
     parser.add_argument("--ann", required=True, help="COCO or LVIS annotation JSON")
     parser.add_argument("--images", help="image folder (file_name in --ann is relative to it); needed with --weights")
-    parser.add_argument("--classes-file", help="class-text JSON: one list of synonyms per category, in --ann order")
+    parser.add_argument("--classes-file", help="class-text JSON: one list of synonyms per category, in --ann order "
+                        "(default: the category names, or the vocabulary stored with the model)")
     parser.add_argument("--kind", choices=("auto", "coco", "lvis"), default="auto",
                         help="annotation kind (auto: LVIS when categories carry 'frequency')")
     parser.add_argument("--lvis-mode", choices=("standard", "fixed", "both"), default="both",
@@ -33,21 +41,27 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--save-json", help="write the detections here in COCO results format")
     parser.add_argument("--metrics-json", help="write the metrics here as a flat JSON object")
     parser.add_argument("--out-dir", help="write per-class AP tables (CSV) and PR curves (PNG) here")
-    parser.add_argument("--text-model", help="CLIP text model folder or Hugging Face id")
-    parser.add_argument("--imgsz", type=int, default=640, help="inference size (official: 640)")
-    parser.add_argument("--batch", type=int, default=8, help="images per forward pass")
-    parser.add_argument("--device", help="cpu, cuda, cuda:0 ... (default: best available)")
-    parser.add_argument("--conf", type=float, default=0.001, help="score threshold (official: 0.001)")
-    parser.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (official: 0.7)")
+    parser.add_argument("--batch", type=positive_int, default=8, help="images per forward pass (default 8)")
+    parser.add_argument("--conf", type=probability, default=0.001, help="score threshold (official: 0.001)")
+    parser.add_argument("--iou", type=iou_threshold, default=0.7, help="NMS IoU threshold (official: 0.7)")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     from yoloworld.eval import evaluate, load_annotations
-    from yoloworld.eval.report import format_metrics_table, write_metrics_json, write_reports
+    from yoloworld.eval.report import (
+        format_metrics_table,
+        write_metrics_json,
+        write_reports,
+    )
 
+    if bool(args.weights) == bool(args.predictions):
+        raise InputError("give either --weights (a model to run on --images) or --predictions (a results file)")
     if args.weights and not args.images:
         raise InputError("--weights needs --images DIR (the folder the annotation file names images in)")
+    for path, flag in ((args.save_json, "--save-json"), (args.metrics_json, "--metrics-json")):
+        check_output(path, flag)
+    check_output(args.out_dir, "--out-dir", folder=True)
     annotations = load_annotations(args.ann, args.kind)
     lvis_modes = _lvis_modes(annotations.kind, args.lvis_mode)
     if args.predictions:
@@ -55,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         predictions, source = predict_dataset(args, annotations, _model_max_det(lvis_modes)), "model predictions"
     if args.save_json:
-        _write_json(predictions, Path(args.save_json))
+        write_json(args.save_json, predictions)
         logger.info("wrote %d detections to %s", len(predictions), args.save_json)
     all_metrics = []
     for lvis_mode in lvis_modes:
@@ -80,7 +94,10 @@ def _model_max_det(lvis_modes: list[str]) -> int:
 
     The standard budget is the top 300 of the same detections, so one pass serves both modes.
     """
-    from yoloworld.eval import LVIS_FIXED_MODEL_MAX_PER_IMAGE, LVIS_STANDARD_MAX_PER_IMAGE
+    from yoloworld.eval import (
+        LVIS_FIXED_MODEL_MAX_PER_IMAGE,
+        LVIS_STANDARD_MAX_PER_IMAGE,
+    )
 
     return LVIS_FIXED_MODEL_MAX_PER_IMAGE if "fixed" in lvis_modes else LVIS_STANDARD_MAX_PER_IMAGE
 
@@ -104,11 +121,6 @@ def _flat_metrics(all_metrics: list[dict]) -> dict:
     return flat
 
 
-def _write_json(data, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data), encoding="utf-8")
-
-
 def predict_dataset(args: argparse.Namespace, annotations, max_det: int) -> list[dict]:
     """Run the model over every image of the annotation set; returns COCO results."""
     from tqdm import tqdm
@@ -116,20 +128,17 @@ def predict_dataset(args: argparse.Namespace, annotations, max_det: int) -> list
     from yoloworld.eval import results_to_coco
 
     categories = annotations.categories  # class index i <-> i-th category of the file
-    texts = class_texts(args.classes_file, categories, str(args.ann))
+    texts = _class_file_texts(args.classes_file, categories, str(args.ann))
     images = annotations.dataset["images"]
     paths = _image_paths(Path(args.images), images, args.ann)
-    from yoloworld.api import YOLOWorld  # imported after the cheap checks: it loads torch
-
-    model = YOLOWorld.from_pretrained(args.weights, text_model=args.text_model, device=args.device, imgsz=args.imgsz)
-    model.set_classes(texts)
+    model = load_predictor(args, fuse=True)  # after the cheap checks: it loads torch
+    _set_vocabulary(model, texts, categories, str(args.ann))
     category_ids = [category["id"] for category in categories]
     predictions = []
-    batch = max(1, args.batch)
-    for start in tqdm(range(0, len(paths), batch), desc="val", unit="batch"):  # chunks keep the progress visible
-        results = model.predict(paths[start : start + batch], conf=args.conf, iou=args.iou, max_det=max_det,
-                                batch_size=batch)
-        for image, result in zip(images[start : start + batch], results):
+    for start in tqdm(range(0, len(paths), args.batch), desc="val", unit="batch"):  # chunks show progress
+        results = model.predict(paths[start : start + args.batch], conf=args.conf, iou=args.iou, max_det=max_det,
+                                batch_size=args.batch)
+        for image, result in zip(images[start : start + args.batch], results):
             predictions += results_to_coco(image["id"], result.xyxy, result.scores, result.class_ids, category_ids)
     return predictions
 
@@ -147,12 +156,37 @@ def _image_paths(folder: Path, images: list[dict], ann_name: str) -> list[str]:
     return [str(path) for path in paths]
 
 
-def class_texts(classes_file: str | None, categories: list[dict], ann_name: str) -> list[list[str]]:
-    """Prompts per category: the class-text JSON (list of synonym lists) or the category names."""
-    from yoloworld.data.class_texts import check_class_count, load_class_texts, texts_from_categories
+def _class_file_texts(classes_file: str | None, categories: list[dict], ann_name: str) -> list | None:
+    from yoloworld.data.class_texts import check_class_count, load_class_texts
 
     if classes_file is None:
-        return texts_from_categories(categories)
+        return None
     texts = load_class_texts(classes_file)
     check_class_count(texts, len(categories), str(classes_file), ann_name)
     return texts
+
+
+def _set_vocabulary(model, texts: list | None, categories: list[dict], ann_name: str) -> None:
+    """The class-text file's prompts; else the vocabulary stored with the model when its names are the
+    annotation's categories (a model trained with its vocabulary needs no text encoder); else the names."""
+    from yoloworld.data.class_texts import texts_from_categories
+
+    names = [str(category.get("name", "")) for category in categories]
+    if texts is not None:
+        model.set_classes(texts)
+    elif model.class_names == names:
+        logger.info("using the vocabulary stored with the model (%d classes, the annotation's categories)", len(names))
+    elif model.class_names and not _has_text_encoder(model):
+        raise InputError(f"{ann_name}: the categories ({_preview(names)}) are not the vocabulary stored with the "
+                         f"model ({_preview(model.class_names)}), and the model has no text encoder to encode them; "
+                         "pass --text-model, or evaluate on data with the model's classes")
+    else:
+        model.set_classes(texts_from_categories(categories))
+
+
+def _has_text_encoder(model) -> bool:
+    return getattr(getattr(model, "model", None), "text_model", None) is not None or getattr(model, "dynamic", False)
+
+
+def _preview(names: list[str]) -> str:
+    return ", ".join(names[:4]) + (f", ... ({len(names)})" if len(names) > 4 else "")

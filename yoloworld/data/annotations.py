@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from yoloworld.errors import DatasetError
-from yoloworld.eval.inputs import read_json
+from yoloworld.readers import read_json
 
 from .images import image_size
 from .problems import ProblemLog

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from yoloworld.errors import DatasetError
-from yoloworld.eval.inputs import read_json
+from yoloworld.readers import read_json
 
 from .records import ClassTexts
 

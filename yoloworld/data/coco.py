@@ -10,8 +10,16 @@ from pathlib import Path
 
 from yoloworld.errors import DatasetError
 
-from .annotations import BoxTable, ImageEntry, annotation_objects, group_boxes, polygons_of, read_coco_json, \
-    read_image_entries, valid_xywh
+from .annotations import (
+    BoxTable,
+    ImageEntry,
+    annotation_objects,
+    group_boxes,
+    polygons_of,
+    read_coco_json,
+    read_image_entries,
+    valid_xywh,
+)
 from .class_texts import check_class_count, load_class_texts, texts_from_categories
 from .problems import ProblemLog
 from .records import DatasetSource, ImageRecord

@@ -7,8 +7,9 @@ import math
 import cv2
 import numpy as np
 
+from yoloworld.transforms import letterbox
+
 from .augment import AugmentConfig
-from .letterbox import letterbox
 from .sample import Sample
 
 

@@ -12,7 +12,14 @@ from pathlib import Path
 
 from yoloworld.errors import DatasetError
 
-from .annotations import BoxTable, annotation_objects, group_boxes, read_coco_json, read_image_entries, valid_xywh
+from .annotations import (
+    BoxTable,
+    annotation_objects,
+    group_boxes,
+    read_coco_json,
+    read_image_entries,
+    valid_xywh,
+)
 from .problems import ProblemLog
 from .records import DatasetSource, ImageRecord
 

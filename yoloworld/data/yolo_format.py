@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from yoloworld.config import load_yaml
 from yoloworld.errors import DatasetError
+from yoloworld.readers import read_yaml
 
 from .annotations import BoxTable, ImageEntry, group_boxes
 from .images import IMAGE_SUFFIXES, image_size, list_images
@@ -53,7 +53,7 @@ def read_class_names(path: str | Path) -> list[str]:
 
 
 def read_data_yaml(path: Path) -> dict:
-    return load_yaml(path, DatasetError, "a mapping with 'names' and 'train'/'val' entries")
+    return read_yaml(path, "YOLO data.yaml", DatasetError, "a mapping with 'names' and 'train'/'val' entries")
 
 
 def yaml_class_names(data: dict, path: Path) -> list[str]:

@@ -1,13 +1,13 @@
 """Training engine.
 
   loss, assigner, iou   the YOLOv8 / YOLO-World loss with task-aligned assignment
-  config                TrainConfig (typed sections) from YAML recipes + key=value overrides
+  train_config          TrainConfig (typed sections) from YAML recipes + key=value overrides
   modes                 the model per fine-tuning mode (normal, efficient, prompt, rep)
   optim, ema            official parameter groups, warmup + linear decay, exp-momentum EMA
   trainer               the loop (AMP, clipping, NaN guard, validation, checkpoints, resume, DDP)
   batches, validate     data -> model inputs; COCO AP during training
   state, weights        atomic resume state and official-layout weight files
-  feedback, report      progress bar, scalars.jsonl, TensorBoard; curves and best-epoch summary
+  feedback, run_summary progress bar, scalars.jsonl, TensorBoard; curves and best-epoch summary
 
 Entry point: `yoloworld train RECIPE key=value ...` or `yoloworld.engine.trainer.train(config)`.
 """

@@ -19,8 +19,8 @@ from yoloworld.data.train_dataset import TrainDataset
 from yoloworld.errors import ConfigError, DatasetError
 from yoloworld.models.text import TextEmbeddingCache
 
-from .config import TrainConfig
 from .distributed import DistInfo, GlobalBatchSampler
+from .train_config import TrainConfig
 
 
 def dataset_configs(config: TrainConfig) -> tuple[list[DatasetConfig], list[DatasetConfig]]:

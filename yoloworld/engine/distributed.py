@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-from yoloworld.errors import ConfigError
+from yoloworld.devices import resolve_device
 
 
 @dataclass
@@ -24,6 +24,7 @@ class DistInfo:
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
+    device: torch.device = torch.device("cpu")  # the training device: every collective's tensors live there
 
     @property
     def enabled(self) -> bool:
@@ -35,34 +36,22 @@ class DistInfo:
 
 
 def init_distributed(device: str) -> DistInfo:
-    """Join the process group torchrun describes (NCCL on CUDA, gloo on CPU); a plain run is world size 1."""
+    """Join the process group torchrun describes and pick this process's device; a plain run is world size 1.
+
+    On CUDA the group has NCCL for GPU tensors and gloo for CPU ones (`all_gather_object` of Python values);
+    our own collectives put their tensors on the training device."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
-        return DistInfo()
+        return DistInfo(device=resolve_device(device))
     info = DistInfo(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), world_size)
+    info.device = resolve_device(device, local_rank=info.local_rank)
     if not dist.is_initialized():
-        backend = "nccl" if device_type(device) == "cuda" else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(info.local_rank)
+        backend = "gloo"
+        if info.device.type == "cuda":
+            torch.cuda.set_device(info.device)
+            backend = "cpu:gloo,cuda:nccl"
         dist.init_process_group(backend, timeout=datetime.timedelta(hours=2))
     return info
-
-
-def device_type(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device).type
-
-
-def resolve_device(device: str, info: DistInfo) -> torch.device:
-    kind = device_type(device)
-    if kind == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device={device}: CUDA is not available on this machine; use device=cpu")
-        if info.enabled:
-            return torch.device("cuda", info.local_rank)
-        return torch.device("cuda", 0 if device == "auto" else (torch.device(device).index or 0))
-    return torch.device(kind)
 
 
 def barrier(info: DistInfo) -> None:
@@ -74,7 +63,7 @@ def broadcast_flag(flag: bool, info: DistInfo) -> bool:
     """Rank 0's decision, on every rank (e.g. 'save now' when it depends on a wall clock)."""
     if not info.enabled:
         return flag
-    value = torch.tensor([int(flag)])
+    value = torch.tensor([int(flag)], device=info.device)
     dist.broadcast(value, 0)
     return bool(value.item())
 
@@ -91,14 +80,13 @@ def max_param_difference(model: torch.nn.Module, info: DistInfo) -> float:
     """Largest difference between any rank's parameters and rank 0's (0.0 when the processes are in sync)."""
     if not info.enabled:
         return 0.0
-    worst = 0.0
+    worst = torch.zeros((), dtype=torch.float64, device=info.device)
     for parameter in model.parameters():
         reference = parameter.detach().clone()
         dist.broadcast(reference, 0)
-        worst = max(worst, float((parameter.detach() - reference).abs().max()))
-    value = torch.tensor([worst], dtype=torch.float64)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return float(value.item())
+        worst = torch.maximum(worst, (parameter.detach() - reference).abs().max().double())
+    dist.all_reduce(worst, op=dist.ReduceOp.MAX)
+    return float(worst.item())
 
 
 def cleanup() -> None:
@@ -134,5 +122,5 @@ class GlobalBatchSampler(Sampler[list[int]]):
             yield order[start:start + self.batch_size].tolist()
 
 
-__all__ = ["DistInfo", "init_distributed", "device_type", "resolve_device", "barrier", "broadcast_flag",
+__all__ = ["DistInfo", "init_distributed", "barrier", "broadcast_flag",
            "all_gather_objects", "max_param_difference", "cleanup", "GlobalBatchSampler"]

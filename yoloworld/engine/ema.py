@@ -39,8 +39,9 @@ class ModelEMA:
                 copied.append((value, source[key]))
         if averaged:
             weight = self.momentum_at(self.steps)
-            torch._foreach_mul_(averaged, 1.0 - weight)
-            torch._foreach_add_(averaged, current, alpha=weight)
+            # ema + w (x - ema), the official (1 - w) ema + w x rearranged: a weight that does not change (frozen)
+            # keeps its exact value on every CPU, where the product form can round differently per kernel
+            torch._foreach_lerp_(averaged, current, weight)
         for target, value in copied:
             target.copy_(value)
         self.steps += 1

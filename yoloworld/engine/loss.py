@@ -16,8 +16,15 @@ from torch import nn
 
 from yoloworld.engine.assigner import TaskAlignedAssigner
 from yoloworld.engine.iou import bbox_iou
-from yoloworld.models.boxes import REG_MAX, STRIDES, bbox_to_distance, decode_boxes, dfl_integral, flatten_levels, \
-    make_priors
+from yoloworld.models.boxes import (
+    REG_MAX,
+    STRIDES,
+    bbox_to_distance,
+    decode_boxes,
+    dfl_integral,
+    flatten_levels,
+    make_priors,
+)
 
 FLOAT32_EPS = torch.finfo(torch.float32).eps  # mmdet's avg_factor guard in the DFL mean
 DFL_TARGET_MARGIN = 0.01  # targets stay below the last bin so floor(t) + 1 is a valid bin

@@ -18,17 +18,20 @@ import torch
 
 from yoloworld.config import ModelConfig
 from yoloworld.errors import CheckpointError, ConfigError
-from yoloworld.models.checkpoint import (TEXT_PREFIX, check_state_dict, config_from_checkpoint, load_detector,
-                                         read_checkpoint, resolve_weights)
+from yoloworld.models.checkpoint import (
+    TEXT_PREFIX,
+    Checkpoint,
+    load_detector,
+    load_weights,
+    open_checkpoint,
+    text_encoder_for,
+)
 from yoloworld.models.detector import YOLOWorldDetector, build_detector
 from yoloworld.models.text import TextEncoder, clip_text_config
 
-from .config import RandomTextConfig, TrainConfig
+from .train_config import RandomTextConfig, TrainConfig
 
 LOGGER = logging.getLogger("yoloworld")
-TEXT_CONFIG_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "projection_dim", "num_hidden_layers",
-                    "num_attention_heads", "max_position_embeddings", "hidden_act", "layer_norm_eps",
-                    "bos_token_id", "eos_token_id", "pad_token_id")
 NECK_TEXT_PATH = (".attn_block.guide_fc.", ".attn_block.bias")  # what an efficient neck does not have
 
 
@@ -59,56 +62,25 @@ def build_training_model(config: TrainConfig, classes: list[list[str]]) -> Train
 
 def random_text_encoder(spec: RandomTextConfig, embed_dims: int = 512) -> TextEncoder:
     """A CLIP-shaped text encoder with weights drawn from `spec.seed` (the global RNG is left untouched)."""
-    text_config = clip_text_config(512, num_hidden_layers=spec.layers, num_attention_heads=spec.heads,
-                                   intermediate_size=4 * spec.hidden, projection_dim=embed_dims)
-    text_config.hidden_size = spec.hidden  # clip_text_config keys its defaults by hidden size; narrow it here
+    text_config = clip_text_config(512, hidden_size=spec.hidden, num_hidden_layers=spec.layers,
+                                   num_attention_heads=spec.heads, intermediate_size=4 * spec.hidden,
+                                   projection_dim=embed_dims)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)
         return TextEncoder.from_config(text_config).eval()
 
 
-def text_config_meta(encoder: TextEncoder | None) -> dict | None:
-    """The text tower's shape, stored in checkpoint metadata so a non-CLIP-B/L tower can be rebuilt."""
-    if encoder is None:
-        return None
-    values = encoder.model.config.to_dict()
-    return {key: values[key] for key in TEXT_CONFIG_KEYS if key in values}
-
-
-def encoder_from_meta(meta_config: dict) -> TextEncoder:
-    from transformers import CLIPTextConfig
-
-    return TextEncoder.from_config(CLIPTextConfig(**meta_config)).eval()
-
-
-def _text_encoder(config: TrainConfig, checkpoint: dict | None, hidden: int | None) -> tuple[TextEncoder, str]:
-    """model.text_model folder > the tower stored in the checkpoint > model.random_text."""
+def _text_encoder(config: TrainConfig, checkpoint: Checkpoint | None) -> tuple[TextEncoder, str]:
+    """model.text_model (folder or hub id) > the tower stored in the checkpoint > model.random_text."""
     if config.model.text_model:
-        return _encoder_from_dir(config.model.text_model), config.model.text_model
-    stored = (checkpoint or {}).get("meta", {}).get("yoloworld", {}).get("text_config")
-    has_text = checkpoint is not None and any(k.startswith(TEXT_PREFIX) for k in checkpoint["state_dict"])
-    if has_text:
-        encoder = encoder_from_meta(stored) if stored else TextEncoder.from_config(clip_text_config(hidden))
+        return TextEncoder.from_pretrained(config.model.text_model), config.model.text_model
+    encoder = text_encoder_for(checkpoint) if checkpoint is not None else None
+    if encoder is not None:
         return encoder, "the checkpoint"
     if config.model.random_text is not None:
         return random_text_encoder(config.model.random_text), f"random (seed {config.model.random_text.seed})"
-    raise ConfigError("no text encoder: set model.text_model=DIR (a Hugging Face CLIP folder such as "
+    raise ConfigError("no text encoder: set model.text_model=DIR (a Hugging Face CLIP folder or id such as "
                       "openai/clip-vit-base-patch32), start from weights that hold one, or set model.random_text")
-
-
-def _encoder_from_dir(name: str) -> TextEncoder:
-    from pathlib import Path
-
-    if Path(name).is_dir():
-        return TextEncoder.from_dir(name)
-    try:  # a hub id such as openai/clip-vit-base-patch32, from the local cache or the network
-        from huggingface_hub import snapshot_download
-
-        folder = snapshot_download(name, allow_patterns=["*.json", "*.txt", "*.safetensors", "*.bin"])
-    except Exception as exc:
-        raise CheckpointError(f"{name}: not a folder and cannot be fetched from the Hugging Face hub "
-                              f"({type(exc).__name__}); download it and set model.text_model=/path/to/it") from None
-    return TextEncoder.from_dir(folder)
 
 
 def _freeze_text(model: YOLOWorldDetector, frozen: bool) -> None:
@@ -125,7 +97,7 @@ def _freeze_text(model: YOLOWorldDetector, frozen: bool) -> None:
 
 def _fresh(config: TrainConfig) -> YOLOWorldDetector:
     arch = config.model_config()
-    encoder, source = _text_encoder(config, None, arch.text_hidden)
+    encoder, source = _text_encoder(config, None)
     arch = replace(arch, text_hidden=encoder.model.config.hidden_size, embed_dims=encoder.embed_dim)
     model = build_detector(arch, encoder)
     model.init_weights(config.data.num_texts)
@@ -134,24 +106,20 @@ def _fresh(config: TrainConfig) -> YOLOWorldDetector:
 
 
 def _load_text_conditioned(config: TrainConfig, efficient: bool) -> tuple[YOLOWorldDetector, str]:
-    path = resolve_weights(config.model.weights)
-    checkpoint = read_checkpoint(path)
-    source = config_from_checkpoint(checkpoint)
+    checkpoint = open_checkpoint(config.model.weights)
+    path, source = checkpoint.path, checkpoint.config
     if source.contrastive == "rep" or source.num_prompts:
         kind = "reparameterized" if source.contrastive == "rep" else "prompt-tuned"
         raise ConfigError(f"{path}: a {kind} model has no text path; train it with model.mode="
                           f"{'rep' if source.contrastive == 'rep' else 'prompt'}")
-    encoder, text_source = _text_encoder(config, checkpoint, source.text_hidden)
+    encoder, text_source = _text_encoder(config, checkpoint)
     arch = replace(source, text_hidden=encoder.model.config.hidden_size,
                    neck_block="efficient" if efficient else source.neck_block)
     model = YOLOWorldDetector(arch, encoder)
-    state = checkpoint["state_dict"]
+    state = checkpoint.state
     if efficient:
         state = {k: v for k, v in state.items() if not (k.startswith("neck.") and any(p in k for p in NECK_TEXT_PATH))}
-    has_text = any(k.startswith(TEXT_PREFIX) for k in state)
-    check_state_dict(model, state, str(path), ignore_prefixes=() if has_text else (TEXT_PREFIX,))
-    model.load_state_dict(state, strict=False)
-    encoder.forget_fingerprint()
+    load_weights(model, state, str(path), ignore_prefixes=() if checkpoint.has_text else (TEXT_PREFIX,))
     LOGGER.info("model: %s from %s, text encoder from %s", _describe(arch), path, text_source)
     return model, str(path)
 
@@ -172,7 +140,7 @@ def _read_class_embeddings(config: TrainConfig) -> tuple[torch.Tensor | None, bo
     return embeds, bool(note.get("padded", False))
 
 
-def check_class_count(count: int, classes: list[list[str]], padded: bool, what: str) -> None:
+def check_embedding_rows(count: int, classes: list[list[str]], padded: bool, what: str) -> None:
     if count != len(classes) + int(padded):
         extra = " + 1 padding row" if padded else ""
         raise CheckpointError(f"{what} holds {count} classes but the training set has {len(classes)}{extra}; "
@@ -184,10 +152,10 @@ def _prompt_model(config: TrainConfig, classes: list[list[str]]) -> TrainingMode
 
     embeds, padded = _read_class_embeddings(config)
     if embeds is not None:
-        check_class_count(len(embeds), classes, padded, str(config.model.embeddings))
+        check_embedding_rows(len(embeds), classes, padded, str(config.model.embeddings))
     model, report = build_prompt_detector(config.model.weights, embeds, num_prompts=len(classes),
                                           adapter=config.model.prompt_adapter)
-    check_class_count(model.config.num_prompts, classes, padded, str(config.model.weights))
+    check_embedding_rows(model.config.num_prompts, classes, padded, str(config.model.weights))
     for line in report.lines():
         LOGGER.info(line)
     trainable = freeze_for_prompt_tuning(model)
@@ -198,23 +166,21 @@ def _prompt_model(config: TrainConfig, classes: list[list[str]]) -> TrainingMode
 def _rep_model(config: TrainConfig, classes: list[list[str]]) -> TrainingModel:
     from yoloworld.models.reparam import build_rep_model
 
-    path = resolve_weights(config.model.weights)
-    checkpoint = read_checkpoint(path)
-    source = config_from_checkpoint(checkpoint)
+    checkpoint = open_checkpoint(config.model.weights)
+    path, source = checkpoint.path, checkpoint.config
     if source.contrastive == "rep":
         model = load_detector(path)[0]
-        padded = bool(checkpoint["meta"].get("yoloworld", {}).get("padded", False))
-        check_class_count(source.num_guides, classes, padded, str(path))
+        padded = bool(checkpoint.stored.get("padded", False))
+        check_embedding_rows(source.num_guides, classes, padded, str(path))
     else:
         embeds, padded = _read_class_embeddings(config)
         if embeds is None:
             raise ConfigError(f"{path}: a text-conditioned model; reparameterized fine-tuning needs "
                               "model.embeddings=EMB.npy (yoloworld embed) to fold in")
-        check_class_count(len(embeds), classes, padded, str(config.model.embeddings))
-        model = build_rep_model(checkpoint["state_dict"], source, embeds, config.model.rep_neck, str(path))
+        check_embedding_rows(len(embeds), classes, padded, str(config.model.embeddings))
+        model = build_rep_model(checkpoint.state, source, embeds, config.model.rep_neck, str(path))
     LOGGER.info("reparameterized fine-tuning: %d classes folded into neck and head", model.config.num_guides)
     return TrainingModel(model, classes, padded, True, str(path))
 
 
-__all__ = ["TrainingModel", "build_training_model", "random_text_encoder", "text_config_meta", "encoder_from_meta",
-           "check_class_count"]
+__all__ = ["TrainingModel", "build_training_model", "random_text_encoder", "check_embedding_rows"]

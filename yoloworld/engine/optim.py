@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .config import OptimSection, ScheduleSection
+from .train_config import OptimSection, ScheduleSection
 
 BASE_TOTAL_BATCH = 64  # the official constructor's reference batch for weight-decay scaling
 NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)

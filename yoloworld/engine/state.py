@@ -10,7 +10,6 @@ Every file loads with torch.load(weights_only=True): tensors, dicts, lists, numb
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
@@ -18,22 +17,11 @@ import numpy as np
 import torch
 
 from yoloworld.errors import CheckpointError
-from yoloworld.models.checkpoint import save_checkpoint
+from yoloworld.files import atomic_save
+from yoloworld.models.checkpoint import load_file
 
 STATE_FILE = "last_state.pt"
 STATE_VERSION = 1
-
-
-def atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def save_weights(path: Path, model, meta: dict, **entries) -> None:
-    """Official-layout checkpoint of `model` (the EMA copy) with our metadata."""
-    save_checkpoint(path, model, meta, **entries)
 
 
 # ---------------------------------------------------------------- RNG states as plain tensors / lists
@@ -85,16 +73,21 @@ def save_resume_state(out: Path, *, model, ema, optimizer, scaler, epoch: int, b
     return path
 
 
+RESUME_FIELDS = {"epoch": int, "batch": int, "step": int, "model": dict, "optimizer": dict, "progress": dict,
+                 "rng": list, "meta": dict}
+
+
 def load_resume_state(out: Path) -> dict:
     path = Path(out) / STATE_FILE
     if not path.is_file():
         raise CheckpointError(f"{path}: nothing to resume (no {STATE_FILE}); start the run without --resume")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: unreadable resume state ({type(exc).__name__})") from None
+    state = load_file(path, "resume state")
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
-        raise CheckpointError(f"{path}: not a yoloworld resume state (version {state.get('version')!r})")
+        found = state.get("version") if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f"{path}: not a yoloworld resume state (version {found!r})")
+    for name, kind in RESUME_FIELDS.items():
+        if not isinstance(state.get(name), kind):
+            raise CheckpointError(f"{path}: damaged resume state ({name!r} missing or not a {kind.__name__})")
     return state
 
 
@@ -108,5 +101,5 @@ def _to_cpu(value):
     return value
 
 
-__all__ = ["STATE_FILE", "atomic_save", "save_weights", "rng_state", "set_rng_state", "save_resume_state",
+__all__ = ["STATE_FILE", "rng_state", "set_rng_state", "save_resume_state",
            "load_resume_state"]

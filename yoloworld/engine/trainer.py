@@ -16,15 +16,34 @@ from yoloworld.engine.loss import YOLOWorldLoss
 from yoloworld.errors import CheckpointError, ConfigError, YOLOWorldError
 
 from . import distributed as dist_utils
-from .batches import ClassIndexLabels, TextBatcher, build_training_set, dataset_configs, read_val_source, \
-    train_loader, vocabulary_of
-from .config import TrainConfig, config_to_dict
+from .batches import (
+    ClassIndexLabels,
+    TextBatcher,
+    build_training_set,
+    dataset_configs,
+    read_val_source,
+    train_loader,
+    vocabulary_of,
+)
 from .ema import ModelEMA
 from .feedback import Progress, RunningMeans, ScalarLog, TensorBoard
-from .modes import build_training_model, text_config_meta
-from .optim import LRSchedule, build_optimizer, clip_gradients, describe_optimizer, effective_weight_decay
-from .report import format_summary, write_report
-from .state import STATE_FILE, load_resume_state, rng_state, save_resume_state, set_rng_state
+from .modes import build_training_model
+from .optim import (
+    LRSchedule,
+    build_optimizer,
+    clip_gradients,
+    describe_optimizer,
+    effective_weight_decay,
+)
+from .run_summary import format_summary, write_report
+from .state import (
+    STATE_FILE,
+    load_resume_state,
+    rng_state,
+    save_resume_state,
+    set_rng_state,
+)
+from .train_config import TrainConfig, config_to_dict
 from .validate import LOG_NAMES, Validator
 from .weights import WeightsWriter
 
@@ -39,7 +58,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, resume: bool = False):
         self.config = config
         self.info = dist_utils.init_distributed(config.device)
-        self.device = dist_utils.resolve_device(config.device, self.info)
+        self.device = self.info.device
         self.autocast = autocast_factory(config.amp, self.device)
         datasets = dataset_configs(config)  # missing paths fail before anything is written
         self.out = self._out_dir(resume)
@@ -70,8 +89,7 @@ class Trainer:
         if val_source is not None and self.info.is_main:
             self.validator = Validator(val_source, config.data.augment.image_size, config.eval.batch_size,
                                        config.data.workers, config.eval.conf, config.eval.iou, config.eval.max_det)
-        self.weights = WeightsWriter(self.out, built, self.texts, text_config_meta(self.model.text_model),
-                                     config_to_dict(config))
+        self.weights = WeightsWriter(self.out, built, self.texts, config_to_dict(config))
         self.epoch = self.batch = self.step = 0
         self.progress = {"best": None, "best_epoch": None, "skipped_steps": 0, "bad_in_a_row": 0}
         if saved is not None:
@@ -300,6 +318,16 @@ class Trainer:
 
     def _restore(self, state: dict) -> None:
         self.weights.check_resume_meta(state["meta"], self.model)
+        try:
+            self._load_state(state)
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            raise CheckpointError(f"{self.out / STATE_FILE}: damaged resume state ({type(exc).__name__}); "
+                                  "start the run again without --resume") from None
+        if self.info.is_main:
+            LOGGER.info("resuming %s at epoch %d, iteration %d (step %d)", self.out, self.epoch + 1, self.batch,
+                        self.step)
+
+    def _load_state(self, state: dict) -> None:
         result = self.model.load_state_dict(state["model"], strict=False)
         if set(result.missing_keys) - self.frozen_keys or result.unexpected_keys:
             raise CheckpointError(f"{self.out / STATE_FILE}: model weights do not fit this config")
@@ -312,9 +340,6 @@ class Trainer:
         self.progress.update(state["progress"])
         rngs = state["rng"]
         set_rng_state(rngs[self.info.rank] if len(rngs) == self.info.world_size else rngs[0])
-        if self.info.is_main:
-            LOGGER.info("resuming %s at epoch %d, iteration %d (step %d)", self.out, self.epoch + 1, self.batch,
-                        self.step)
 
 
 def _values(parts: dict) -> dict:

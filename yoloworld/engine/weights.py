@@ -9,26 +9,22 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
-from yoloworld.api import YOLOWorld
 from yoloworld.errors import CheckpointError
-from yoloworld.models.checkpoint import read_checkpoint
+from yoloworld.models.checkpoint import read_checkpoint, save_checkpoint
+from yoloworld.models.text import TextEmbeddingCache
 from yoloworld.vocabulary import Vocabulary
 
-from .config import CheckpointSection
 from .modes import TrainingModel
-from .state import atomic_save, save_weights
+from .train_config import CheckpointSection
 
 LOGGER = logging.getLogger("yoloworld")
 
 
 class WeightsWriter:
-    def __init__(self, out: Path, built: TrainingModel, texts, text_config: dict | None, train_config: dict):
+    def __init__(self, out: Path, built: TrainingModel, texts, train_config: dict):
         self.out = Path(out)
         self.texts = texts  # TextBatcher of a text model, None for prompt / rep
         self.mode = train_config["model"]["mode"]
-        self.text_config = text_config
         self.train_config = train_config
         if built.fixed_vocabulary:  # one column per class: record the first synonyms, so names map 1:1
             self.classes = [[group[0]] for group in built.classes]
@@ -45,8 +41,6 @@ class WeightsWriter:
             meta["metrics"] = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
         if self.classes:
             meta.update(classes=self.classes, padded=self.padded)
-        if self.text_config:
-            meta["text_config"] = self.text_config
         return meta
 
     def _entries(self) -> dict:
@@ -57,11 +51,11 @@ class WeightsWriter:
     def write_epoch(self, model, epoch: int, step: int, metrics: dict | None, improved: bool,
                     every_epochs: int) -> None:
         meta, entries = self._meta(epoch, step, metrics), self._entries()
-        save_weights(self.out / "last.pth", model, meta, **entries)
+        save_checkpoint(self.out / "last.pth", model, meta, **entries)
         if improved:
-            save_weights(self.out / "best.pth", model, meta, **entries)
+            save_checkpoint(self.out / "best.pth", model, meta, **entries)
         if every_epochs and epoch % every_epochs == 0:
-            save_weights(self.out / f"epoch_{epoch}.pth", model, meta, **entries)
+            save_checkpoint(self.out / f"epoch_{epoch}.pth", model, meta, **entries)
 
     # ------------------------------------------------------------------ resume compatibility
     def resume_meta(self, model) -> dict:
@@ -78,31 +72,27 @@ class WeightsWriter:
 
     # ------------------------------------------------------------------ deployment copy
     def deploy(self, checkpoint: CheckpointSection, template) -> Path | None:
-        """Rebuild best.pth (else last.pth) into a copy of `template`, bake the vocabulary in and save it."""
+        """Rebuild best.pth (else last.pth) into a copy of `template` and save it with the vocabulary baked in
+        (class embeddings stored, text tower dropped), the training image size and its provenance."""
         if not checkpoint.deploy:
             return None
-        if self.vocabulary is None:
+        if not self.classes:
             raise CheckpointError("checkpoint.deploy: the training data has no class list to bake in")
         source = self.out / "best.pth" if (self.out / "best.pth").exists() else self.out / "last.pth"
         stored = read_checkpoint(source)
         model = _cpu_copy(template)
         model.load_state_dict(stored["state_dict"])
-        api = YOLOWorld(model, device="cpu")
-        api.set_classes(self.vocabulary.classes)
-        api.save(checkpoint.deploy, keep_text_model=False, half=checkpoint.deploy_half)
-        _add_meta(Path(checkpoint.deploy), imgsz=self.train_config["data"]["augment"]["image_size"],
-                  trained_from=source.name, epoch=stored["meta"].get("yoloworld", {}).get("epoch"))
+        entries = {}
+        if self.vocabulary is not None and model.text_model is not None:
+            entries["class_embeddings"] = TextEmbeddingCache(model.text_model).encode(self.vocabulary.texts)
+        meta = {"classes": self.classes, "padded": self.padded,
+                "imgsz": self.train_config["data"]["augment"]["image_size"], "trained_from": source.name,
+                "epoch": stored["meta"].get("yoloworld", {}).get("epoch")}
+        save_checkpoint(checkpoint.deploy, model, meta, keep_text_model=False, half=checkpoint.deploy_half, **entries)
         size = Path(checkpoint.deploy).stat().st_size / 2**20
         LOGGER.info("deployable copy of %s (vocabulary baked in, no text tower%s): %s (%.1f MB)", source.name,
                     ", fp16" if checkpoint.deploy_half else "", checkpoint.deploy, size)
         return Path(checkpoint.deploy)
-
-
-def _add_meta(path: Path, **values) -> None:
-    """Record the training image size (the size to predict at) and provenance in a written checkpoint."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    checkpoint["meta"]["yoloworld"].update(values)
-    atomic_save(checkpoint, path)
 
 
 def _cpu_copy(model):

@@ -11,14 +11,24 @@ Tests prove each mode equals pycocotools / lvis-api on the same detections.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from yoloworld.errors import ConfigError
-from yoloworld.eval.inputs import Annotations, Detections, check_predictions, load_annotations, load_predictions
-from yoloworld.eval.summary import coco_metrics, lvis_metrics, per_class_rows
+from yoloworld.eval.inputs import (
+    Annotations,
+    PredictionSet,
+    check_predictions,
+    load_annotations,
+    load_predictions,
+)
+from yoloworld.eval.summary import (
+    Evaluation,
+    coco_metrics,
+    lvis_metrics,
+    per_class_rows,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -26,24 +36,6 @@ COCO_MAX_DETS = [1, 10, 100]
 LVIS_STANDARD_MAX_PER_IMAGE = 300
 LVIS_FIXED_MAX_PER_CLASS = 10_000
 LVIS_FIXED_MODEL_MAX_PER_IMAGE = 1000  # the paper's max_per_img when producing detections for Fixed AP
-
-MODE_DESCRIPTIONS = {
-    "coco": "COCO AP (IoU .50:.95, max 100 detections per image and class)",
-    "lvis-standard": "LVIS standard AP (max 300 detections per image)",
-    "lvis-fixed": "LVIS Fixed AP (top 10,000 detections per class over the dataset, no per-image cap)",
-}
-
-
-@dataclass
-class Evaluation:
-    """Everything one evaluation produced: the flat metrics plus what the reports need."""
-
-    metrics: dict
-    per_class: list[dict]
-    precision: np.ndarray  # [IoU thresholds, recall thresholds, classes, areas, max-dets], -1 = no ground truth
-    iou_thresholds: np.ndarray
-    recall_thresholds: np.ndarray
-
 
 def evaluate_detections(
     annotations: str | Path | dict | Annotations,
@@ -62,7 +54,9 @@ def evaluate_detections(
     """
     evaluation = evaluate(annotations, predictions, kind=kind, lvis_mode=lvis_mode)
     if out_dir is not None:
-        from yoloworld.eval.report import write_reports  # matplotlib is only needed for reports
+        from yoloworld.eval.report import (
+            write_reports,  # matplotlib is only needed for reports
+        )
 
         write_reports(evaluation, Path(out_dir))
     return evaluation.metrics
@@ -90,7 +84,7 @@ def mode_name(kind: str, lvis_mode: str) -> str:
     return "coco" if kind == "coco" else f"lvis-{lvis_mode}"
 
 
-def select_detections(detections: Detections, mode: str) -> Detections:
+def select_detections(detections: PredictionSet, mode: str) -> PredictionSet:
     """Apply the mode's detection budget before scoring (COCO's own cap lives inside the evaluator)."""
     if mode == "lvis-standard":
         return detections.subset(top_k_per_group(detections.image_ids, detections.scores, LVIS_STANDARD_MAX_PER_IMAGE))
@@ -107,7 +101,7 @@ def top_k_per_group(groups: np.ndarray, scores: np.ndarray, k: int) -> np.ndarra
     return np.sort(order[rank < k])
 
 
-def _run(annotations: Annotations, detections: Detections, mode: str) -> Evaluation:
+def _run(annotations: Annotations, detections: PredictionSet, mode: str) -> Evaluation:
     from faster_coco_eval import COCO, COCOeval_faster
 
     quiet = lambda *args, **kwargs: None  # noqa: E731  the evaluator prints progress we do not want
@@ -132,7 +126,7 @@ def _run(annotations: Annotations, detections: Detections, mode: str) -> Evaluat
     return Evaluation(metrics, rows, precision, iou_thresholds, evaluator.params.recThrs)
 
 
-def _max_dets(detections: Detections, mode: str) -> list[int]:
+def _max_dets(detections: PredictionSet, mode: str) -> list[int]:
     if mode == "coco":
         return list(COCO_MAX_DETS)
     if mode == "lvis-standard":

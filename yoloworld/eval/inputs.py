@@ -6,7 +6,6 @@ the evaluator itself only ever sees inputs that are known to be well formed.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from yoloworld.errors import ConfigError, DatasetError
+from yoloworld.readers import read_json
 
 LVIS_IMAGE_KEYS = ("neg_category_ids", "not_exhaustive_category_ids")
 LVIS_FREQUENCIES = ("r", "c", "f")
@@ -41,7 +41,7 @@ class Annotations:
 
 
 @dataclass
-class Detections:
+class PredictionSet:
     """A checked COCO results list plus its fields as arrays (for fast top-k selection)."""
 
     records: list[dict]
@@ -49,25 +49,11 @@ class Detections:
     category_ids: np.ndarray
     scores: np.ndarray
 
-    def subset(self, keep: np.ndarray) -> Detections:
+    def subset(self, keep: np.ndarray) -> PredictionSet:
         """The detections at the sorted integer indices `keep`, original order preserved."""
-        return Detections(
+        return PredictionSet(
             [self.records[i] for i in keep.tolist()], self.image_ids[keep], self.category_ids[keep], self.scores[keep]
         )
-
-
-def read_json(path: str | Path, what: str) -> object:
-    """Parse a JSON file; a syntax error names the line and column."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: {what} not found")
-    try:
-        with path.open("r", encoding="utf-8") as handle:
-            return json.load(handle)
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
-    except UnicodeDecodeError:
-        raise DatasetError(f"{path}: not a UTF-8 text file; expected a JSON {what}") from None
 
 
 def load_annotations(source: str | Path | dict | Annotations, kind: str = "auto") -> Annotations:
@@ -198,7 +184,7 @@ def load_predictions(source: str | Path | list, name: str | None = None) -> tupl
     return data, str(source)
 
 
-def check_predictions(predictions: list, annotations: Annotations, name: str) -> Detections:
+def check_predictions(predictions: list, annotations: Annotations, name: str) -> PredictionSet:
     """Check fields, ids and boxes of a COCO results list against the annotation set."""
     arrays = _as_arrays(predictions) if _field_types_ok(predictions) else None
     if arrays is None:
@@ -206,7 +192,7 @@ def check_predictions(predictions: list, annotations: Annotations, name: str) ->
     image_ids, category_ids, scores = arrays
     _check_known(image_ids, annotations.image_ids, name, "image", annotations.source)
     _check_known(category_ids, annotations.category_ids, name, "category", annotations.source)
-    return Detections(predictions, image_ids, category_ids, scores)
+    return PredictionSet(predictions, image_ids, category_ids, scores)
 
 
 def _field_types_ok(predictions: list) -> bool:

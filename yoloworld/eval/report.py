@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from yoloworld.eval.evaluate import MODE_DESCRIPTIONS, Evaluation
+from yoloworld.eval.summary import MODE_DESCRIPTIONS, Evaluation
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,27 @@ and a group with no ground truth at all reports -1.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
+
+MODE_DESCRIPTIONS = {
+    "coco": "COCO AP (IoU .50:.95, max 100 detections per image and class)",
+    "lvis-standard": "LVIS standard AP (max 300 detections per image)",
+    "lvis-fixed": "LVIS Fixed AP (top 10,000 detections per class over the dataset, no per-image cap)",
+}
+
+
+@dataclass
+class Evaluation:
+    """Everything one evaluation produced: the flat metrics plus what the reports need."""
+
+    metrics: dict
+    per_class: list[dict]
+    precision: np.ndarray  # [IoU thresholds, recall thresholds, classes, areas, max-dets], -1 = no ground truth
+    iou_thresholds: np.ndarray
+    recall_thresholds: np.ndarray
+
 
 AREAS = ("s", "m", "l")  # area-range index 1..3 in the evaluator's order: small, medium, large
 

@@ -9,7 +9,6 @@ the padding exactly as `yoloworld.postprocess` does. With NMS: `detections` (K, 
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -11,6 +11,7 @@ vocabulary kind, NMS settings, companion files.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import warnings
@@ -22,6 +23,8 @@ import torch
 
 from yoloworld.errors import InputError
 from yoloworld.export.graphs import DetectorGraph, NmsGraph, TextEncoderGraph
+from yoloworld.export.onnx_runtime import import_onnxruntime
+from yoloworld.files import atomic_write
 from yoloworld.models.reparam import reparameterize
 from yoloworld.vocabulary import Vocabulary
 
@@ -40,21 +43,19 @@ class ExportPlan:
 
 
 def plan_export(api, classes=None, vocabulary: str = "baked", neck: str = "conv") -> ExportPlan:
-    """From a loaded `YOLOWorld`: the graph to export. Baked vocabularies get the padding prompt like `predict`."""
-    model = api.model.cpu().eval()
+    """From a loaded `YOLOWorld`: the graph to export (the caller's model is left as it is). Baked vocabularies
+    get the padding prompt like `predict`; without `classes` the vocabulary stored with the model is baked."""
+    model = copy.deepcopy(api.model).cpu().float().eval()
     if vocabulary == "dynamic":
         if not model.needs_text or model.text_model is None:
-            raise InputError("this model has a fixed vocabulary (reparameterized or prompt-tuned) and no text "
-                             "model: export it with --vocab baked")
+            raise InputError("this model has no text encoder (reparameterized, prompt-tuned or saved with its "
+                             "vocabulary): export it with --vocab baked")
         chosen = Vocabulary.build(classes) if classes is not None else None
         return ExportPlan(DetectorGraph(model), chosen, True, model.text_model)
     if vocabulary != "baked":
         raise InputError(f"unknown vocabulary kind {vocabulary!r}: use baked or dynamic")
     if model.needs_text:
-        if classes is None:
-            raise InputError("a baked-vocabulary export needs the classes: --classes \"a,b\" or --classes-file F")
-        chosen = Vocabulary.build(classes)
-        embeds = api.encode_text(chosen.texts).cpu()
+        chosen, embeds = _baked_vocabulary(api, classes)
         if model.neck.text_enhancer is None:
             return ExportPlan(DetectorGraph(reparameterize(model, embeds, neck)), chosen, False)
         return ExportPlan(DetectorGraph(model, embeds), chosen, False)  # v1: texts as a constant
@@ -65,6 +66,19 @@ def plan_export(api, classes=None, vocabulary: str = "baked", neck: str = "conv"
                          "export a text-conditioned checkpoint to choose classes")
     detector = reparameterize(model, neck=neck) if model.config.num_prompts else model
     return ExportPlan(DetectorGraph(detector), api.vocabulary, False)
+
+
+def _baked_vocabulary(api, classes) -> tuple[Vocabulary, torch.Tensor]:
+    """The vocabulary to fold in and its embeddings: `classes` encoded now, or the model's stored vocabulary."""
+    stored = api.vocabulary if api.text_embeds is not None else None
+    if classes is None:
+        if stored is None:
+            raise InputError("a baked-vocabulary export needs the classes: --classes \"a,b\" or --classes-file F")
+        return stored, api.text_embeds.detach().cpu().float()
+    chosen = Vocabulary.build(classes)
+    if api.model.text_model is None and stored is not None and chosen.texts == stored.texts:
+        return stored, api.text_embeds.detach().cpu().float()
+    return chosen, api.encode_text(chosen.texts).detach().cpu().float()
 
 
 def export_onnx(plan: ExportPlan, out: str | os.PathLike, imgsz: int = 640, nms: bool = False,
@@ -136,16 +150,25 @@ def save_tokenizer(tokenizer, folder: Path) -> None:
 
 
 def _torch_export(module, example, out: Path, input_names, output_names, dynamic_axes, opset: int) -> None:
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer and legacy-exporter notices
-        torch.onnx.export(module, example, str(tmp), dynamo=False, opset_version=opset, input_names=input_names,
-                          output_names=output_names, dynamic_axes=dynamic_axes or None, do_constant_folding=True)
-    os.replace(tmp, out)
+    def write(tmp: Path) -> None:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer and legacy-exporter notices
+            torch.onnx.export(module, example, str(tmp), dynamo=False, opset_version=opset, input_names=input_names,
+                              output_names=output_names, dynamic_axes=dynamic_axes or None, do_constant_folding=True)
+
+    atomic_write(out, write)
+
+
+def import_onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise InputError("ONNX export is not installed: pip install 'yoloworld[export]' (onnx, onnxruntime)") from None
+    return onnx
 
 
 def write_metadata(path: Path, meta: dict) -> None:
-    import onnx
+    onnx = import_onnx()
 
     model = onnx.load(str(path))
     entry = next((p for p in model.metadata_props if p.key == METADATA_KEY), None) or model.metadata_props.add()
@@ -163,9 +186,7 @@ def compare_with_pytorch(plan: ExportPlan, path: str | os.PathLike, images: torc
     """Max |ONNX Runtime - PyTorch| per output of the exported detector graph (`scores`, `boxes` in input
     pixels, or `detections`), on `images` or a random batch (2 images when the batch is dynamic). NMS rows are
     compared after sorting; a different number of kept boxes gives inf."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = import_onnxruntime().InferenceSession(str(path), providers=["CPUExecutionProvider"])
     meta = read_metadata(session)
     generator = torch.Generator().manual_seed(seed)
     if images is None:

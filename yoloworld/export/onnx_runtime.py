@@ -1,11 +1,11 @@
 """Run an exported `.onnx` detector with ONNX Runtime behind the same interface as `YOLOWorld`:
 
-    model = OnnxDetector("model.onnx")            # reads the `yoloworld` metadata written at export
+    model = OnnxYOLOWorld("model.onnx")           # reads the `yoloworld` metadata written at export
     model.set_classes(["person", "car"])          # dynamic vocabulary: encoded by model.text.onnx
     results = model.predict(images, conf=0.05)    # list of Results, original-image pixels
 
-Pre- and post-processing are the PyTorch path's own: `letterbox`, and `yoloworld.postprocess.select`
-(synonym merge, padding prompt dropped, class-aware NMS, un-letterbox), so results match `YOLOWorld.predict`.
+Only the graph run is specific: reading images, the letterbox, selection (synonym merge, padding prompt dropped,
+class-aware NMS) and mapping boxes back are `yoloworld.predictor.Predictor`'s, shared with `YOLOWorld`.
 """
 
 from __future__ import annotations
@@ -18,20 +18,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from yoloworld.data.letterbox import letterbox_batch
 from yoloworld.errors import CheckpointError, InputError
-from yoloworld.images import as_bgr
-from yoloworld.postprocess import select, to_original
-from yoloworld.results import Results
+from yoloworld.postprocess import Detections
+from yoloworld.predictor import Predictor, Settings
+from yoloworld.transforms import boxes_to_original
 from yoloworld.vocabulary import Vocabulary
 
 log = logging.getLogger("yoloworld")
 METADATA_KEY = "yoloworld"
 
 
-def _session(path: Path, providers: list[str] | None):
-    import onnxruntime as ort
+def import_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise InputError("ONNX support is not installed: pip install 'yoloworld[export]' (onnx, onnxruntime)") from None
+    return onnxruntime
 
+
+def _session(path: Path, providers: list[str] | None):
+    ort = import_onnxruntime()
     if not path.is_file():
         raise CheckpointError(f"{path}: no such ONNX file")
     try:
@@ -40,21 +46,32 @@ def _session(path: Path, providers: list[str] | None):
         raise CheckpointError(f"{path}: not a loadable ONNX model ({type(exc).__name__})") from None
 
 
-class OnnxDetector:
+def _metadata(path: Path, session) -> dict:
+    raw = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    if raw is None:
+        raise CheckpointError(f"{path}: not exported by yoloworld (no '{METADATA_KEY}' metadata); "
+                              "export it with: yoloworld export --weights W --format onnx")
+    try:
+        meta = json.loads(raw)
+        meta["imgsz"], meta["vocabulary"] = int(meta["imgsz"]), str(meta["vocabulary"])
+    except (ValueError, KeyError, TypeError):
+        raise CheckpointError(f"{path}: damaged '{METADATA_KEY}' metadata") from None
+    return meta
+
+
+class OnnxYOLOWorld(Predictor):
+    """The front object on ONNX Runtime: an exported graph with the metadata written at export."""
+
     def __init__(self, path: str | os.PathLike, imgsz: int | None = None, providers: list[str] | None = None):
         self.path = Path(path)
         self.session = _session(self.path, providers)
-        raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-        if raw is None:
-            raise CheckpointError(f"{self.path}: not exported by yoloworld (no '{METADATA_KEY}' metadata); "
-                                  "export it with: yoloworld export --weights W --format onnx")
-        self.meta = json.loads(raw)
-        self.imgsz = int(self.meta["imgsz"])
+        self.meta = _metadata(self.path, self.session)
+        self.imgsz = self.meta["imgsz"]
         if imgsz is not None and imgsz != self.imgsz:
             log.warning(f"{self.path.name} was exported for {self.imgsz}x{self.imgsz} inputs; using that, not {imgsz}")
         self.dynamic = self.meta["vocabulary"] == "dynamic"
         self.vocabulary: Vocabulary | None = None
-        self._text_embeds: np.ndarray | None = None
+        self.text_embeds: np.ndarray | None = None
         self._text_session = self._tokenizer = None
         if self.dynamic and self.meta.get("text_encoder"):
             self._text_session = _session(self.path.parent / self.meta["text_encoder"], providers)
@@ -63,10 +80,6 @@ class OnnxDetector:
                 self.set_classes(self.meta["classes"])
             else:
                 self.vocabulary = Vocabulary(self.meta["classes"], bool(self.meta["padded"]))
-
-    @property
-    def class_names(self) -> list[str]:
-        return self.vocabulary.names if self.vocabulary else []
 
     # ------------------------------------------------------------------ vocabulary
     def encode_text(self, texts: list[str]) -> np.ndarray:
@@ -84,26 +97,25 @@ class OnnxDetector:
         feeds = {"input_ids": tokens["input_ids"].numpy(), "attention_mask": tokens["attention_mask"].numpy()}
         return self._text_session.run(["text_embeds"], feeds)[0]
 
-    def set_classes(self, classes, padding: bool = True) -> "OnnxDetector":
+    def set_classes(self, classes, padding: bool = True) -> "OnnxYOLOWorld":
+        if self.dynamic:
+            return super().set_classes(classes, padding)
         vocabulary = Vocabulary.build(classes, padding)
-        if not self.dynamic:
-            if self.vocabulary is None or vocabulary.texts != self.vocabulary.texts:
-                baked = ", ".join(self.class_names) or "none"
-                raise InputError(f"{self.path}: the vocabulary is baked in at export ({baked}); re-export with "
-                                 "these --classes, or export with --vocab dynamic to choose classes at run time")
-            return self
-        self._text_embeds = self.encode_text(vocabulary.texts)
-        self.vocabulary = vocabulary
+        if self.vocabulary is None or vocabulary.texts != self.vocabulary.texts:
+            baked = ", ".join(self.class_names) or "none"
+            raise InputError(f"{self.path}: the vocabulary is baked in at export ({baked}); re-export with "
+                             "these --classes, or export with --vocab dynamic to choose classes at run time")
         return self
 
     # ------------------------------------------------------------------ inference
-    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+    def run(self, batch: np.ndarray, text_embeds: np.ndarray | None = None) -> list[np.ndarray]:
         """Raw graph outputs for a letterboxed float32 RGB batch in [0, 1] (B, 3, S, S)."""
         feeds = {"images": batch}
         if self.dynamic:
-            if self._text_embeds is None:
+            text_embeds = self.text_embeds if text_embeds is None else text_embeds
+            if text_embeds is None:
                 raise InputError("no classes set: call set_classes([...]) or pass --classes")
-            feeds["text_embeds"] = self._text_embeds.astype(np.float32)
+            feeds["text_embeds"] = np.asarray(text_embeds, dtype=np.float32)
         if self.meta["dynamic_batch"] or len(batch) == 1:
             return self.session.run(None, feeds)
         parts = [self.session.run(None, {**feeds, "images": batch[i:i + 1]}) for i in range(len(batch))]
@@ -112,46 +124,33 @@ class OnnxDetector:
                 detections[:, 0] = i
         return [np.concatenate(outputs) for outputs in zip(*parts)]
 
-    def predict(self, images, conf: float = 0.05, iou: float = 0.7, max_det: int = 300, batch_size: int = 8,
-                nms_pre: int = 30000) -> list[Results]:
-        if self.vocabulary is None:
-            raise InputError("no classes set: call set_classes([...]) or pass --classes")
-        if not isinstance(images, (list, tuple)):
-            images = [images]
-        if self.meta["nms"] and (conf < self.meta["conf"] or iou != self.meta["iou"] or max_det > self.meta["max_det"]):
+    def forward(self, batch: np.ndarray, text_embeds: list) -> tuple[torch.Tensor, torch.Tensor]:
+        # the graph takes one vocabulary: images with different vocabularies run one by one
+        if any(e is not text_embeds[0] for e in text_embeds):
+            outputs = [self.run(batch[i:i + 1], e) for i, e in enumerate(text_embeds)]
+            scores = [torch.from_numpy(o[0][0]) for o in outputs]
+            longest = max(s.shape[-1] for s in scores)
+            scores = [torch.nn.functional.pad(s, (0, longest - s.shape[-1]), value=0.0) for s in scores]
+            return torch.stack(scores), torch.stack([torch.from_numpy(o[1][0]) for o in outputs])
+        scores, boxes = self.run(batch, text_embeds[0])
+        return torch.from_numpy(scores), torch.from_numpy(boxes)
+
+    def detect(self, batch, infos, vocabularies, settings: Settings) -> list[Detections]:
+        if not self.meta["nms"]:
+            return super().detect(batch, infos, vocabularies, settings)
+        if (settings.conf < self.meta["conf"] or settings.iou != self.meta["iou"]
+                or settings.max_det > self.meta["max_det"]):
             log.warning(f"{self.path.name} has NMS built in (conf {self.meta['conf']}, iou {self.meta['iou']}, "
                         f"max_det {self.meta['max_det']}); lower conf / other iou / more detections need a re-export")
-        results = []
-        for start in range(0, len(images), batch_size):
-            results += self._predict_batch(list(images[start:start + batch_size]), conf, iou, max_det, nms_pre)
-        return results
-
-    def _predict_batch(self, images, conf, iou, max_det, nms_pre) -> list[Results]:
-        bgr = [as_bgr(image) for image in images]
-        batch, infos = letterbox_batch(bgr, self.imgsz)
-        outputs = self.run(batch)
-        results = []
-        for i, (image, info, source) in enumerate(zip(bgr, infos, images)):
-            if self.meta["nms"]:
-                xyxy, scores, labels = self._from_nms(outputs[0], i, info, conf, max_det)
-            else:
-                scores_i, boxes_i = torch.from_numpy(outputs[0][i]), torch.from_numpy(outputs[1][i])
-                det = select(scores_i, boxes_i, info, conf, iou, max_det, nms_pre, self.vocabulary.groups())
-                xyxy, scores, labels = det.boxes.numpy(), det.scores.numpy(), det.labels.numpy()
-            results.append(Results(xyxy.astype(np.float32), scores.astype(np.float32), labels.astype(np.int64),
-                                   self.vocabulary.names, image.shape[:2],
-                                   str(source) if isinstance(source, (str, Path)) else None))
-        return results
+        (rows,) = self.run(batch)
+        return [self._from_nms_rows(rows, i, info, settings) for i, info in enumerate(infos)]
 
     @staticmethod
-    def _from_nms(detections: np.ndarray, index: int, info, conf: float, max_det: int):
-        rows = detections[(detections[:, 0] == index) & (detections[:, 5] > conf)]
-        rows = rows[np.argsort(-rows[:, 5], kind="stable")][:max_det]
-        boxes = to_original(torch.from_numpy(rows[:, 1:5].copy()), info)
-        h, w = info.orig_hw
-        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
-        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
-        return boxes.numpy(), rows[:, 5], rows[:, 6].astype(np.int64)
+    def _from_nms_rows(rows: np.ndarray, index: int, info, settings: Settings) -> Detections:
+        """In-graph NMS rows (image, x1, y1, x2, y2, score, class) of one image -> detections."""
+        rows = rows[(rows[:, 0] == index) & (rows[:, 5] > settings.conf)]
+        rows = torch.from_numpy(rows[np.argsort(-rows[:, 5], kind="stable")][:settings.max_det].copy())
+        return Detections(boxes_to_original(rows[:, 1:5], info), rows[:, 5], rows[:, 6].long())
 
 
-__all__ = ["OnnxDetector"]
+__all__ = ["OnnxYOLOWorld", "import_onnxruntime"]

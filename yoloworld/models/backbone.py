@@ -5,7 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from yoloworld.models.blocks import SPPF, ConvModule, CSPLayerWithTwoConv, make_divisible, make_round
+from yoloworld.models.blocks import (
+    SPPF,
+    ConvModule,
+    CSPLayerWithTwoConv,
+    make_divisible,
+    make_round,
+)
 
 
 class CSPDarknet(nn.Module):

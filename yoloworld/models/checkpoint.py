@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from yoloworld.config import ModelConfig, from_dict, to_dict
-from yoloworld.errors import CheckpointError
+from yoloworld.errors import CheckpointError, YOLOWorldError
+from yoloworld.files import atomic_save
 from yoloworld.models.detector import YOLOWorldDetector
-from yoloworld.models.text import TextEncoder, clip_text_config
+from yoloworld.models.text import (
+    TextEncoder,
+    clip_text_config,
+    config_from_meta,
+    text_config_meta,
+)
 
 TEXT_PREFIX = "backbone.text_model."
 BENIGN_SUFFIXES = ("position_ids", "num_batches_tracked")
@@ -58,11 +65,14 @@ def resolve_weights(name_or_path: str | os.PathLike) -> Path:
                               f"download {url} yourself and pass --weights /path/to/{HUB_FILES[name]}") from None
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    """{'state_dict': ..., 'meta': ..., ...} from an official or yoloworld file, never executing pickled code."""
+def load_file(path: str | os.PathLike, what: str = "checkpoint"):
+    """torch.load without executing pickled code (weights_only); every failure is one CheckpointError line."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, expected a {what} file"
+                              + (" (a training run? use its best.pth)" if (path / "best.pth").exists() else ""))
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: file not found") from None
     except Exception as exc:
@@ -70,15 +80,59 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         if "ultralytics" in text.lower():
             raise CheckpointError(f"{path}: an Ultralytics pickled model, not a YOLO-World state_dict; "
                                   "use the official .pth release") from None
-        reason = "it contains pickled objects" if "weights_only" in text or "Unsupported global" in text else "unreadable"
-        raise CheckpointError(f"{path}: not a YOLO-World checkpoint ({reason})") from None
+        if "weights_only" in text or "Unsupported global" in text:
+            raise CheckpointError(f"{path}: not a YOLO-World {what} (it holds pickled objects, which are never "
+                                  "executed)") from None
+        raise CheckpointError(f"{path}: not a YOLO-World {what} (not a PyTorch file, or truncated)") from None
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """{'state_dict': ..., 'meta': ..., ...} from an official or yoloworld file, never executing pickled code."""
+    path = Path(path)
+    raw = load_file(path)
     if not isinstance(raw, dict):
         raise CheckpointError(f"{path}: not a YOLO-World checkpoint (holds a {type(raw).__name__})")
     state = raw.get("state_dict", raw)
-    if not isinstance(state, dict) or not any(k.startswith("backbone.image_model.") for k in state):
+    if not isinstance(state, dict) or not any(str(k).startswith("backbone.image_model.") for k in state):
         raise CheckpointError(f"{path}: not a YOLO-World checkpoint (no backbone.image_model.* weights)")
+    bad = next((k for k, v in state.items() if not isinstance(v, torch.Tensor)), None)
+    if bad is not None:
+        raise CheckpointError(f"{path}: not a YOLO-World checkpoint ({bad} is a {type(state[bad]).__name__}, "
+                              "not a tensor)")
     state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
-    return {**raw, "state_dict": state, "meta": raw.get("meta") or {}}
+    meta = raw.get("meta") if isinstance(raw.get("meta"), dict) else {}
+    if not isinstance(meta.get("yoloworld", {}), dict):
+        raise CheckpointError(f"{path}: malformed yoloworld metadata")
+    return {**raw, "state_dict": state, "meta": meta}
+
+
+@dataclass
+class Checkpoint:
+    """An opened checkpoint: where it came from, its contents and the architecture they describe."""
+
+    path: Path
+    data: dict  # {'state_dict', 'meta', ...}
+    config: ModelConfig
+
+    @property
+    def state(self) -> dict:
+        return self.data["state_dict"]
+
+    @property
+    def stored(self) -> dict:
+        """Our metadata (`meta.yoloworld`): classes, padding, image size, text config, ..."""
+        return self.data["meta"].get("yoloworld", {})
+
+    @property
+    def has_text(self) -> bool:
+        return any(k.startswith(TEXT_PREFIX) for k in self.state)
+
+
+def open_checkpoint(name_or_path: str | os.PathLike) -> Checkpoint:
+    """Resolve (file or short name), read safely and read the architecture: the one way a checkpoint is opened."""
+    path = resolve_weights(name_or_path)
+    data = read_checkpoint(path)
+    return Checkpoint(path, data, config_from_checkpoint(data, str(path)))
 
 
 def _count(state: dict, pattern: str) -> int:
@@ -86,7 +140,7 @@ def _count(state: dict, pattern: str) -> int:
     return len({m.group(1) for k in state if (m := regex.match(k))})
 
 
-def infer_config(state: dict) -> ModelConfig:
+def infer_config(state: dict, source: str = "checkpoint") -> ModelConfig:
     """Read sizes and variants off the tensor shapes of a state_dict."""
     try:
         widen = state["backbone.image_model.stem.conv.weight"].shape[0] / 64
@@ -96,7 +150,8 @@ def infer_config(state: dict) -> ModelConfig:
         cls_width = state["bbox_head.head_module.cls_preds.0.0.conv.weight"].shape[0]
         in0 = int(256 * widen)
     except (KeyError, StopIteration) as exc:
-        raise CheckpointError(f"not a YOLO-World state_dict (cannot infer the architecture: {exc})") from None
+        raise CheckpointError(f"{source}: not a YOLO-World state_dict (cannot infer the architecture: "
+                              f"{type(exc).__name__} {exc})") from None
     rep_head = "bbox_head.head_module.cls_contrasts.0.conv.weight" in state
     rep_neck = any(".attn_block.guide_convs." in k for k in state)
     rep_linear = any(k.endswith(".attn_block.guide_weight") for k in state)  # ours: per-head split, not official
@@ -117,9 +172,14 @@ def infer_config(state: dict) -> ModelConfig:
     return config
 
 
-def config_from_checkpoint(checkpoint: dict) -> ModelConfig:
+def config_from_checkpoint(checkpoint: dict, source: str = "checkpoint") -> ModelConfig:
     stored = (checkpoint.get("meta") or {}).get("yoloworld", {}).get("model")
-    return from_dict(ModelConfig, stored) if stored else infer_config(checkpoint["state_dict"])
+    if not stored:
+        return infer_config(checkpoint["state_dict"], source)
+    try:
+        return from_dict(ModelConfig, stored)
+    except (YOLOWorldError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{source}: malformed model config in the metadata ({exc})") from None
 
 
 def check_state_dict(model: torch.nn.Module, state: dict, source: str, ignore_prefixes: tuple[str, ...] = ()) -> None:
@@ -144,40 +204,67 @@ def check_state_dict(model: torch.nn.Module, state: dict, source: str, ignore_pr
                                   f"{tuple(expected[key].shape)}")
 
 
+def load_weights(model: torch.nn.Module, state: dict, source: str, ignore_prefixes: tuple[str, ...] = ()):
+    """Check `state` against `model` (only benign keys and `ignore_prefixes` may differ), then load it.
+    Returns torch's (missing, unexpected) key lists, for callers that report what was left out."""
+    check_state_dict(model, state, source, ignore_prefixes)
+    result = model.load_state_dict(state, strict=False)
+    text_model = getattr(model, "text_model", None)
+    if text_model is not None:
+        text_model.forget_fingerprint()
+    return result
+
+
+def text_encoder_for(checkpoint: Checkpoint, text_model: str | os.PathLike | None = None) -> TextEncoder | None:
+    """The text tower a text-conditioned checkpoint needs: `text_model` (a Hugging Face folder or id, for the
+    tokenizer and the weights a file lacks), else the tower stored in the file, built from the config in its
+    metadata or a built-in CLIP config. None for models without a text path (reparameterized, prompt-tuned)."""
+    config = checkpoint.config
+    if config.contrastive == "rep" or config.num_prompts:
+        return None
+    if text_model is not None:
+        return TextEncoder.from_pretrained(text_model)
+    if not checkpoint.has_text:
+        return None
+    stored = checkpoint.stored.get("text_config")
+    text_config = config_from_meta(stored, str(checkpoint.path)) if stored else clip_text_config(config.text_hidden)
+    return TextEncoder.from_config(text_config)
+
+
 def load_detector(path: str | os.PathLike, text_model: str | os.PathLike | None = None,
                   config: ModelConfig | None = None) -> tuple[YOLOWorldDetector, dict]:
     """Build the detector a checkpoint describes and load it strictly. Returns (model in eval mode, checkpoint).
 
-    `text_model`: a Hugging Face CLIP folder; it supplies the tokenizer, and the text weights when the file
-    has none (or a text config the built-in ones do not cover).
+    `text_model`: a Hugging Face CLIP folder or id; it supplies the tokenizer, and the text weights when the
+    file has none.
     """
-    path = resolve_weights(path)
-    checkpoint = read_checkpoint(path)
-    state = checkpoint["state_dict"]
-    config = config or config_from_checkpoint(checkpoint)
-    has_text = any(k.startswith(TEXT_PREFIX) for k in state)
-    encoder = None
-    if text_model is not None and (config.text_hidden or not has_text) and config.contrastive != "rep" and not config.num_prompts:
-        encoder = TextEncoder.from_dir(text_model)
+    checkpoint = open_checkpoint(path)
+    config = replace(config or checkpoint.config)
+    encoder = text_encoder_for(checkpoint, text_model)
+    if encoder is not None:
         config.text_hidden = encoder.model.config.hidden_size
-    elif has_text:
-        encoder = TextEncoder.from_config(clip_text_config(config.text_hidden))
     model = YOLOWorldDetector(config, encoder)
-    ignore = (TEXT_PREFIX,) if (encoder is not None and not has_text) else ()
-    check_state_dict(model, state, str(path), ignore)
-    model.load_state_dict(state, strict=False)
-    if model.text_model is not None:
-        model.text_model.forget_fingerprint()
-    return model.eval(), checkpoint
+    ignore = (TEXT_PREFIX,) if (encoder is not None and not checkpoint.has_text) else ()
+    load_weights(model, checkpoint.state, str(checkpoint.path), ignore)
+    return model.eval(), checkpoint.data
 
 
 def save_checkpoint(path: str | os.PathLike, model: YOLOWorldDetector, extra_meta: dict | None = None,
-                    **entries) -> None:
-    """Write {'meta', 'state_dict', ...} atomically (temp file + rename): a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"yoloworld": {"model": to_dict(model.config), **(extra_meta or {})}}
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save({"meta": meta, "state_dict": state, **entries}, tmp)
-    os.replace(tmp, path)
+                    keep_text_model: bool = True, half: bool = False, **entries) -> None:
+    """Write {'meta', 'state_dict', ...} atomically (a crash never leaves half a file). The metadata holds the
+    architecture and, with a text tower, its config, so the file loads with no --text-model. Without
+    `keep_text_model` the text tower is left out (a model with a stored vocabulary needs none); `half` stores
+    floating-point tensors in fp16. The live model is never changed."""
+    config, text_model = model.config, model.text_model
+    if not keep_text_model:
+        config, text_model = replace(config, text_hidden=None), None
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()
+             if keep_text_model or not k.startswith(TEXT_PREFIX)}
+    entries = {k: v.detach().cpu().float() if isinstance(v, torch.Tensor) else v for k, v in entries.items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+        entries = {k: v.half() if isinstance(v, torch.Tensor) else v for k, v in entries.items()}
+    stored = {"model": to_dict(config), **(extra_meta or {})}
+    if text_model is not None:
+        stored["text_config"] = text_config_meta(text_model)
+    atomic_save({"meta": {"yoloworld": stored}, "state_dict": state, **entries}, path)

@@ -16,7 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from yoloworld.models.blocks import ConvModule, CSPLayerWithTwoConv, make_divisible, make_round
+from yoloworld.models.blocks import (
+    ConvModule,
+    CSPLayerWithTwoConv,
+    make_divisible,
+    make_round,
+)
 
 HEAD_CHANNELS = 32
 

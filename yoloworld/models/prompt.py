@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from yoloworld.errors import CheckpointError, InputError
-from yoloworld.models.checkpoint import (TEXT_PREFIX, check_state_dict, config_from_checkpoint, read_checkpoint,
-                                         resolve_weights)
+from yoloworld.files import atomic_write, write_json
+from yoloworld.models.checkpoint import TEXT_PREFIX, load_weights, open_checkpoint
 from yoloworld.models.detector import YOLOWorldDetector
 
 PROMPT_PREFIXES = ("embeddings", "adapter.")  # keys an ordinary checkpoint lacks; they keep their initial values
@@ -37,13 +37,9 @@ def write_embeddings(path: str | os.PathLike, embeds: torch.Tensor | np.ndarray,
     path = Path(path)
     if path.suffix != ".npy":
         raise InputError(f"{path}: the embeddings file must end in .npy")
-    path.parent.mkdir(parents=True, exist_ok=True)
     array = embeds.detach().float().cpu().numpy() if isinstance(embeds, torch.Tensor) else np.asarray(embeds)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npy")
-    np.save(tmp, array.astype(np.float32))
-    os.replace(tmp, path)
-    note_path(path).write_text(json.dumps({**note, "shape": list(array.shape)}, indent=2, ensure_ascii=False) + "\n",
-                               encoding="utf-8")
+    atomic_write(path, lambda tmp: np.save(tmp, array.astype(np.float32)))
+    write_json(note_path(path), {**note, "shape": list(array.shape)}, indent=2)
     return path
 
 
@@ -107,10 +103,8 @@ def build_prompt_detector(weights: str | os.PathLike, embeddings: torch.Tensor |
     `embeddings`, else random L2-normalised rows). Prompts stored in the file win over `embeddings`, as
     officially. Every other missing, unexpected or mis-shaped key is a CheckpointError.
     """
-    path = resolve_weights(weights)
-    checkpoint = read_checkpoint(path)
-    state = checkpoint["state_dict"]
-    base = config_from_checkpoint(checkpoint)
+    checkpoint = open_checkpoint(weights)
+    path, state, base = checkpoint.path, checkpoint.state, checkpoint.config
     if base.contrastive == "rep":
         raise CheckpointError(f"{path}: a reparameterized model has no text path to prompt; "
                               "start prompt tuning from a text-conditioned checkpoint")
@@ -124,8 +118,7 @@ def build_prompt_detector(weights: str | os.PathLike, embeddings: torch.Tensor |
                              f"(N, {config.embed_dims})")
         with torch.no_grad():
             model.embeddings.copy_(F.normalize(embeddings.float(), dim=-1))
-    check_state_dict(model, state, str(path), ignore_prefixes=(TEXT_PREFIX, *PROMPT_PREFIXES))
-    result = model.load_state_dict(state, strict=False)
+    result = load_weights(model, state, str(path), ignore_prefixes=(TEXT_PREFIX, *PROMPT_PREFIXES))
     report = LoadReport(str(path), ignored=list(result.unexpected_keys),
                         kept=[k for k in result.missing_keys if k.startswith(PROMPT_PREFIXES)])
     return model.eval(), report

@@ -17,13 +17,16 @@ from pathlib import Path
 
 import torch
 
-from yoloworld.config import ModelConfig
+from yoloworld.config import NECK_MODES, ModelConfig
 from yoloworld.errors import CheckpointError, ConfigError, InputError
-from yoloworld.models.checkpoint import (check_state_dict, config_from_checkpoint, load_detector, read_checkpoint,
-                                         resolve_weights, save_checkpoint)
+from yoloworld.models.checkpoint import (
+    load_detector,
+    load_weights,
+    open_checkpoint,
+    save_checkpoint,
+)
 from yoloworld.models.detector import YOLOWorldDetector
 
-NECK_MODES = ("conv", "linear")
 HEAD_PREFIX = "bbox_head.head_module.cls_contrasts."
 
 
@@ -90,8 +93,7 @@ def build_rep_model(state: dict, config: ModelConfig, text_embeds: torch.Tensor,
     """Fold `text_embeds` into `state` (of a model built from `config`) and load the result strictly."""
     folded = fold_texts(state, text_embeds, neck, source)
     model = YOLOWorldDetector(rep_config(config, len(text_embeds), neck), None)
-    check_state_dict(model, folded, source)
-    model.load_state_dict(folded, strict=False)  # only benign keys (num_batches_tracked) may be absent
+    load_weights(model, folded, source)  # only benign keys (num_batches_tracked) may be absent
     return model.eval()
 
 
@@ -114,18 +116,17 @@ def reparameterize_checkpoint(weights: str | os.PathLike, out: str | os.PathLike
     """Write the reparameterized checkpoint of `weights` to `out` (folders created). No text model is needed:
     the texts arrive as embeddings, or are the prompts of a prompt-tuned checkpoint. `classes` (one synonym
     list per row of `text_embeds`, padding row excluded) and `padded` are recorded for prediction."""
-    path = resolve_weights(weights)
-    checkpoint = read_checkpoint(path)
-    config = config_from_checkpoint(checkpoint)
+    checkpoint = open_checkpoint(weights)
+    path, config = checkpoint.path, checkpoint.config
     if text_embeds is None:
         if not config.num_prompts:
             raise InputError(f"{path}: a text-conditioned model needs --embeddings EMB.npy (yoloworld embed)")
         text_embeds = load_detector(path)[0].prompt_embeddings()
-        stored = checkpoint["meta"].get("yoloworld", {})  # a prompt-tuned file may name its prompts
+        stored = checkpoint.stored  # a prompt-tuned file may name its prompts
         classes, padded = classes or stored.get("classes"), padded or bool(stored.get("padded", False))
     if text_embeds.shape[1] != config.embed_dims:
         raise InputError(f"embeddings have {text_embeds.shape[1]} dims, {path.name} expects {config.embed_dims}")
-    model = build_rep_model(checkpoint["state_dict"], config, text_embeds, neck, str(path))
+    model = build_rep_model(checkpoint.state, config, text_embeds, neck, str(path))
     num_classes = len(text_embeds) - int(padded)
     if classes is None or len(classes) != num_classes:
         classes = [[f"class{i}"] for i in range(num_classes)]

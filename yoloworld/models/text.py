@@ -16,9 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from yoloworld.config import DEFAULT_TEXT_MODEL
 from yoloworld.errors import CheckpointError
+from yoloworld.files import atomic_save, atomic_write_text
 
 VOCAB_SIZE = 49408
+TEXT_CONFIG_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "projection_dim", "num_hidden_layers",
+                    "num_attention_heads", "max_position_embeddings", "hidden_act", "layer_norm_eps",
+                    "bos_token_id", "eos_token_id", "pad_token_id")
 MAX_TOKENS = 77
 
 # Text towers of openai/clip-vit-base-patch32 and openai/clip-vit-large-patch14-336, keyed by hidden size.
@@ -33,15 +38,51 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-def clip_text_config(hidden_size: int = 512, **overrides):
+def clip_text_config(base_hidden_size: int = 512, **overrides):
+    """The CLIP text config of the built-in tower with `base_hidden_size` (512: B/32, 768: L/14), any field
+    overridden (e.g. a narrower `hidden_size` for a small test tower)."""
     from transformers import CLIPTextConfig
 
-    if hidden_size not in BUILTIN_TEXT_CONFIGS:
-        raise CheckpointError(f"no built-in CLIP text config for hidden size {hidden_size}: pass --text-model DIR")
+    if base_hidden_size not in BUILTIN_TEXT_CONFIGS:
+        raise CheckpointError(f"no built-in CLIP text config for hidden size {base_hidden_size}: pass --text-model DIR")
     values = dict(vocab_size=VOCAB_SIZE, max_position_embeddings=MAX_TOKENS, hidden_act="quick_gelu",
-                  bos_token_id=49406, eos_token_id=49407, pad_token_id=1, **BUILTIN_TEXT_CONFIGS[hidden_size])
-    values.update(overrides)
-    return CLIPTextConfig(**values)
+                  bos_token_id=49406, eos_token_id=49407, pad_token_id=1)
+    return CLIPTextConfig(**{**values, **BUILTIN_TEXT_CONFIGS[base_hidden_size], **overrides})
+
+
+def text_config_meta(encoder: "TextEncoder | None") -> dict | None:
+    """The text tower's shape, stored in checkpoint metadata so any tower (not only CLIP B/L) can be rebuilt."""
+    if encoder is None:
+        return None
+    values = encoder.model.config.to_dict()
+    return {key: values[key] for key in TEXT_CONFIG_KEYS if key in values}
+
+
+def config_from_meta(stored: dict, source: str):
+    """A CLIPTextConfig from `text_config_meta` output; a malformed entry is a CheckpointError naming `source`."""
+    from transformers import CLIPTextConfig
+
+    if not isinstance(stored, dict) or not all(isinstance(stored.get(k), int) for k in ("hidden_size", "vocab_size")):
+        raise CheckpointError(f"{source}: malformed text_config in the checkpoint metadata")
+    return CLIPTextConfig(**{k: v for k, v in stored.items() if k in TEXT_CONFIG_KEYS})
+
+
+def resolve_text_model(name: str | os.PathLike) -> Path:
+    """A local Hugging Face folder, or a hub id (e.g. openai/clip-vit-base-patch32) from the hub cache or, online,
+    downloaded once (config, tokenizer, weights)."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists() or str(name).count("/") != 1:
+        raise CheckpointError(f"{name}: not a Hugging Face model folder or hub id (e.g. {DEFAULT_TEXT_MODEL})")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(str(name), allow_patterns=["*.json", "*.txt", "*.safetensors"],
+                                      local_files_only=os.environ.get("HF_HUB_OFFLINE") == "1", etag_timeout=5))
+    except Exception as exc:  # offline or unknown id: say how to get the files
+        raise CheckpointError(f"{name}: cannot load the text model ({type(exc).__name__}); download it once with "
+                              f"`hf download {name}` or pass --text-model /path/to/folder") from None
 
 
 def _byte_alphabet() -> list[str]:
@@ -63,15 +104,9 @@ def _write_clip_bpe_files(target: Path) -> tuple[Path, Path]:
     tokens = alphabet + [t + "</w>" for t in alphabet] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
     target.mkdir(parents=True, exist_ok=True)
     vocab_path, merges_path = target / "vocab.json", target / "merges.txt"
-    _atomic_write_text(vocab_path, json.dumps({tok: i for i, tok in enumerate(tokens)}, ensure_ascii=False))
-    _atomic_write_text(merges_path, "#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
+    atomic_write_text(vocab_path, json.dumps({tok: i for i, tok in enumerate(tokens)}, ensure_ascii=False))
+    atomic_write_text(merges_path, "#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
     return vocab_path, merges_path
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def load_tokenizer(text_model_dir: str | os.PathLike | None = None):
@@ -109,14 +144,18 @@ class TextEncoder(nn.Module):
         return cls(CLIPTextModelWithProjection(config), tokenizer)
 
     @classmethod
-    def from_dir(cls, folder: str | os.PathLike) -> "TextEncoder":
-        """A Hugging Face CLIP text model folder (config.json + weights); the vision half, if any, is ignored."""
+    def from_pretrained(cls, name: str | os.PathLike) -> "TextEncoder":
+        """A Hugging Face CLIP folder or hub id (config.json + weights); the vision half, if any, is ignored."""
         from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
-        folder = Path(folder)
+        folder = resolve_text_model(name)
         if not (folder / "config.json").exists():
             raise CheckpointError(f"{folder}: not a Hugging Face model folder (no config.json)")
-        model = CLIPTextModelWithProjection.from_pretrained(folder, config=CLIPTextConfig.from_pretrained(folder))
+        try:
+            config = CLIPTextConfig.from_pretrained(folder)
+            model = CLIPTextModelWithProjection.from_pretrained(folder, config=config)
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise CheckpointError(f"{folder}: not a loadable CLIP text model ({type(exc).__name__})") from None
         return cls(model, load_tokenizer(folder)).eval()
 
     @property
@@ -195,10 +234,6 @@ class TextEmbeddingCache:
 
     def _save(self, fingerprint: str, table: dict[str, torch.Tensor]) -> None:
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            path = self._file(fingerprint)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            torch.save({"texts": list(table), "embeds": torch.stack(list(table.values()))}, tmp)
-            os.replace(tmp, path)
+            atomic_save({"texts": list(table), "embeds": torch.stack(list(table.values()))}, self._file(fingerprint))
         except OSError:
             pass  # a read-only cache folder only costs speed

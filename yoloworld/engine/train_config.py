@@ -9,14 +9,23 @@ dataclasses below; an unknown key is an error that lists the valid ones.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from yoloworld.config import SIZES, ModelConfig, from_dict, load_yaml, merge, parse_overrides, to_dict
+from yoloworld.config import (
+    SIZES,
+    ModelConfig,
+    from_dict,
+    merge,
+    parse_overrides,
+    to_dict,
+)
 from yoloworld.data.augment import AugmentConfig
 from yoloworld.data.sources import DatasetConfig
 from yoloworld.errors import ConfigError
+from yoloworld.readers import read_yaml
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "configs"
 MODES = ("normal", "efficient", "prompt", "rep")
@@ -127,6 +136,7 @@ class TrainConfig:
     tensorboard: bool = True
 
     def validate(self) -> "TrainConfig":
+        _check_finite(to_dict(self))
         checks = [
             (self.model.size in SIZES, f"model.size {self.model.size!r}: choose one of {', '.join(SIZES)}"),
             (self.model.version in ("v1", "v2"), f"model.version {self.model.version!r}: choose v1 or v2"),
@@ -183,7 +193,7 @@ def load_recipe_dict(name: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
     path = resolve_recipe(name).resolve()
     if path in _seen:
         raise ConfigError(f"{path}: `base:` chain loops back to itself")
-    data = load_yaml(path)
+    data = read_yaml(path, "recipe")
     base = data.pop("base", None)
     if base is None:
         return data
@@ -256,3 +266,16 @@ def config_to_dict(config: TrainConfig) -> dict:
 __all__ = ["MODES", "METRICS", "RandomTextConfig", "ModelSection", "DataSection", "OptimSection", "ScheduleSection",
            "EMASection", "EvalSection", "CheckpointSection", "TrainConfig", "resolve_recipe", "load_recipe_dict",
            "build_train_config", "merge_overrides", "config_to_dict"]
+
+
+def _check_finite(values, where: str = "") -> None:
+    """Every number in the config is finite: `optim.lr=inf` would train NaN weights."""
+    if isinstance(values, dict):
+        for key, value in values.items():
+            _check_finite(value, f"{where}{key}.")
+    elif isinstance(values, (list, tuple)):
+        for index, value in enumerate(values):
+            _check_finite(value, f"{where}{index}.")
+    elif isinstance(values, float) and not math.isfinite(values):
+        raise ConfigError(f"{where[:-1]} {values}: must be a finite number")
+

@@ -1,7 +1,9 @@
-"""The one letterbox: keep-ratio resize + centred padding, exactly as the official test pipeline.
+"""Image <-> network input: the one letterbox (keep-ratio resize + centred padding, exactly as the official test
+pipeline) and its inverse for boxes (un-letterbox + clip to the image).
 
-Used by prediction, validation, the no-mosaic training stage and export, so every path feeds the
-network the same pixels.
+Used by PyTorch and ONNX Runtime prediction, validation, the no-mosaic training stage and export, so every path
+feeds the network the same pixels and maps boxes back the same way (as torchvision's `transform.py` keeps
+resize and `resize_boxes` side by side).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 
 PAD_VALUE = 114
 
@@ -70,3 +73,20 @@ def letterbox_batch(images_bgr: list[np.ndarray], size: int = 640) -> tuple[np.n
     boxed = [letterbox(image, size) for image in images_bgr]
     batch = np.stack([b[:, :, ::-1].transpose(2, 0, 1) for b, _ in boxed]).astype(np.float32) / 255
     return batch, [info for _, info in boxed]
+
+
+def boxes_to_original(boxes: torch.Tensor, info: LetterboxInfo, clip: bool = True) -> torch.Tensor:
+    """(K, 4) xyxy boxes in network-input pixels -> original-image pixels, clipped to the image unless told not to."""
+    top, _, left, _ = info.pad_tblr
+    sx, sy = info.scale_xy
+    out = (boxes - boxes.new_tensor([left, top, left, top])) / boxes.new_tensor([sx, sy, sx, sy])
+    return clip_boxes(out, info.orig_hw) if clip else out
+
+
+def clip_boxes(boxes: torch.Tensor, orig_hw: tuple[int, int]) -> torch.Tensor:
+    """xyxy boxes clipped to an image of (height, width)."""
+    h, w = orig_hw
+    boxes = boxes.clone()
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+    return boxes

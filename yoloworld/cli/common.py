@@ -1,0 +1,112 @@
+"""What several commands share: the model and vocabulary flags, validated number types, loading a model.
+
+Flags are checked where they are parsed (argparse types), so a bad value is a one-line usage error naming the
+flag before any work starts; the API checks the same values again for Python callers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from yoloworld.devices import DEVICE_HELP
+
+MAX_IMGSZ = 4096  # as yoloworld.predictor.MAX_IMGSZ (kept here so `--help` does not import torch)
+
+
+def _number(text: str, kind=float) -> float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def probability(text: str) -> float:
+    value = _number(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
+def iou_threshold(text: str) -> float:
+    value = _number(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not in (0, 1]")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = _number(text, int)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
+    return value
+
+
+def image_size(text: str) -> int:
+    value = _number(text, int)
+    if value < 32 or value % 32 or value > MAX_IMGSZ:
+        raise argparse.ArgumentTypeError(f"{text} is not a multiple of 32 between 32 and {MAX_IMGSZ} (e.g. 640)")
+    return value
+
+
+def add_model_flags(parser: argparse.ArgumentParser, weights_required: bool = True, classes: bool = True,
+                    imgsz_help: str = "network input size, a multiple of 32 (default: the model's own, else 640)"):
+    """--weights, --text-model, --classes, --classes-file, --device, --imgsz: one spelling for every command."""
+    parser.add_argument("--weights", required=weights_required,
+                        help="checkpoint (.pth/.pt, or .onnx where supported) or a name such as yolo_world_v2_s")
+    parser.add_argument("--text-model", help="Hugging Face CLIP folder or hub id (tokenizer / text weights), "
+                        "optional when the weights hold a text tower")
+    if classes:
+        add_class_flags(parser)
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP + " (default auto)")
+    parser.add_argument("--imgsz", type=image_size, help=imgsz_help)
+
+
+def add_class_flags(parser, group=None) -> None:
+    target = group or parser
+    target.add_argument("--classes", help='comma-separated classes, "|" between synonyms: "person,car|automobile" '
+                        '(or a JSON list: \'["person", ["car", "automobile"]]\')')
+    target.add_argument("--classes-file", help="class-text JSON (list of synonym lists) or a .txt, one class a line")
+
+
+def add_selection_flags(parser, conf: float, conf_help: str = "score threshold") -> None:
+    parser.add_argument("--conf", type=probability, default=conf, help=f"{conf_help} (default {conf})")
+    parser.add_argument("--iou", type=iou_threshold, default=0.7, help="NMS IoU threshold (default 0.7)")
+    parser.add_argument("--max-det", type=positive_int, default=300, help="detections kept per image (default 300)")
+
+
+def chosen_classes(args) -> list[list[str]] | None:
+    """The vocabulary of --classes-file or --classes, else None (the model's stored vocabulary may serve)."""
+    from yoloworld.vocabulary import load_class_file, parse_class_string
+
+    if getattr(args, "classes_file", None):
+        return load_class_file(args.classes_file)
+    if getattr(args, "classes", None) is not None:
+        return parse_class_string(args.classes)
+    return None
+
+
+def load_predictor(args, fuse: bool = True):
+    """The front object for --weights: `OnnxYOLOWorld` for an .onnx file, else `YOLOWorld`."""
+    if str(args.weights).lower().endswith(".onnx"):
+        from yoloworld.export.onnx_runtime import OnnxYOLOWorld
+
+        return OnnxYOLOWorld(args.weights, imgsz=args.imgsz)
+    from yoloworld.api import YOLOWorld
+
+    return YOLOWorld.from_pretrained(args.weights, text_model=args.text_model, device=args.device,
+                                     imgsz=args.imgsz, fuse=fuse)
+
+
+def apply_vocabulary(model, classes: list[list[str]] | None, what: str = "--classes \"person,car\""):
+    """Set `classes` on the model, or keep the vocabulary stored with it; neither is a one-line error."""
+    from yoloworld.errors import InputError
+
+    if classes is not None:
+        return model.set_classes(classes)
+    if not model.class_names:
+        raise InputError(f"no classes given and the model stores none: use {what} or --classes-file texts.json")
+    return model

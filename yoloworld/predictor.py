@@ -1,0 +1,138 @@
+"""The prediction loop every runtime shares: read images, letterbox, run, select, map boxes back, build `Results`.
+
+    image -> as_bgr -> letterbox_batch -> [runtime forward] -> select (NMS) -> boxes_to_original -> Results
+
+A runtime (PyTorch in `yoloworld.api.YOLOWorld`, ONNX Runtime in `yoloworld.export.onnx_runtime.OnnxYOLOWorld`)
+supplies only `encode_text` and `forward`: per-image scores and boxes in network-input pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from yoloworld.errors import InputError
+from yoloworld.images import as_bgr
+from yoloworld.postprocess import Detections, select
+from yoloworld.results import Results
+from yoloworld.transforms import LetterboxInfo, letterbox_batch
+from yoloworld.vocabulary import Vocabulary
+
+MAX_IMGSZ = 4096  # 4096^2 x 3 float32 = 200 MB per image; larger inputs are a typo, not a model
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What to keep: scores above `conf`, NMS at `iou`, at most `max_det` per image from the `nms_pre` best."""
+
+    conf: float = 0.05
+    iou: float = 0.7
+    max_det: int = 300
+    nms_pre: int = 30000
+
+    def __post_init__(self):
+        for name in ("conf", "iou"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise InputError(f"{name} {value!r}: must be a number")
+        if not 0 <= self.conf <= 1:
+            raise InputError(f"conf {self.conf}: must be between 0 and 1")
+        if not 0 < self.iou <= 1:
+            raise InputError(f"iou {self.iou}: must be in (0, 1]")
+        for name in ("max_det", "nms_pre"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"{name} {value!r}: must be a positive whole number")
+
+
+def check_imgsz(imgsz, what: str = "imgsz") -> int:
+    """The network input size: a positive multiple of 32 (the largest stride), at most MAX_IMGSZ."""
+    if isinstance(imgsz, bool) or not isinstance(imgsz, int) or imgsz < 32 or imgsz % 32 or imgsz > MAX_IMGSZ:
+        raise InputError(f"{what} {imgsz!r}: must be a multiple of 32 between 32 and {MAX_IMGSZ} (e.g. 640)")
+    return imgsz
+
+
+class Predictor:
+    """Base of the front objects. Subclasses set `imgsz` and `vocabulary`, and implement `encode_text` and
+    `forward` (or `detect`, for a graph that selects detections itself)."""
+
+    imgsz: int = 640
+    vocabulary: Vocabulary | None = None
+    text_embeds = None  # embeddings of vocabulary.texts; None where the vocabulary is baked in
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.vocabulary.names if self.vocabulary else []
+
+    def encode_text(self, texts: list[str]):
+        raise NotImplementedError
+
+    def forward(self, batch: np.ndarray, text_embeds: list) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, S, S) float32 RGB in [0, 1] and per-image embeddings -> scores (B, P, T) in [0, 1] and
+        boxes (B, P, 4) xyxy in network-input pixels."""
+        raise NotImplementedError
+
+    def set_classes(self, classes, padding: bool = True):
+        """`classes`: ["person", ["car", "automobile"], ...] or "person,car|automobile". The padding prompt is
+        appended when the vocabulary has none (the released models were trained with padding)."""
+        vocabulary = Vocabulary.build(classes, padding)
+        self.text_embeds = self.encode_text(vocabulary.texts)
+        self.vocabulary = vocabulary
+        return self
+
+    def predict(self, images, conf: float = 0.05, iou: float = 0.7, max_det: int = 300, batch_size: int = 8,
+                per_image_classes: list | None = None, nms_pre: int = 30000) -> list[Results]:
+        """Detect the vocabulary in each image (a path, a BGR array or a PIL image, or a list of them).
+
+        `per_image_classes`: one vocabulary per image instead of the shared one.
+        """
+        settings = Settings(conf, iou, max_det, nms_pre)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError(f"batch size {batch_size!r}: must be a positive whole number")
+        if not isinstance(images, (list, tuple)):
+            images = [images]
+        vocabularies = self._vocabularies(len(images), per_image_classes)
+        results = []
+        for start in range(0, len(images), batch_size):
+            chunk = slice(start, start + batch_size)
+            results += self._predict_batch(list(images[chunk]), vocabularies[chunk], settings)
+        return results
+
+    def _vocabularies(self, count: int, per_image_classes) -> list[tuple[Vocabulary, object]]:
+        if per_image_classes is None:
+            if self.vocabulary is None:
+                raise InputError("no classes set: call set_classes([...]) or pass --classes")
+            return [(self.vocabulary, self.text_embeds)] * count
+        if len(per_image_classes) != count:
+            raise InputError(f"per_image_classes has {len(per_image_classes)} vocabularies for {count} images")
+        built = {}
+        for classes in per_image_classes:
+            key = repr(classes)
+            if key not in built:
+                vocabulary = Vocabulary.build(classes)
+                built[key] = (vocabulary, self.encode_text(vocabulary.texts))
+        return [built[repr(classes)] for classes in per_image_classes]
+
+    def _predict_batch(self, images: list, vocabularies: list, settings: Settings) -> list[Results]:
+        bgr = [as_bgr(image) for image in images]
+        batch, infos = letterbox_batch(bgr, self.imgsz)
+        detections = self.detect(batch, infos, vocabularies, settings)
+        return [Results(det.boxes.cpu().numpy().astype(np.float32), det.scores.cpu().float().numpy(),
+                        det.labels.cpu().numpy().astype(np.int64), vocabulary.names, image.shape[:2],
+                        str(source) if isinstance(source, (str, Path)) else None)
+                for det, image, (vocabulary, _), source in zip(detections, bgr, vocabularies, images)]
+
+    def detect(self, batch: np.ndarray, infos: list[LetterboxInfo], vocabularies: list,
+               settings: Settings) -> list[Detections]:
+        """Per-image detections in original-image pixels."""
+        scores, boxes = self.forward(batch, [embeds for _, embeds in vocabularies])
+        return [select(scores[i], boxes[i], info, settings.conf, settings.iou, settings.max_det, settings.nms_pre,
+                       vocabulary.groups())
+                for i, (info, (vocabulary, _)) in enumerate(zip(infos, vocabularies))]
+
+
+__all__ = ["Predictor", "Settings", "check_imgsz", "MAX_IMGSZ"]
