@@ -22,7 +22,13 @@ import cv2
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
-from yoloworld.data import AugmentConfig, DatasetConfig, TrainDataset, collate, read_source
+from yoloworld.data import (
+    AugmentConfig,
+    DatasetConfig,
+    TrainDataset,
+    collate,
+    read_source,
+)
 from yoloworld.data.synth import SynthConfig, synthesize
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -106,7 +112,7 @@ def main() -> None:
         root = Path(tmp) / "coco"
         source = read_source(DatasetConfig(kind="coco", ann=str(root / "annotations.json"), images=str(root / "images"),
                                            classes_file=str(root / "class_texts.json")))
-        dataset = TrainDataset(source, AugmentConfig.pretrain("s", image_size=args.size), num_texts=80)
+        dataset = TrainDataset(source, AugmentConfig(image_size=args.size, affine_scale=0.5), num_texts=80)
         per_sample = single_sample_ms(dataset)
         rate = pipeline_rate(dataset, args.batch, args.workers, args.batches)
         print(f"machine: {os.cpu_count()} CPU cores (load average {os.getloadavg()[0]:.1f}), torch {torch.__version__}, "

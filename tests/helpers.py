@@ -8,8 +8,29 @@ matched one to one by class, box and score within stated tolerances.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli_env() -> dict:
+    """The environment of a `yoloworld` subprocess: offline, one thread, this checkout, not part of a DDP run."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    env.pop("RANK", None)
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+def run_cli(*args, cwd=None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m yoloworld ARGS` in a fresh process, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "yoloworld", *map(str, args)], capture_output=True, text=True,
+                          env=cli_env(), timeout=timeout, cwd=cwd or REPO)
 
 
 def close(ours, reference, tol: float = 1e-4) -> float:

@@ -1,18 +1,12 @@
 """`yoloworld predict` end to end, and its one-line errors for bad input."""
 
 import json
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
 import torch
-
-
-def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "yoloworld", *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                          env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+from helpers import run_cli
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from synthetic_coco import make_dataset
 
 from yoloworld.cli import main
 from yoloworld.eval import evaluate_detections
-from yoloworld.eval.synthetic import make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 

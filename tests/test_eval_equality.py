@@ -12,9 +12,9 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
+from synthetic_coco import make_dataset
 
 from yoloworld.eval import evaluate_detections
-from yoloworld.eval.synthetic import make_dataset
 
 TOLERANCE = 1e-4
 COCO_KEYS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]

@@ -8,6 +8,7 @@ import logging
 
 import numpy as np
 import pytest
+from synthetic_coco import make_dataset
 
 from yoloworld.errors import DatasetError, InputError
 from yoloworld.eval import (
@@ -17,7 +18,6 @@ from yoloworld.eval import (
     results_to_coco,
 )
 from yoloworld.eval.evaluate import top_k_per_group
-from yoloworld.eval.synthetic import make_dataset
 
 
 def test_results_to_coco_maps_classes_and_converts_boxes():

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from test_eval_val_model import write_tiny_coco
+
 from yoloworld.api import YOLOWorld
 from yoloworld.cli import main
 from yoloworld.errors import CheckpointError

@@ -11,8 +11,8 @@ from test_train_support import make_synth, run_cli, tiny_config, write_yaml
 
 from yoloworld.data.eval_dataset import collate
 from yoloworld.engine.train_config import build_train_config
-from yoloworld.engine.trainer import Trainer, TrainingDiverged, train
-from yoloworld.errors import DatasetError
+from yoloworld.engine.trainer import Trainer, train
+from yoloworld.errors import DatasetError, TrainingDiverged
 from yoloworld.models.checkpoint import load_detector, read_checkpoint
 
 

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
-
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO, cli_env, run_cli  # noqa: F401 (re-exported to the training tests)
 
 
 def make_synth(root: Path, images: int = 12, seed: int = 0) -> Path:
@@ -55,18 +51,6 @@ def write_yaml(path: Path, data: dict) -> Path:
 
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
-
-
-def cli_env() -> dict:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    env.pop("RANK", None)
-    env.pop("WORLD_SIZE", None)
-    return env
-
-
-def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "yoloworld", *args], capture_output=True, text=True,
-                          env=cli_env(), timeout=timeout, cwd=REPO)
 
 
 def state_weights(run: Path) -> dict[str, torch.Tensor]:

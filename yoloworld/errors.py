@@ -19,3 +19,7 @@ class DatasetError(YOLOWorldError):
 
 class ConfigError(YOLOWorldError):
     """An unknown or badly typed configuration key."""
+
+
+class TrainingDiverged(YOLOWorldError):
+    """Too many consecutive steps with a NaN/inf loss or gradient."""

@@ -25,7 +25,8 @@ COMMANDS = {
 
 
 def build_parser(available: dict[str, object]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="yoloworld", description="Open-vocabulary detection with YOLO-World.")
+    parser = argparse.ArgumentParser(prog="yoloworld", description="Open-vocabulary detection with YOLO-World.",
+                                     epilog="Add --debug to any command to see the full traceback of an error.")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in available.values():
         module.add_parser(sub)
@@ -45,13 +46,30 @@ def _load_commands() -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    if debug:
+        argv.remove("--debug")
     available = _load_commands()
     args = build_parser(available).parse_args(argv)
     try:
         return int(available[args.command].run(args) or 0)
     except YOLOWorldError as exc:
+        if debug:
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug of ours, not a bad input: one line, the traceback on request
+        if debug:
+            raise
+        print(f"internal error in `yoloworld {args.command}`: {type(exc).__name__}: {_first_line(exc)}; rerun with "
+              "--debug for the traceback and please report it", file=sys.stderr)
+        return 1
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else "(no message)"

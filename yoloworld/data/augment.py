@@ -6,12 +6,6 @@ from dataclasses import dataclass
 
 from yoloworld.errors import ConfigError
 
-# size -> (affine scale, mixup prob, copy-paste prob) of the official COCO fine-tuning recipes
-FINETUNE_BY_SIZE = {
-    "n": (0.5, 0.15, 0.3), "s": (0.5, 0.15, 0.3), "m": (0.9, 0.1, 0.1),
-    "l": (0.9, 0.15, 0.3), "x": (0.9, 0.15, 0.3), "xl": (0.9, 0.15, 0.3),
-}
-
 
 @dataclass
 class AugmentConfig:
@@ -48,21 +42,3 @@ class AugmentConfig:
     @property
     def mosaic_border(self) -> int:
         return -(self.image_size // 2) if self.border is None else self.border
-
-    @classmethod
-    def pretrain(cls, size: str = "s", **overrides) -> "AugmentConfig":
-        scale = _by_size(size)[0]
-        return cls(**{"affine_scale": scale, "close_mosaic_epochs": 2, **overrides})
-
-    @classmethod
-    def finetune(cls, size: str = "s", with_masks: bool = False, **overrides) -> "AugmentConfig":
-        scale, mixup, copy_paste = _by_size(size)
-        values = {"affine_scale": scale, "mixup_prob": mixup, "copy_paste_prob": copy_paste if with_masks else 0.0,
-                  "close_mosaic_epochs": 10}
-        return cls(**{**values, **overrides})
-
-
-def _by_size(size: str) -> tuple[float, float, float]:
-    if size not in FINETUNE_BY_SIZE:
-        raise ConfigError(f"unknown model size {size!r}: choose one of {', '.join(FINETUNE_BY_SIZE)}")
-    return FINETUNE_BY_SIZE[size]

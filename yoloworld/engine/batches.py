@@ -108,7 +108,7 @@ class ClassIndexLabels:
         out = bboxes_labels.clone()
         rows = bboxes_labels[:, 0].long().tolist()
         labels = bboxes_labels[:, 1].long().tolist()
-        out[:, 1] = torch.tensor([float(self.index[texts[r][l]]) for r, l in zip(rows, labels)])
+        out[:, 1] = torch.tensor([float(self.index[texts[r][label]]) for r, label in zip(rows, labels)])
         return out
 
 

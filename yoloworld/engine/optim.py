@@ -14,12 +14,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from yoloworld.models.checkpoint import TEXT_PREFIX
+
 from .train_config import OptimSection, ScheduleSection
 
 BASE_TOTAL_BATCH = 64  # the official constructor's reference batch for weight-decay scaling
 NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
 NO_DECAY_NAMES = ("bias", "logit_scale", "embeddings")
-TEXT_PREFIX = "backbone.text_model."
 
 
 def effective_weight_decay(optim: OptimSection, world_size: int) -> float:

@@ -13,7 +13,11 @@ import torch
 import yaml
 
 from yoloworld.engine.loss import YOLOWorldLoss
-from yoloworld.errors import CheckpointError, ConfigError, YOLOWorldError
+from yoloworld.errors import (
+    CheckpointError,
+    ConfigError,
+    TrainingDiverged,
+)
 
 from . import distributed as dist_utils
 from .batches import (
@@ -48,10 +52,6 @@ from .validate import LOG_NAMES, Validator
 from .weights import WeightsWriter
 
 LOGGER = logging.getLogger("yoloworld")
-
-
-class TrainingDiverged(YOLOWorldError):
-    """Too many consecutive steps with a NaN/inf loss or gradient."""
 
 
 class Trainer:

@@ -34,8 +34,8 @@ BUILTIN_TEXT_CONFIGS = {
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("YOLOWORLD_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"), "yoloworld")
-    return Path(root)
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "yoloworld"
+    return Path(os.environ.get("YOLOWORLD_CACHE") or default)
 
 
 def clip_text_config(base_hidden_size: int = 512, **overrides):
