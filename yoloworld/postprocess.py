@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torchvision.ops import batched_nms
 
 from yoloworld.models.boxes import decode_boxes, dfl_integral, flatten_levels
 from yoloworld.transforms import LetterboxInfo, boxes_to_original, clip_boxes
@@ -53,6 +52,8 @@ def postprocess(cls_logits: list[torch.Tensor], reg_logits: list[torch.Tensor], 
 def select(scores: torch.Tensor, boxes: torch.Tensor, info: LetterboxInfo, conf: float, iou: float, max_det: int,
            nms_pre: int, groups: torch.Tensor | None = None) -> Detections:
     """One image: (P, T) scores and (P, 4) input-pixel boxes -> final detections in original pixels."""
+    from torchvision.ops import batched_nms  # imported here: torchvision.ops loads torch's compiler stack (~1 s)
+
     scores, boxes = torch.as_tensor(scores), torch.as_tensor(boxes)
     scores = merge_synonyms(scores, None if groups is None else groups.to(scores.device))
     keep = scores > conf
