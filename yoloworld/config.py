@@ -15,7 +15,7 @@ NECK_MODES = ("conv", "linear")  # layouts of reparameterized neck guides (yolow
 
 MODEL_CHOICES = {"contrastive": ("bn", "l2", "rep"), "neck_block": ("text", "rep", "rep_linear", "efficient")}
 
-# size -> (deepen, widen, last stage channels before widening), SPEC section 1
+# size -> (deepen, widen, last stage channels before widening), as in the official configs
 SIZES = {
     "n": (0.33, 0.25, 1024),
     "s": (0.33, 0.50, 1024),

@@ -1,4 +1,4 @@
-"""Augmentation hyper-parameters, with the official YOLO-World / YOLOv8 values as defaults (SPEC section 4)."""
+"""Augmentation hyper-parameters, with the official YOLO-World / YOLOv8 values as defaults."""
 
 from __future__ import annotations
 

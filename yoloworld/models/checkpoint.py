@@ -28,7 +28,7 @@ TEXT_PREFIX = "backbone.text_model."
 BENIGN_SUFFIXES = ("position_ids", "num_batches_tracked")
 
 HUB_REPO = "wondervictor/YOLO-World"
-# Short names -> official release files on the Hugging Face hub (SPEC section 2).
+# Short names -> official release files on the Hugging Face hub (names and hashes as in the official README).
 HUB_FILES = {
     "yolo_world_v2_s": "yolo_world_v2_s_obj365v1_goldg_pretrain-55b943ea.pth",
     "yolo_world_v2_m": "yolo_world_v2_m_obj365v1_goldg_pretrain-c6237d5b.pth",

@@ -1,6 +1,6 @@
 """Prompt embeddings: `.npy` files (with a JSON note beside them), the prompt-tuning detector and its freezing.
 
-Prompt tuning (SPEC section 4): the detector has no text model; it holds `embeddings` (N x 512, from an
+Prompt tuning (the official prompt-tuning recipe): the detector has no text model; it holds `embeddings` (N x 512, from an
 `.npy` or random) and an optional residual MLP `adapter`. Backbone, neck and head are frozen (weights and
 BatchNorm statistics), so only the prompts train.
 """

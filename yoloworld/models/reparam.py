@@ -1,4 +1,4 @@
-"""Reparameterization (SPEC section 3): fold a fixed vocabulary into the neck and the head.
+"""Reparameterization (as the official tools/reparameterize_yoloworld.py): fold a fixed vocabulary into the neck and the head.
 
 With text embeddings E (N x D, L2-normalised) the text-dependent parts become plain weights:
   head  `cls_contrasts.i.conv.weight` = E * exp(logit_scale_i), `conv.bias` = bias_i (N copies); `norm.*` stays
