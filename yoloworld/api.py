@@ -42,6 +42,9 @@ class YOLOWorld(Predictor):
                         device="cpu", imgsz: int | None = None, fuse: bool = False) -> "YOLOWorld":
         """An official `.pth`, a yoloworld checkpoint, or a short name (`yolo_world_v2_s`, downloaded once).
         `imgsz`: network input size; default the size stored with the model, else 640."""
+        device = resolve_device(device)  # a bad device fails before any loading
+        if imgsz is not None:
+            check_imgsz(imgsz)
         model, checkpoint = load_detector(name_or_path, text_model=text_model)
         if fuse:
             model.fuse()

@@ -147,7 +147,11 @@ def parse_overrides(pairs: list[str]) -> dict:
         parts = key.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+        try:
+            node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            raise ConfigError(f"override {pair!r}: {raw!r} is not a valid YAML value (quote text, e.g. "
+                              f"{key}='\"{raw}\"')") from None
     return nested
 
 

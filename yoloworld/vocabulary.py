@@ -64,7 +64,19 @@ def normalise_classes(classes) -> list[list[str]]:
 
 
 def parse_class_string(text: str) -> list[list[str]]:
-    """"person, car|automobile, dog" -> [["person"], ["car", "automobile"], ["dog"]]."""
+    """"person, car|automobile, dog" -> [["person"], ["car", "automobile"], ["dog"]]; a JSON list
+    ('["person", ["car", "automobile"]]') is read as JSON. Semicolons are refused: they look like separators."""
+    stripped = text.strip()
+    if stripped.startswith("["):
+        import json
+
+        try:
+            return normalise_classes(json.loads(stripped))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"classes {text!r}: looks like a JSON list but is not valid JSON ({exc.msg}); "
+                             "use e.g. '[\"person\", [\"car\", \"automobile\"]]' or \"person,car|automobile\"") from None
+    if ";" in text:
+        raise InputError(f"classes {text!r}: separate classes with ',' and synonyms with '|' (not ';')")
     classes = []
     for item in text.split(","):
         synonyms = [s.strip() for s in item.split("|") if s.strip()]
@@ -84,5 +96,10 @@ def load_class_file(path: str | Path) -> list[list[str]]:
         raise InputError(f"{path}: class file not found")
     if path.suffix.lower() != ".txt":
         return load_class_texts(path)
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return normalise_classes([[s.strip() for s in line.split("|") if s.strip()] for line in lines if line.strip()])
+    from yoloworld.readers import read_lines
+
+    lines = read_lines(path, "class list (one class a line)", InputError)
+    classes = [[s.strip() for s in line.split("|") if s.strip()] for line in lines]
+    if not any(classes):
+        raise InputError(f"{path}: the class list is empty")
+    return normalise_classes([group for group in classes if group])

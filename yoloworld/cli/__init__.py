@@ -24,8 +24,15 @@ COMMANDS = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line naming the flag (and exit code 2), like every other bad input."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(available: dict[str, object]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="yoloworld", description="Open-vocabulary detection with YOLO-World.",
+    parser = OneLineParser(prog="yoloworld", description="Open-vocabulary detection with YOLO-World.",
                                      epilog="Add --debug to any command to see the full traceback of an error.")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in available.values():

@@ -45,6 +45,21 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    value = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def side(text: str) -> int:
+    """An image side in pixels for generated data: 32..MAX_IMGSZ."""
+    value = _number(text, int)
+    if not 32 <= value <= MAX_IMGSZ:
+        raise argparse.ArgumentTypeError(f"{text} is not between 32 and {MAX_IMGSZ} pixels")
+    return value
+
+
 def image_size(text: str) -> int:
     value = _number(text, int)
     if value < 32 or value % 32 or value > MAX_IMGSZ:

@@ -8,6 +8,7 @@ from yoloworld.data.class_texts import write_class_texts
 from yoloworld.data.convert import yolo_to_coco
 from yoloworld.data.problems import ProblemLog
 from yoloworld.data.yolo_format import find_yolo_splits
+from yoloworld.files import check_output
 
 
 def add_parser(subparsers) -> None:
@@ -22,6 +23,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output(args.texts, "--texts")
     problems = ProblemLog()
     written = yolo_to_coco(args.source, args.out, problems)
     for line in problems.lines():

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from yoloworld.cli.common import image_size, non_negative_int, positive_int, side
 from yoloworld.data.augment import AugmentConfig
 from yoloworld.data.check import check_sources
 from yoloworld.data.problems import ProblemLog
@@ -16,6 +17,7 @@ from yoloworld.data.synth import COLOURS, SHAPES, SynthConfig, synthesize
 from yoloworld.data.train_dataset import TrainDataset
 from yoloworld.data.visualize import write_grid
 from yoloworld.errors import DatasetError
+from yoloworld.files import check_output
 
 
 def add_parser(subparsers) -> None:
@@ -32,8 +34,8 @@ def add_parser(subparsers) -> None:
     check.add_argument("--split", default="train", help="split of a YOLO folder or dataset YAML (default train)")
     check.add_argument("--grid", default="data_check.png", help="PNG of augmented samples (default data_check.png)")
     check.add_argument("--no-grid", action="store_true", help="do not draw augmented samples")
-    check.add_argument("--samples", type=int, default=16, help="augmented samples in the grid (default 16)")
-    check.add_argument("--image-size", type=int, default=640, help="training input size (default 640)")
+    check.add_argument("--samples", type=non_negative_int, default=16, help="augmented samples in the grid (default 16)")
+    check.add_argument("--image-size", type=image_size, default=640, help="training input size (default 640)")
     check.add_argument("--no-mosaic", action="store_true", help="draw the last-epochs pipeline (no mosaic)")
     check.add_argument("--decode-limit", type=int, help="decode at most this many images per dataset")
     check.add_argument("--seed", type=int, default=0)
@@ -41,14 +43,14 @@ def add_parser(subparsers) -> None:
     synth = commands.add_parser("synth", help="write a small dataset of coloured shapes in COCO, grounding and "
                                 "YOLO layouts")
     synth.add_argument("--out", required=True, help="output folder")
-    synth.add_argument("--images", type=int, default=200, help="number of images (default 200)")
+    synth.add_argument("--images", type=positive_int, default=200, help="number of images (default 200)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--val-fraction", type=float, default=0.0, help="fraction of images in a val split")
     synth.add_argument("--colours", type=int, default=3, help=f"colours used, 1..{len(COLOURS)} (default 3)")
     synth.add_argument("--shapes", type=int, default=3, help=f"shapes used, 1..{len(SHAPES)} (default 3)")
     synth.add_argument("--max-objects", type=int, default=6, help="objects per image: 1..N (default 6)")
-    synth.add_argument("--min-side", type=int, default=320)
-    synth.add_argument("--max-side", type=int, default=640)
+    synth.add_argument("--min-side", type=side, default=320, help="shortest image side, 32..4096 (default 320)")
+    synth.add_argument("--max-side", type=side, default=640, help="longest image side, 32..4096 (default 640)")
     synth.add_argument("--synonyms", action="store_true", help="give every class a second text ('red disc')")
     synth.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
 
@@ -77,6 +79,8 @@ def dataset_configs(args: argparse.Namespace) -> list[DatasetConfig]:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    if not args.no_grid:
+        check_output(args.grid, "--grid")
     problems = ProblemLog()
     sources = [read_source(config, problems) for config in dataset_configs(args)]
     if not any(len(s.records) for s in sources):
@@ -98,6 +102,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_synth(args: argparse.Namespace) -> int:
+    check_output(args.out, "--out", folder=True)
     config = SynthConfig(images=args.images, seed=args.seed, colours=args.colours, shapes=args.shapes,
                          min_side=args.min_side, max_side=args.max_side, max_objects=args.max_objects,
                          val_fraction=args.val_fraction, synonyms=args.synonyms)

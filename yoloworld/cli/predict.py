@@ -54,13 +54,18 @@ def run(args) -> int:
     save_dir = None if args.no_save else check_output(args.save_dir, "--save-dir", folder=True)
     check_output(args.json_path, "--json")
     paths = expand_sources(args.sources)
-    model = apply_vocabulary(load_predictor(args), chosen_classes(args))
+    classes = chosen_classes(args)
+    model = apply_vocabulary(load_predictor(args), classes)
     records, skipped, used_names = [], 0, set()
     if save_dir:
         save_dir.mkdir(parents=True, exist_ok=True)
     images = [p for p in paths if not is_video(p)]
     for video in (p for p in paths if is_video(p)):
-        records += predict_video(model, video, args, save_dir)
+        try:
+            records += predict_video(model, video, args, save_dir)
+        except InputError as exc:  # an unreadable video is skipped like an unreadable image
+            log.warning(f"skipped: {exc}")
+            skipped += 1
     progress = tqdm(total=len(images), unit="img", disable=len(images) < 2)
     for start in range(0, len(images), args.batch):
         batch, arrays = [], []

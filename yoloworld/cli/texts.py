@@ -12,6 +12,7 @@ from yoloworld.data.class_texts import (
 )
 from yoloworld.data.coco import categories_of
 from yoloworld.data.yolo_format import read_class_names
+from yoloworld.files import check_output
 
 
 def add_parser(subparsers) -> None:
@@ -26,6 +27,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output(args.out, "--out")
     if args.coco or args.lvis:
         path = args.coco or args.lvis
         texts = texts_from_categories(categories_of(read_coco_json(path), path))

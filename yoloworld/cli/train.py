@@ -62,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) != 0:  # one process speaks for a DDP run
         logging.getLogger().setLevel(logging.WARNING)
     from yoloworld.engine.trainer import train
+    from yoloworld.files import check_output
 
+    check_output(config.out, "out=", folder=True)
     train(config, resume=args.resume is not None)
     return 0
 

@@ -43,6 +43,11 @@ class BoxTable:
     where: list[str] = field(default_factory=list)
 
 
+def is_id(value) -> bool:
+    """An id JSON can hold and a dict can key: an integer or a string (not a list, a float or a bool)."""
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
 def read_coco_json(path: str | Path) -> dict:
     """Read a COCO-style annotation file; a wrong top-level shape is fatal."""
     data = read_json(path, "annotation file")
@@ -61,8 +66,9 @@ def read_image_entries(data: dict, name: str, images_dir: Path, problems: Proble
     entries, index_of = [], {}
     for position, info in enumerate(data["images"]):
         file = _file_name(info) if isinstance(info, dict) else None
-        if file is None or "id" not in info:
-            raise DatasetError(f"{name}: images[{position}] needs an 'id' and a 'file_name' string")
+        if file is None or not is_id(info.get("id")):
+            raise DatasetError(f"{name}: images[{position}] needs an 'id' (an integer or a string) and a "
+                               "'file_name' string")
         width, height = info.get("width"), info.get("height")
         if not _positive_number(width) or not _positive_number(height):
             size = image_size(images_dir / file)
@@ -84,7 +90,7 @@ def annotation_objects(data: dict, name: str, index_of: dict, problems: ProblemL
             continue
         if ann.get("iscrowd", 0) or ann.get("ignore", False):
             continue  # official readers mark these ignored: never a training target
-        image_index = index_of.get(ann.get("image_id"))
+        image_index = index_of.get(ann.get("image_id")) if is_id(ann.get("image_id")) else None
         if image_index is None:
             problems.add("unknown_image", name, f"annotation {ann.get('id', position)} refers to image id "
                          f"{ann.get('image_id')!r}, which is not in 'images'")

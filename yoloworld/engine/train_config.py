@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,7 +151,11 @@ class TrainConfig:
             (0 < self.schedule.final_lr_factor <= 1, "schedule.final_lr_factor must be in (0, 1]"),
             (self.eval.metric in METRICS, f"eval.metric {self.eval.metric!r}: choose one of {', '.join(METRICS)}"),
             (self.eval.interval >= 1 and self.eval.interval_last >= 1, "eval.interval values must be >= 1"),
+            (self.eval.batch_size >= 1 and self.eval.max_det >= 1, "eval.batch_size and eval.max_det must be >= 1"),
+            (0 <= self.eval.conf <= 1 and 0 < self.eval.iou <= 1, "eval.conf must be in [0, 1], eval.iou in (0, 1]"),
             (self.amp in ("none", "bf16", "fp16"), f"amp {self.amp!r}: choose none, bf16 or fp16"),
+            (re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(self.device)) is not None,
+             f"device {self.device!r}: choose auto, cpu, cuda or cuda:N"),
             (self.data.num_texts >= 1 and self.data.workers >= 0, "data.num_texts must be >= 1, data.workers >= 0"),
             (self.max_bad_steps >= 1 and self.log_every >= 1, "max_bad_steps and log_every must be >= 1"),
         ]

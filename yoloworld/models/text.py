@@ -152,6 +152,9 @@ class TextEncoder(nn.Module):
         if not (folder / "config.json").exists():
             raise CheckpointError(f"{folder}: not a Hugging Face model folder (no config.json)")
         try:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # a weights progress bar on stderr would garble our one-line messages
             config = CLIPTextConfig.from_pretrained(folder)
             model = CLIPTextModelWithProjection.from_pretrained(folder, config=config)
         except (OSError, ValueError, TypeError, KeyError) as exc:
