@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
