@@ -104,4 +104,4 @@ def resolve_text_model(name: str) -> Path:
                                       local_files_only=os.environ.get("HF_HUB_OFFLINE") == "1"))
     except Exception as exc:  # offline or unknown id: say how to get the files
         raise InputError(f"{name}: cannot load the text model ({type(exc).__name__}); download it once with "
-                         f"`huggingface-cli download {name}` or pass --text-model /path/to/folder") from None
+                         f"`hf download {name}` or pass --text-model /path/to/folder") from None

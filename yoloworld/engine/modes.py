@@ -107,7 +107,8 @@ def _encoder_from_dir(name: str) -> TextEncoder:
         folder = snapshot_download(name, allow_patterns=["*.json", "*.txt", "*.safetensors", "*.bin"])
     except Exception as exc:
         raise CheckpointError(f"{name}: not a folder and cannot be fetched from the Hugging Face hub "
-                              f"({type(exc).__name__}); download it and set model.text_model=/path/to/it") from None
+                              f"({type(exc).__name__}); download it once with `hf download {name}` and set "
+                              "model.text_model=/path/to/it") from None
     return TextEncoder.from_dir(folder)
 
 
