@@ -135,6 +135,19 @@ def test_check_grounding_and_yolo_layouts_write_grids(tmp_path, synth, capsys):
     assert code == 0 and "6 images" in out and (tmp_path / "y.png").is_file()
 
 
+def test_relative_yolo_paths_as_synth_prints_them_work_for_check_and_convert(tmp_path, monkeypatch, capsys):
+    """`data synth --out data/synth` prints `data/synth/yolo`; its data.yaml has no `path:` entry."""
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(["data", "synth", "--out", "data/synth", "--images", 8, "--val-fraction", 0.25,
+                    "--min-side", 96, "--max-side", 128], capsys)[0] == 0
+    for source in ("data/synth/yolo", "data/synth/yolo/data.yaml"):
+        code, out, err = run_cli(["data", "check", source, "--no-grid"], capsys)
+        assert code == 0 and "6 images" in out, err
+    code, out, err = run_cli(["convert", "yolo2coco", "data/synth/yolo", "--out", "ann.json"], capsys)
+    assert code == 0, err
+    assert len(json.loads((tmp_path / "ann_train.json").read_text())["images"]) == 6
+
+
 # ------------------------------------------------------------------------------------------------ synth
 
 def test_synth_is_deterministic_per_seed(tmp_path, capsys):
