@@ -3,11 +3,15 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
+
+
+DEMO = Path(__file__).resolve().parents[1] / "yoloworld" / "assets" / "demo.pt"
 
 
 def run_cli(*args, cwd=None):
@@ -107,3 +111,17 @@ def test_demo_runs_offline_and_says_it_is_a_demo(tmp_path):
     record = json.loads((tmp_path / "demo.json").read_text())[0]
     assert (tmp_path / "demo.png").exists() and record["detections"]
     assert all(d["score"] >= 0.25 for d in record["detections"])
+
+
+def test_truncated_jpeg_is_predicted_with_a_warning_naming_it(tmp_path):
+    from yoloworld.data.synth import SynthConfig, draw_image
+
+    image, _ = draw_image(np.random.default_rng(0), SynthConfig(images=1))
+    path = tmp_path / "cut.jpg"
+    cv2.imwrite(str(path), image)
+    path.write_bytes(path.read_bytes()[:-2000])  # an interrupted download
+    out = run_cli("predict", path, "--weights", DEMO, "--no-save", "--json", tmp_path / "d.json")
+    assert out.returncode == 0, out.stderr
+    warnings = [line for line in out.stderr.splitlines() if "truncated" in line]
+    assert len(warnings) == 1 and str(path) in warnings[0], out.stderr
+    assert len(json.loads((tmp_path / "d.json").read_text())) == 1
