@@ -128,6 +128,11 @@ class Trainer:
         note = self.schedule.warmup_note()
         if note:
             LOGGER.warning("warning: %s", note)
+        if not any(len(record.boxes) for source in self.dataset.sources for record in source.records):
+            names = ", ".join(source.ann_file or source.name for source in self.dataset.sources)
+            LOGGER.warning("warning: the training set (%s) has no boxes in its %d images: the box losses stay 0 and "
+                           "the model learns to find nothing; check its labels with `yoloworld data check`", names,
+                           len(self.dataset))
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict:
