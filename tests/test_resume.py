@@ -94,3 +94,24 @@ def test_resume_without_a_saved_state_is_a_one_line_error(env, tmp_path):
     result = run_cli("train", "--resume", str(run))
     assert result.returncode == 2 and "nothing to resume" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_resume_of_a_finished_run_says_it_is_complete_and_how_to_extend_it(env, tmp_path):
+    run = tmp_path / "done"
+    finished = run_cli("train", str(write_yaml(tmp_path / "done.yaml", tiny_config(env, run, schedule={
+        "epochs": 1, "warmup_min_iters": 2, "warmup_epochs": 0.0}))))
+    assert finished.returncode == 0, finished.stderr
+    written = {name: (run / name).stat().st_mtime_ns for name in ("last_state.pt", "last.pth", "summary.json")
+               if (run / name).exists()}
+
+    again = run_cli("train", "--resume", str(run))
+    assert again.returncode == 0, again.stderr
+    assert "complete (1 of 1 epochs)" in again.stderr, again.stderr
+    hint = re.search(r"yoloworld train --resume (\S+) schedule\.epochs=N", again.stderr)
+    assert hint and hint[1] == str(run), again.stderr
+    assert written == {name: (run / name).stat().st_mtime_ns for name in written}  # nothing trained or rewritten
+
+    extended = run_cli("train", "--resume", str(run), "schedule.epochs=2")  # the hint, followed
+    assert extended.returncode == 0, extended.stderr
+    assert re.search(r"resuming \S+ at epoch 2, iteration 0", extended.stderr), extended.stderr
+    assert read_checkpoint(run / "last.pth")["meta"]["yoloworld"]["epoch"] == 2

@@ -35,6 +35,10 @@ class TrainingDiverged(YOLOWorldError):
     """Too many consecutive steps with a NaN/inf loss or gradient."""
 
 
+class RunComplete(YOLOWorldError):
+    """`--resume` of a run that has trained all its epochs: nothing to do (`train` says so and returns)."""
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, resume: bool = False):
         self.config = config
@@ -44,6 +48,10 @@ class Trainer:
         datasets = dataset_configs(config)  # missing paths fail before anything is written
         self.out = self._out_dir(resume)
         saved = load_resume_state(self.out) if resume else None  # checked before the slow setup
+        if saved is not None and saved["epoch"] >= config.schedule.epochs:
+            raise RunComplete(f"{self.out} is complete ({saved['epoch']} of {config.schedule.epochs} epochs): nothing "
+                              f"to resume; to train it further, raise its epoch count: yoloworld train --resume "
+                              f"{self.out} schedule.epochs=N (N > {saved['epoch']})")
         val_source, classes = self._setup_data(*datasets)
         torch.manual_seed(config.seed)  # the same initial weights in every process
         built = build_training_model(config, classes)
@@ -350,8 +358,11 @@ def fresh_out_dir(out: Path) -> Path:
 def train(config: TrainConfig, resume: bool = False) -> dict:
     try:
         return Trainer(config, resume).fit()
+    except RunComplete as done:
+        LOGGER.info("%s", done)
+        return {}
     finally:
         dist_utils.cleanup()
 
 
-__all__ = ["Trainer", "TrainingDiverged", "train", "autocast_factory", "fresh_out_dir"]
+__all__ = ["Trainer", "TrainingDiverged", "RunComplete", "train", "autocast_factory", "fresh_out_dir"]
