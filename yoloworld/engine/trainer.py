@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import shlex
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from .batches import ClassIndexLabels, TextBatcher, build_training_set, dataset_
     train_loader, vocabulary_of
 from .config import TrainConfig, config_to_dict
 from .ema import ModelEMA
-from .feedback import Progress, RunningMeans, ScalarLog, TensorBoard
+from .feedback import InterruptNotice, Progress, RunningMeans, ScalarLog, TensorBoard
 from .modes import build_training_model, text_config_meta
 from .optim import LRSchedule, build_optimizer, clip_gradients, describe_optimizer, effective_weight_decay
 from .report import format_summary, write_report
@@ -81,6 +82,7 @@ class Trainer:
         self.weights = WeightsWriter(self.out, built, self.texts, text_config_meta(self.model.text_model),
                                      config_to_dict(config))
         self.epoch = self.batch = self.step = 0
+        self.saved_at = None  # (epoch, batch, step) of the last resume state written
         self.progress = {"best": None, "best_epoch": None, "skipped_steps": 0, "bad_in_a_row": 0}
         if saved is not None:
             self._restore(saved)
@@ -150,9 +152,10 @@ class Trainer:
         self.board = TensorBoard(self.out, self.config.tensorboard and main, self.step or None)
         bar = Progress(main, self.schedule.total_iters, self.step)
         try:
-            while self.epoch < self.config.schedule.epochs:
-                self._train_epoch(bar)
-                self._end_epoch()
+            with InterruptNotice(main, self._interrupt_notice):
+                while self.epoch < self.config.schedule.epochs:
+                    self._train_epoch(bar)
+                    self._end_epoch()
             sync = dist_utils.max_param_difference(self.model, self.info)
         finally:
             self.board.close()
@@ -292,6 +295,23 @@ class Trainer:
         dist_utils.barrier(self.info)
         return metrics
 
+    def _interrupt_notice(self) -> str:
+        """What Ctrl-C leaves behind and the command that continues the run."""
+        lines = [f"interrupted at epoch {self.epoch + 1}/{self.config.schedule.epochs}, iteration {self.batch}/"
+                 f"{self.iters_per_epoch} (step {self.step}): stopping when the current step ends"]
+        if self.saved_at is None:
+            lines.append("  nothing saved yet (the first save comes at the end of epoch 1, or after "
+                         "checkpoint.every_minutes / every_iters): run the same command again to start over")
+            return "\n".join(lines)
+        epoch, batch, step = self.saved_at
+        weights = [name for name in ("last.pth", "best.pth") if (self.out / name).exists()]
+        lines.append(f"  saved: {self.out / STATE_FILE} (resumes at epoch {epoch + 1}, iteration {batch}, step "
+                     f"{step}; later steps are trained again)"
+                     + (f", weights {' and '.join(weights)} beside it" if weights else ""))
+        launcher = f"torchrun --nproc_per_node {self.info.world_size} -m " if self.info.enabled else ""
+        lines.append(f"  resume with: {launcher}yoloworld train --resume {shlex.quote(str(self.out))}")
+        return "\n".join(lines)
+
     def ema_or_model(self):
         return self.ema.module if self.ema is not None else self.model
 
@@ -308,6 +328,7 @@ class Trainer:
                               epoch=self.epoch, batch=self.batch, step=self.step, progress=dict(self.progress),
                               rng_states=states, model_meta=self.weights.resume_meta(self.model),
                               skip_keys=self.frozen_keys)
+            self.saved_at = (self.epoch, self.batch, self.step)
         self._last_save = time.time()
         dist_utils.barrier(self.info)
 
@@ -322,6 +343,7 @@ class Trainer:
         if self.scaler is not None and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.batch, self.step = int(state["epoch"]), int(state["batch"]), int(state["step"])
+        self.saved_at = (self.epoch, self.batch, self.step)
         self.progress.update(state["progress"])
         rngs = state["rng"]
         set_rng_state(rngs[self.info.rank] if len(rngs) == self.info.world_size else rngs[0])
