@@ -125,3 +125,14 @@ def test_truncated_jpeg_is_predicted_with_a_warning_naming_it(tmp_path):
     warnings = [line for line in out.stderr.splitlines() if "truncated" in line]
     assert len(warnings) == 1 and str(path) in warnings[0], out.stderr
     assert len(json.loads((tmp_path / "d.json").read_text())) == 1
+
+
+def test_demo_draws_the_same_picture_for_the_same_seed(tmp_path):
+    from yoloworld.cli import main
+
+    for folder, seed in (("a", []), ("b", []), ("c", ["--seed", "1"])):
+        assert main(["predict", "--demo", "--save-dir", str(tmp_path / folder), *seed]) == 0
+    picture = {folder: (tmp_path / folder / "demo_input.png").read_bytes() for folder in "abc"}
+    assert picture["a"] == picture["b"] != picture["c"]
+    detections = [json.loads((tmp_path / folder / "demo.json").read_text())[0]["detections"] for folder in "ab"]
+    assert detections[0] == detections[1]
