@@ -133,9 +133,9 @@ rate = 200000 / (time.time() - start)
 
 def slow_loss(*args, **kwargs):
     calls[0] += 1
-    if calls[0] == 4:  # one ~10 s C call, like a long backward pass on a CPU: Python's SIGINT handler waits for it
+    if calls[0] == 4:  # one ~6 s C call, like a long backward pass on a CPU: Python's SIGINT handler waits for it
         print("slow step", file=sys.stderr, flush=True)
-        hashlib.pbkdf2_hmac("sha256", b"k", b"s", int(10 * rate))
+        hashlib.pbkdf2_hmac("sha256", b"k", b"s", int(6 * rate))
     return loss(*args, **kwargs)
 
 trainer.loss = slow_loss
@@ -149,6 +149,7 @@ except KeyboardInterrupt:
 def test_ctrl_c_says_at_once_what_was_saved_and_how_to_resume(env, tmp_path):
     run = tmp_path / "run"
     config = write_yaml(tmp_path / "run.yaml", tiny_config(env, run, optim={"batch_size": 1, "lr": 0.002},
+                                                           schedule={"epochs": 1, "warmup_min_iters": 2},
                                                            checkpoint={"every_iters": 2, "every_minutes": 0.0}))
     process = subprocess.Popen([sys.executable, "-c", SLOW_STEP_RUN, str(config)], cwd=REPO, env=cli_env(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
