@@ -52,7 +52,7 @@ class Trainer:
         if saved is not None and saved["epoch"] >= config.schedule.epochs:
             raise RunComplete(f"{self.out} is complete ({saved['epoch']} of {config.schedule.epochs} epochs): nothing "
                               f"to resume; to train it further, raise its epoch count: yoloworld train --resume "
-                              f"{self.out} schedule.epochs=N (N > {saved['epoch']})")
+                              f"{shlex.quote(str(self.out))} schedule.epochs=N (N > {saved['epoch']})")
         val_source, classes = self._setup_data(*datasets)
         torch.manual_seed(config.seed)  # the same initial weights in every process
         built = build_training_model(config, classes)
