@@ -48,3 +48,24 @@ def test_short_name_offline_says_how_to_pass_a_file(monkeypatch):
         resolve_weights("yolo_world_v2_s")
     with pytest.raises(CheckpointError, match="not a known model name"):
         resolve_weights("yolo_world_v9_q")
+
+
+def test_short_name_without_network_fails_fast_with_one_line(tmp_path):
+    """Offline without HF_HUB_OFFLINE: one quick attempt, not huggingface_hub's five retries (~23 s of backoff)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import time\nfrom yoloworld.models.checkpoint import resolve_weights\nstart = time.time()\n"
+            "try:\n    resolve_weights('yolo_world_v2_s')\nexcept Exception as exc:\n"
+            "    print(type(exc).__name__, round(time.time() - start, 1), exc)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    # nothing listens on port 9: every request is refused at once, as on a machine without network
+    env.update(HF_HOME=str(tmp_path / "hf"), HF_ENDPOINT="http://127.0.0.1:9",
+               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    kind, seconds, message = result.stdout.strip().split(" ", 2)
+    assert kind == "CheckpointError" and "--weights" in message and "\n" not in message, result.stdout
+    assert float(seconds) < 5, f"took {seconds} s: {result.stderr[-300:]}"
+    assert "Retrying" not in result.stderr

@@ -1,12 +1,15 @@
 """`yoloworld predict` end to end, and its one-line errors for bad input."""
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
 from helpers import run_cli
+
+DEMO = Path(__file__).resolve().parents[1] / "yoloworld" / "assets" / "demo.pt"
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +104,28 @@ def test_demo_runs_offline_and_says_it_is_a_demo(tmp_path):
     record = json.loads((tmp_path / "demo.json").read_text())[0]
     assert (tmp_path / "demo.png").exists() and record["detections"]
     assert all(d["score"] >= 0.25 for d in record["detections"])
+
+
+def test_truncated_jpeg_is_predicted_with_a_warning_naming_it(tmp_path):
+    from yoloworld.data.synth import SynthConfig, draw_image
+
+    image, _ = draw_image(np.random.default_rng(0), SynthConfig(images=1))
+    path = tmp_path / "cut.jpg"
+    cv2.imwrite(str(path), image)
+    path.write_bytes(path.read_bytes()[:-2000])  # an interrupted download
+    out = run_cli("predict", path, "--weights", DEMO, "--no-save", "--json", tmp_path / "d.json")
+    assert out.returncode == 0, out.stderr
+    warnings = [line for line in out.stderr.splitlines() if "truncated" in line]
+    assert len(warnings) == 1 and str(path) in warnings[0], out.stderr
+    assert len(json.loads((tmp_path / "d.json").read_text())) == 1
+
+
+def test_demo_draws_the_same_picture_for_the_same_seed(tmp_path):
+    from yoloworld.cli import main
+
+    for folder, seed in (("a", []), ("b", []), ("c", ["--seed", "1"])):
+        assert main(["predict", "--demo", "--save-dir", str(tmp_path / folder), *seed]) == 0
+    picture = {folder: (tmp_path / folder / "demo_input.png").read_bytes() for folder in "abc"}
+    assert picture["a"] == picture["b"] != picture["c"]
+    detections = [json.loads((tmp_path / folder / "demo.json").read_text())[0]["detections"] for folder in "ab"]
+    assert detections[0] == detections[1]

@@ -135,6 +135,49 @@ def test_check_grounding_and_yolo_layouts_write_grids(tmp_path, synth, capsys):
     assert code == 0 and "6 images" in out and (tmp_path / "y.png").is_file()
 
 
+def test_relative_yolo_paths_as_synth_prints_them_work_for_check_and_convert(tmp_path, monkeypatch, capsys):
+    """`data synth --out data/synth` prints `data/synth/yolo`; its data.yaml has no `path:` entry."""
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(["data", "synth", "--out", "data/synth", "--images", 8, "--val-fraction", 0.25,
+                    "--min-side", 96, "--max-side", 128], capsys)[0] == 0
+    for source in ("data/synth/yolo", "data/synth/yolo/data.yaml"):
+        code, out, err = run_cli(["data", "check", source, "--no-grid"], capsys)
+        assert code == 0 and "6 images" in out, err
+    code, out, err = run_cli(["convert", "yolo2coco", "data/synth/yolo", "--out", "ann.json"], capsys)
+    assert code == 0, err
+    assert len(json.loads((tmp_path / "ann_train.json").read_text())["images"]) == 6
+
+
+def cut_in_half(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_check_names_and_counts_truncated_jpegs(tmp_path, capsys):
+    """cv2 decodes a JPEG cut short without an error (the rest grey); only libjpeg prints, without the file."""
+    synthesize(tmp_path, SynthConfig(images=6, seed=1, min_side=96, max_side=128))
+    truncated = tmp_path / "coco" / "images" / "000002.jpg"
+    cut_in_half(truncated)
+    code, out, err = run_cli(coco_args(tmp_path), capsys)
+    assert code == 0, err
+    assert [line for line in out.splitlines() if "truncated" in line and str(truncated) in line], out
+    assert "1 truncated image" in out.splitlines()[-1]
+
+
+def test_truncated_jpeg_detection_has_no_false_alarms(tmp_path):
+    from yoloworld.data.images import truncated_jpeg
+
+    image = (np.random.default_rng(0).random((64, 80, 3)) * 255).astype(np.uint8)
+    jpeg, png = tmp_path / "a.jpg", tmp_path / "a.png"
+    cv2.imwrite(str(jpeg), image)
+    cv2.imwrite(str(png), image)
+    assert not truncated_jpeg(jpeg) and not truncated_jpeg(png)
+    jpeg.write_bytes(jpeg.read_bytes() + b"camera data after the end marker")
+    assert not truncated_jpeg(jpeg)
+    cut_in_half(jpeg)
+    assert truncated_jpeg(jpeg)
+
+
 # ------------------------------------------------------------------------------------------------ synth
 
 def test_synth_is_deterministic_per_seed(tmp_path, capsys):

@@ -1,8 +1,11 @@
 """`yoloworld embed`: class texts -> L2-normalised embeddings; parity with fixtures/official/inputs.npz text_embeds."""
 
 import json
+import re
+from importlib.metadata import entry_points
 
 import numpy as np
+import pytest
 import torch
 from helpers import assert_same_detections
 
@@ -68,3 +71,17 @@ def test_embed_then_reparam_predicts_like_the_text_conditioned_model(fixtures, t
     ours, reference = rep.predict(image, conf=0.9)[0], text.predict(image, conf=0.9)[0]
     assert len(reference) > 0 and set(ours.class_ids.tolist()) <= {0, 1, 2}
     assert_same_detections(ours, reference, box_tol=5e-3, score_tol=1e-4, conf=0.9)
+
+
+def test_offline_download_hints_name_a_command_the_installed_huggingface_hub_ships():
+    """huggingface_hub replaced `huggingface-cli` with `hf`: the hint must name a command that exists."""
+    from yoloworld.cli.embed import resolve_text_model
+    from yoloworld.engine.modes import _encoder_from_dir
+    from yoloworld.errors import YOLOWorldError
+
+    shipped = {ep.name for ep in entry_points(group="console_scripts") if ep.value.startswith("huggingface_hub")}
+    for load in (resolve_text_model, _encoder_from_dir):  # HF_HUB_OFFLINE=1 (conftest): nothing is fetched
+        with pytest.raises(YOLOWorldError) as error:
+            load("nobody/no-such-clip")
+        hint = re.search(r"`(\S+) download nobody/no-such-clip`", str(error.value))
+        assert hint and hint[1] in shipped, (str(error.value), shipped)

@@ -4,10 +4,12 @@ the result equals an uninterrupted run (model, EMA, optimiser, schedule, data or
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -101,3 +103,92 @@ def test_resume_without_a_saved_state_is_a_one_line_error(env, tmp_path):
     result = run_cli("train", "--resume", str(run))
     assert result.returncode == 2 and "nothing to resume" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_resume_of_a_finished_run_says_it_is_complete_and_how_to_extend_it(env, tmp_path):
+    run = tmp_path / "done"
+    finished = run_cli("train", str(write_yaml(tmp_path / "done.yaml", tiny_config(env, run, schedule={
+        "epochs": 1, "warmup_min_iters": 2, "warmup_epochs": 0.0}))))
+    assert finished.returncode == 0, finished.stderr
+    written = {name: (run / name).stat().st_mtime_ns for name in ("last_state.pt", "last.pth", "summary.json")
+               if (run / name).exists()}
+
+    again = run_cli("train", "--resume", str(run))
+    assert again.returncode == 0, again.stderr
+    assert "complete (1 of 1 epochs)" in again.stderr, again.stderr
+    hint = re.search(r"yoloworld train --resume (\S+) schedule\.epochs=N", again.stderr)
+    assert hint and hint[1] == str(run), again.stderr
+    assert written == {name: (run / name).stat().st_mtime_ns for name in written}  # nothing trained or rewritten
+
+    extended = run_cli("train", "--resume", str(run), "schedule.epochs=2")  # the hint, followed
+    assert extended.returncode == 0, extended.stderr
+    assert re.search(r"resuming \S+ at epoch 2, iteration 0", extended.stderr), extended.stderr
+    assert read_checkpoint(run / "last.pth")["meta"]["yoloworld"]["epoch"] == 2
+
+
+SLOW_STEP_RUN = """
+import hashlib, logging, sys, time
+from yoloworld.engine.config import build_train_config
+from yoloworld.engine.trainer import Trainer
+
+logging.basicConfig(level=logging.INFO, format="%(message)s")
+trainer = Trainer(build_train_config(sys.argv[1]))
+loss, calls = trainer.loss, [0]
+start = time.time()
+hashlib.pbkdf2_hmac("sha256", b"k", b"s", 200000)
+rate = 200000 / (time.time() - start)
+
+def slow_loss(*args, **kwargs):
+    calls[0] += 1
+    if calls[0] == 4:  # one ~6 s C call, like a long backward pass on a CPU: Python's SIGINT handler waits for it
+        print("slow step", file=sys.stderr, flush=True)
+        hashlib.pbkdf2_hmac("sha256", b"k", b"s", int(6 * rate))
+    return loss(*args, **kwargs)
+
+trainer.loss = slow_loss
+try:
+    trainer.fit()
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_says_at_once_what_was_saved_and_how_to_resume(env, tmp_path):
+    run = tmp_path / "run"
+    config = write_yaml(tmp_path / "run.yaml", tiny_config(env, run, optim={"batch_size": 1, "lr": 0.002},
+                                                           schedule={"epochs": 1, "warmup_min_iters": 2},
+                                                           checkpoint={"every_iters": 2, "every_minutes": 0.0}))
+    process = subprocess.Popen([sys.executable, "-c", SLOW_STEP_RUN, str(config)], cwd=REPO, env=cli_env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)  # its own process group, as a terminal's Ctrl-C reaches it
+    lines, slow = [], threading.Event()
+
+    def read():
+        for line in process.stderr:
+            lines.append((time.time(), line.rstrip()))
+            if "slow step" in line:
+                slow.set()
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert slow.wait(180), "\n".join(line for _, line in lines)
+        time.sleep(0.5)
+        pressed = time.time()
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(120) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+    reader.join(10)
+    text = "\n".join(line for _, line in lines)
+    said = [when for when, line in lines if "resume with:" in line]
+    assert said and said[0] - pressed < 3, text  # while the slow step still runs
+    assert f"saved: {run / 'last_state.pt'}" in text, text
+    position = re.search(r"resumes at epoch (\d+), iteration (\d+)", text)
+    command = re.search(r"resume with: yoloworld (train --resume \S+)$", text, re.MULTILINE)
+    assert position and command and command[1] == f"train --resume {run}", text
+
+    resumed = run_cli(*command[1].split())
+    assert resumed.returncode == 0, resumed.stderr
+    where = re.search(r"resuming \S+ at epoch (\d+), iteration (\d+)", resumed.stderr)
+    assert where and where.groups() == position.groups(), resumed.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import pytest
@@ -125,3 +126,16 @@ def test_missing_and_empty_datasets_are_one_line_errors(coco, tmp_path):
     data["data"]["train"][0]["ann"] = str(tmp_path / "empty.json")
     with pytest.raises(DatasetError, match="empty"):
         Trainer(build_train_config(data=data))
+
+
+def test_a_training_set_without_boxes_warns_at_the_start(coco, tmp_path, caplog):
+    """Zero boxes train without an error, the box losses stay 0: the user must hear it before waiting for a run."""
+    unlabelled = json.loads((coco / "annotations.json").read_text())
+    unlabelled["annotations"] = []
+    (tmp_path / "unlabelled.json").write_text(json.dumps(unlabelled))
+    data = tiny_config(coco, tmp_path / "run")
+    data["data"]["train"][0]["ann"] = str(tmp_path / "unlabelled.json")
+    with caplog.at_level(logging.WARNING, logger="yoloworld"):
+        Trainer(build_train_config(data=data))
+    warnings = [r.getMessage() for r in caplog.records if "no boxes" in r.getMessage()]
+    assert len(warnings) == 1 and "unlabelled.json" in warnings[0] and "data check" in warnings[0], warnings

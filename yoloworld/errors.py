@@ -23,3 +23,7 @@ class ConfigError(YOLOWorldError):
 
 class TrainingDiverged(YOLOWorldError):
     """Too many consecutive steps with a NaN/inf loss or gradient."""
+
+
+class RunComplete(YOLOWorldError):
+    """`--resume` of a run that has trained all its epochs: nothing to do (`train` says so and returns)."""

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from yoloworld.data.images import IMAGE_SUFFIXES, load_image
+from yoloworld.data.images import IMAGE_SUFFIXES, load_image, truncated_jpeg
 from yoloworld.errors import InputError
+
+LOGGER = logging.getLogger("yoloworld")
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
@@ -18,6 +21,9 @@ def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
+    if truncated_jpeg(path):
+        LOGGER.warning("warning: %s: truncated JPEG (the file is cut short): its missing part is grey, objects "
+                       "there are not detected; re-download it", path)
     image = load_image(path)
     if image is None:
         raise InputError(f"{path}: not a readable image (corrupt or unsupported format)")

@@ -41,17 +41,23 @@ class Results:
     def plot(self, image_bgr: np.ndarray) -> np.ndarray:
         """A copy of the image with boxes, class names and scores drawn."""
         canvas = image_bgr.copy()
-        thickness = max(1, round(sum(canvas.shape[:2]) / 600))
-        for box, score, cid in zip(self.xyxy, self.scores, self.class_ids):
-            colour = palette(int(cid))
-            x1, y1, x2, y2 = (int(round(v)) for v in box)
-            cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
-            label = f"{self.names[cid]} {score:.2f}"
+        height, width = canvas.shape[:2]
+        thickness = max(1, round((height + width) / 600))
+        order = np.argsort(self.scores, kind="stable")  # ascending: the most confident end on top
+        for i in order:  # boxes first, so no box line crosses a label
+            x1, y1, x2, y2 = (int(round(v)) for v in self.xyxy[i])
+            cv2.rectangle(canvas, (x1, y1), (x2, y2), palette(int(self.class_ids[i])), thickness)
+        for i in order:
+            cid = int(self.class_ids[i])
+            label = f"{self.names[cid]} {self.scores[i]:.2f}"
             (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, 1)
-            top = max(y1 - th - base, 0)
-            cv2.rectangle(canvas, (x1, top), (x1 + tw, top + th + base), colour, -1)
-            cv2.putText(canvas, label, (x1, top + th), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, (255, 255, 255), 1,
-                        cv2.LINE_AA)
+            x1, y1 = (int(round(v)) for v in self.xyxy[i, :2])
+            # above the box; moved down and left where the image ends, so the whole label stays visible
+            top = max(min(y1 - th - base, height - th - base), 0)
+            left = max(min(x1, width - tw), 0)
+            cv2.rectangle(canvas, (left, top), (left + tw, top + th + base), palette(cid), -1)
+            cv2.putText(canvas, label, (left, top + th), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, (255, 255, 255),
+                        1, cv2.LINE_AA)
         return canvas
 
 

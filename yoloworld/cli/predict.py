@@ -42,6 +42,8 @@ def add_parser(sub) -> None:
     p.add_argument("--json", dest="json_path", help="write all detections to this JSON file")
     p.add_argument("--no-save", action="store_true", help="do not write annotated images")
     p.add_argument("--demo", action="store_true", help="run the built-in demo model on a synthetic image")
+    p.add_argument("--seed", type=int, default=0, help="with --demo: which synthetic image to draw (default 0: the "
+                   "same picture every run)")
 
 
 def run(args) -> int:
@@ -129,7 +131,7 @@ def write_outputs(records: list[dict], json_path: str | None, save_dir: Path | N
 
 
 def run_demo(args) -> int:
-    """The built-in demo: a tiny model trained on synthetic shapes, run on a freshly drawn synthetic image."""
+    """The built-in demo: a tiny model trained on synthetic shapes, run on a synthetic image drawn from --seed."""
     import numpy as np
 
     from yoloworld.api import YOLOWorld
@@ -138,7 +140,7 @@ def run_demo(args) -> int:
     if not DEMO_MODEL.exists():
         raise InputError(f"{DEMO_MODEL}: the demo model is missing from this installation")
     model = YOLOWorld.from_pretrained(DEMO_MODEL, device=args.device, imgsz=args.imgsz, fuse=True)
-    image, _ = draw_image(np.random.default_rng(), SynthConfig(images=1))
+    image, _ = draw_image(np.random.default_rng(args.seed), SynthConfig(images=1))
     result = model.predict([image], conf=max(args.conf, 0.25), iou=args.iou, max_det=args.max_det)[0]
     save_dir = Path(args.save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 
+from .images import truncated_jpeg
 from .problems import ProblemLog
 from .records import DatasetSource, ImageRecord
 
@@ -67,6 +68,9 @@ def verify_image(record: ImageRecord) -> tuple[str, str] | None:
     """(problem kind, reason) for an image that training would have to skip or that disagrees with its annotation."""
     if not Path(record.file).is_file():
         return "missing_image", "file not found; image skipped in training"
+    if truncated_jpeg(record.file):  # checked before cv2, which would decode it silently
+        return "truncated_image", ("truncated JPEG (the file is cut short; the missing part decodes grey): "
+                                   "re-download it")
     image = cv2.imread(record.file, cv2.IMREAD_COLOR)
     if image is None:
         return "corrupt_image", "cannot be decoded; image skipped in training"

@@ -1,7 +1,8 @@
-"""Reading image files: full decode for training (cv2, BGR) and header-only sizes for readers."""
+"""Reading image files: full decode for training (cv2, BGR), header-only sizes for readers, truncated JPEGs."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -32,6 +33,26 @@ def image_size(path: str | Path) -> tuple[int, int] | None:
     if orientation in ROTATED_ORIENTATIONS:
         width, height = height, width
     return width, height
+
+
+def truncated_jpeg(path: str | Path) -> bool:
+    """A JPEG cut short (an interrupted download or copy). cv2 decodes it without an error, the missing part grey,
+    and only libjpeg prints "Premature end of JPEG file", without the file's name."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(2) != b"\xff\xd8":
+                return False  # not a JPEG
+            handle.seek(-2, os.SEEK_END)
+            if handle.read(2) == b"\xff\xd9":
+                return False  # ends with the end-of-image marker: the usual complete file, no decode needed
+    except OSError:
+        return False
+    try:  # some cameras append bytes after the end marker: a full decode settles it (rare, so the cost is fine)
+        with Image.open(path) as image:
+            image.load()
+    except OSError as exc:
+        return "truncated" in str(exc)  # Pillow: "image file is truncated (N bytes not processed)"
+    return False
 
 
 def list_images(folder: Path) -> list[Path]:

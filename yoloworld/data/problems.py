@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 CONSEQUENCES = {
     "missing_image": "image skipped",
     "corrupt_image": "image skipped",
+    "truncated_image": "used with its missing part grey",
     "size_mismatch": "boxes kept as annotated",
     "unknown_image": "annotation skipped",
     "unknown_category": "box dropped",

@@ -106,8 +106,9 @@ def _names_near(root: Path, splits: dict[str, list[Path]]) -> list[str]:
 def _splits_from_yaml(path: Path) -> tuple[dict[str, list[Path]], list[str]]:
     data = read_data_yaml(path)
     names = yaml_class_names(data, path)
-    base = Path(data["path"]) if isinstance(data.get("path"), str) else path.parent
-    base = base if base.is_absolute() else path.parent / base
+    base = path.parent  # a relative `path:` is read from the YAML's folder (Ultralytics: from its datasets dir)
+    if isinstance(data.get("path"), str):
+        base = base / Path(data["path"]).expanduser()  # an absolute `path:` replaces the folder
     splits = {}
     for split in SPLITS:
         entry = data.get(split)

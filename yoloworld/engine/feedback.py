@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 LOGGER = logging.getLogger("yoloworld")
 SCALARS = "scalars.jsonl"
@@ -105,6 +109,58 @@ class Progress:
             self.bar = None
 
 
+class InterruptNotice:
+    """On Ctrl-C, log `message()` at once (what was saved, how to resume).
+
+    Python runs its SIGINT handler only between bytecodes, so a long backward pass on a CPU holds the
+    KeyboardInterrupt back for as long as it runs. The C-level handler writes the signal number to the wakeup fd
+    immediately, and a thread waiting on it speaks (torch releases the GIL while it computes).
+    """
+
+    def __init__(self, enabled: bool, message: Callable[[], str]):
+        self.enabled, self.message = enabled, message
+        self.fds, self.thread, self.previous = None, None, -1
+        self.said, self.lock = False, threading.Lock()
+
+    def __enter__(self) -> "InterruptNotice":
+        if not self.enabled or threading.current_thread() is not threading.main_thread():
+            return self
+        read_fd, write_fd = os.pipe()
+        try:
+            os.set_blocking(write_fd, False)
+            self.previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        except (AttributeError, OSError, ValueError):  # a platform without it: __exit__ speaks, later
+            os.close(read_fd)
+            os.close(write_fd)
+            return self
+        self.fds = (read_fd, write_fd)
+        self.thread = threading.Thread(target=self._watch, name="interrupt-notice", daemon=True)
+        self.thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while data := os.read(self.fds[0], 64):  # b"" once __exit__ closes the write end
+            if signal.SIGINT in data:
+                self.say()
+
+    def say(self) -> None:
+        with self.lock:
+            if self.said:
+                return
+            self.said = True
+        LOGGER.warning("\n%s", self.message())
+
+    def __exit__(self, kind, exc, traceback) -> bool:
+        if self.fds is not None:
+            signal.set_wakeup_fd(self.previous)
+            os.close(self.fds[1])
+            self.thread.join(5)
+            os.close(self.fds[0])
+        if kind is KeyboardInterrupt and self.enabled:
+            self.say()  # if the thread has not (or could not)
+        return False
+
+
 def format_seconds(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
@@ -129,4 +185,5 @@ class RunningMeans:
         self.sums, self.count = {}, 0
 
 
-__all__ = ["SCALARS", "ScalarLog", "read_scalars", "TensorBoard", "Progress", "RunningMeans", "format_seconds"]
+__all__ = ["SCALARS", "ScalarLog", "read_scalars", "TensorBoard", "Progress", "RunningMeans", "InterruptNotice",
+           "format_seconds"]

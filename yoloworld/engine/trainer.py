@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import shlex
 import time
 from pathlib import Path
 
@@ -13,11 +14,7 @@ import torch
 import yaml
 
 from yoloworld.engine.loss import YOLOWorldLoss
-from yoloworld.errors import (
-    CheckpointError,
-    ConfigError,
-    TrainingDiverged,
-)
+from yoloworld.errors import CheckpointError, ConfigError, RunComplete, TrainingDiverged
 
 from . import distributed as dist_utils
 from .batches import (
@@ -30,7 +27,7 @@ from .batches import (
     vocabulary_of,
 )
 from .ema import ModelEMA
-from .feedback import Progress, RunningMeans, ScalarLog, TensorBoard
+from .feedback import InterruptNotice, Progress, RunningMeans, ScalarLog, TensorBoard
 from .modes import build_training_model
 from .optim import (
     LRSchedule,
@@ -63,6 +60,10 @@ class Trainer:
         datasets = dataset_configs(config)  # missing paths fail before anything is written
         self.out = self._out_dir(resume)
         saved = load_resume_state(self.out) if resume else None  # checked before the slow setup
+        if saved is not None and saved["epoch"] >= config.schedule.epochs:
+            raise RunComplete(f"{self.out} is complete ({saved['epoch']} of {config.schedule.epochs} epochs): nothing "
+                              f"to resume; to train it further, raise its epoch count: yoloworld train --resume "
+                              f"{shlex.quote(str(self.out))} schedule.epochs=N (N > {saved['epoch']})")
         val_source, classes = self._setup_data(*datasets)
         torch.manual_seed(config.seed)  # the same initial weights in every process
         built = build_training_model(config, classes)
@@ -91,6 +92,7 @@ class Trainer:
                                        config.data.workers, config.eval.conf, config.eval.iou, config.eval.max_det)
         self.weights = WeightsWriter(self.out, built, self.texts, config_to_dict(config))
         self.epoch = self.batch = self.step = 0
+        self.saved_at = None  # (epoch, batch, step) of the last resume state written
         self.progress = {"best": None, "best_epoch": None, "skipped_steps": 0, "bad_in_a_row": 0}
         if saved is not None:
             self._restore(saved)
@@ -146,6 +148,11 @@ class Trainer:
         note = self.schedule.warmup_note()
         if note:
             LOGGER.warning("warning: %s", note)
+        if not any(len(record.boxes) for source in self.dataset.sources for record in source.records):
+            names = ", ".join(source.ann_file or source.name for source in self.dataset.sources)
+            LOGGER.warning("warning: the training set (%s) has no boxes in its %d images: the box losses stay 0 and "
+                           "the model learns to find nothing; check its labels with `yoloworld data check`", names,
+                           len(self.dataset))
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict:
@@ -155,9 +162,10 @@ class Trainer:
         self.board = TensorBoard(self.out, self.config.tensorboard and main, self.step or None)
         bar = Progress(main, self.schedule.total_iters, self.step)
         try:
-            while self.epoch < self.config.schedule.epochs:
-                self._train_epoch(bar)
-                self._end_epoch()
+            with InterruptNotice(main, self._interrupt_notice):
+                while self.epoch < self.config.schedule.epochs:
+                    self._train_epoch(bar)
+                    self._end_epoch()
             sync = dist_utils.max_param_difference(self.model, self.info)
         finally:
             self.board.close()
@@ -297,6 +305,23 @@ class Trainer:
         dist_utils.barrier(self.info)
         return metrics
 
+    def _interrupt_notice(self) -> str:
+        """What Ctrl-C leaves behind and the command that continues the run."""
+        lines = [f"interrupted at epoch {self.epoch + 1}/{self.config.schedule.epochs}, iteration {self.batch}/"
+                 f"{self.iters_per_epoch} (step {self.step}): stopping when the current step ends"]
+        if self.saved_at is None:
+            lines.append("  nothing saved yet (the first save comes at the end of epoch 1, or after "
+                         "checkpoint.every_minutes / every_iters): run the same command again to start over")
+            return "\n".join(lines)
+        epoch, batch, step = self.saved_at
+        weights = [name for name in ("last.pth", "best.pth") if (self.out / name).exists()]
+        lines.append(f"  saved: {self.out / STATE_FILE} (resumes at epoch {epoch + 1}, iteration {batch}, step "
+                     f"{step}; later steps are trained again)"
+                     + (f", weights {' and '.join(weights)} beside it" if weights else ""))
+        launcher = f"torchrun --nproc_per_node {self.info.world_size} -m " if self.info.enabled else ""
+        lines.append(f"  resume with: {launcher}yoloworld train --resume {shlex.quote(str(self.out))}")
+        return "\n".join(lines)
+
     def ema_or_model(self):
         return self.ema.module if self.ema is not None else self.model
 
@@ -313,6 +338,7 @@ class Trainer:
                               epoch=self.epoch, batch=self.batch, step=self.step, progress=dict(self.progress),
                               rng_states=states, model_meta=self.weights.resume_meta(self.model),
                               skip_keys=self.frozen_keys)
+            self.saved_at = (self.epoch, self.batch, self.step)
         self._last_save = time.time()
         dist_utils.barrier(self.info)
 
@@ -337,6 +363,7 @@ class Trainer:
         if self.scaler is not None and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.batch, self.step = int(state["epoch"]), int(state["batch"]), int(state["step"])
+        self.saved_at = (self.epoch, self.batch, self.step)
         self.progress.update(state["progress"])
         rngs = state["rng"]
         set_rng_state(rngs[self.info.rank] if len(rngs) == self.info.world_size else rngs[0])
@@ -370,8 +397,11 @@ def fresh_out_dir(out: Path) -> Path:
 def train(config: TrainConfig, resume: bool = False) -> dict:
     try:
         return Trainer(config, resume).fit()
+    except RunComplete as done:
+        LOGGER.info("%s", done)
+        return {}
     finally:
         dist_utils.cleanup()
 
 
-__all__ = ["Trainer", "TrainingDiverged", "train", "autocast_factory", "fresh_out_dir"]
+__all__ = ["Trainer", "TrainingDiverged", "RunComplete", "train", "autocast_factory", "fresh_out_dir"]

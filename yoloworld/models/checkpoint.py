@@ -56,8 +56,13 @@ def resolve_weights(name_or_path: str | os.PathLike) -> Path:
         known = ", ".join(HUB_FILES)
         raise CheckpointError(f"{name}: no such file, and not a known model name ({known})")
     try:
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
 
+        cached = try_to_load_from_cache(HUB_REPO, HUB_FILES[name])
+        if isinstance(cached, str):
+            return Path(cached)
+        # one quick attempt first: offline, hf_hub_download would back off and retry for ~25 s
+        get_hf_file_metadata(hf_hub_url(HUB_REPO, HUB_FILES[name]), timeout=5)
         return Path(hf_hub_download(HUB_REPO, HUB_FILES[name]))
     except Exception as exc:  # offline, no such file, network error: one line with the way out
         url = f"https://huggingface.co/{HUB_REPO}/blob/main/{HUB_FILES[name]}"
