@@ -75,12 +75,11 @@ def test_embed_then_reparam_predicts_like_the_text_conditioned_model(fixtures, t
 
 def test_offline_download_hints_name_a_command_the_installed_huggingface_hub_ships():
     """huggingface_hub replaced `huggingface-cli` with `hf`: the hint must name a command that exists."""
-    from yoloworld.cli.embed import resolve_text_model
-    from yoloworld.engine.modes import _encoder_from_dir
     from yoloworld.errors import YOLOWorldError
+    from yoloworld.models.text import TextEncoder, resolve_text_model
 
     shipped = {ep.name for ep in entry_points(group="console_scripts") if ep.value.startswith("huggingface_hub")}
-    for load in (resolve_text_model, _encoder_from_dir):  # HF_HUB_OFFLINE=1 (conftest): nothing is fetched
+    for load in (resolve_text_model, TextEncoder.from_pretrained):  # HF_HUB_OFFLINE=1 (conftest): nothing fetched
         with pytest.raises(YOLOWorldError) as error:
             load("nobody/no-such-clip")
         hint = re.search(r"`(\S+) download nobody/no-such-clip`", str(error.value))
