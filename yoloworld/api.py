@@ -17,9 +17,10 @@ from yoloworld.data.letterbox import letterbox_batch
 from yoloworld.errors import InputError
 from yoloworld.images import as_bgr
 from yoloworld.models.boxes import dfl_integral
-from yoloworld.models.checkpoint import TEXT_PREFIX, load_detector, save_checkpoint
+from yoloworld.models.checkpoint import TEXT_PREFIX, is_fused, load_detector, save_checkpoint
 from yoloworld.models.detector import YOLOWorldDetector
 from yoloworld.models.text import TextEmbeddingCache
+from yoloworld.models.weights import default_imgsz
 from yoloworld.postprocess import postprocess
 from yoloworld.results import Results
 from yoloworld.vocabulary import Vocabulary
@@ -49,13 +50,14 @@ class YOLOWorld:
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, text_model: str | os.PathLike | None = None,
                         device="cpu", imgsz: int | None = None, fuse: bool = False) -> "YOLOWorld":
-        """An official `.pth`, a yoloworld checkpoint, or a short name (`yolo_world_v2_s`, downloaded once).
-        `imgsz`: network input size; default the size stored with the model, else 640."""
+        """An official `.pth`, a yoloworld checkpoint, an Ultralytics `.pt`, or a short name (`yolo_world_v2_s`,
+        `yolov8s-worldv2`, downloaded once). `imgsz`: network input size; default the size stored with the model,
+        else the size the named release was trained at, else 640."""
         model, checkpoint = load_detector(name_or_path, text_model=text_model)
         if fuse:
             model.fuse()
         stored = (checkpoint.get("meta") or {}).get("yoloworld", {})
-        api = cls(model, device, imgsz or int(stored.get("imgsz") or 640))
+        api = cls(model, device, imgsz or int(stored.get("imgsz") or default_imgsz(name_or_path) or 640))
         if "class_embeddings" in checkpoint and stored.get("classes"):
             api._use_vocabulary(Vocabulary(stored["classes"], bool(stored.get("padded", False))),
                                 checkpoint["class_embeddings"].float())
@@ -74,6 +76,8 @@ class YOLOWorld:
         if not keep_text_model and model.text_model is not None:
             model = YOLOWorldDetector(_without_text(model.config), None)
             state = {k: v for k, v in self.model.state_dict().items() if not k.startswith(TEXT_PREFIX)}
+            if is_fused(state):
+                model.fuse()
             model.load_state_dict(state)
         if half:
             model = _half_copy(model)
@@ -179,5 +183,7 @@ def _without_text(config):
 
 def _half_copy(model: YOLOWorldDetector) -> YOLOWorldDetector:
     copy = YOLOWorldDetector(model.config, model.text_model)
+    if is_fused(model.state_dict()):
+        copy.fuse()
     copy.load_state_dict(model.state_dict())
     return copy.half()

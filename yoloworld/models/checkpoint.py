@@ -1,4 +1,4 @@
-"""Safe checkpoint loading: official mmengine `.pth` files and our own, no pickled code, strict key checks.
+"""Safe checkpoint loading: official mmengine `.pth` files, ours and Ultralytics' `.pt`, no pickled code, strict keys.
 
 The model config is read from our files' metadata or inferred from the tensor shapes of an official file,
 so an official checkpoint loads into a freshly built detector with no key remapping.
@@ -16,60 +16,27 @@ from yoloworld.config import ModelConfig, from_dict, to_dict
 from yoloworld.errors import CheckpointError
 from yoloworld.models.detector import YOLOWorldDetector
 from yoloworld.models.text import TextEncoder, clip_text_config
+from yoloworld.models.weights import resolve_weights
 
 TEXT_PREFIX = "backbone.text_model."
 BENIGN_SUFFIXES = ("position_ids", "num_batches_tracked")
 
-HUB_REPO = "wondervictor/YOLO-World"
-# Short names -> official release files on the Hugging Face hub (SPEC section 2).
-HUB_FILES = {
-    "yolo_world_v2_s": "yolo_world_v2_s_obj365v1_goldg_pretrain-55b943ea.pth",
-    "yolo_world_v2_m": "yolo_world_v2_m_obj365v1_goldg_pretrain-c6237d5b.pth",
-    "yolo_world_v2_l": "yolo_world_v2_l_obj365v1_goldg_pretrain-a82b1fe3.pth",
-    "yolo_world_v2_l_cc3m": "yolo_world_v2_l_obj365v1_goldg_cc3mlite_pretrain-ca93cd1f.pth",
-    "yolo_world_v2_x": "yolo_world_v2_x_obj365v1_goldg_cc3mlite_pretrain-8698fbfa.pth",
-    "yolo_world_v2_xl": "yolo_world_v2_xl_obj365v1_goldg_cc3mlite_pretrain-5daf1395.pth",
-    "yolo_world_v2_l_clip_large": "yolo_world_v2_l_clip_large_o365v1_goldg_pretrain-8ff2e744.pth",
-    "yolo_world_v2_s_1280": "yolo_world_v2_s_obj365v1_goldg_pretrain_1280ft-fc4ff4f7.pth",
-    "yolo_world_v2_m_1280": "yolo_world_v2_m_obj365v1_goldg_pretrain_1280ft-77d0346d.pth",
-    "yolo_world_v2_l_1280": "yolo_world_v2_l_obj365v1_goldg_pretrain_1280ft-9babe3f6.pth",
-    "yolo_world_v2_x_1280": "yolo_world_v2_x_obj365v1_goldg_cc3mlite_pretrain_1280ft-14996a36.pth",
-}
-
-
-def resolve_weights(name_or_path: str | os.PathLike) -> Path:
-    """A local file, or a short name such as `yolo_world_v2_s` downloaded once from the hub and cached."""
-    path = Path(name_or_path).expanduser()
-    if path.exists():
-        if path.is_dir():
-            raise CheckpointError(f"{path}: is a folder, expected a checkpoint file (.pth)")
-        return path
-    name = str(name_or_path)
-    if name not in HUB_FILES:
-        known = ", ".join(HUB_FILES)
-        raise CheckpointError(f"{name}: no such file, and not a known model name ({known})")
-    try:
-        from huggingface_hub import hf_hub_download
-
-        return Path(hf_hub_download(HUB_REPO, HUB_FILES[name]))
-    except Exception as exc:  # offline, no such file, network error: one line with the way out
-        url = f"https://huggingface.co/{HUB_REPO}/blob/main/{HUB_FILES[name]}"
-        raise CheckpointError(f"{name}: cannot download {HUB_FILES[name]} ({type(exc).__name__}); "
-                              f"download {url} yourself and pass --weights /path/to/{HUB_FILES[name]}") from None
-
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
-    """{'state_dict': ..., 'meta': ..., ...} from an official or yoloworld file, never executing pickled code."""
+    """{'state_dict': ..., 'meta': ..., ...} from an official, yoloworld or Ultralytics file, never executing pickled
+    code (Ultralytics files come back in the official key layout, their vocabulary in meta and class_embeddings)."""
     path = Path(path)
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: file not found") from None
     except Exception as exc:
+        from yoloworld.models.ultralytics import read_ultralytics
+
         text = str(exc)
-        if "ultralytics" in text.lower():
-            raise CheckpointError(f"{path}: an Ultralytics pickled model, not a YOLO-World state_dict; "
-                                  "use the official .pth release") from None
+        converted = read_ultralytics(path)  # Ultralytics' pickled modules, read as inert data; None if not one
+        if converted is not None:
+            return converted
         reason = "it contains pickled objects" if "weights_only" in text or "Unsupported global" in text else "unreadable"
         raise CheckpointError(f"{path}: not a YOLO-World checkpoint ({reason})") from None
     if not isinstance(raw, dict):
@@ -115,6 +82,10 @@ def infer_config(state: dict) -> ModelConfig:
         prompt_adapter="adapter.0.weight" in state,
     )
     return config
+
+
+def is_fused(state: dict) -> bool:
+    return "backbone.image_model.stem.conv.bias" in state and "backbone.image_model.stem.bn.weight" not in state
 
 
 def config_from_checkpoint(checkpoint: dict) -> ModelConfig:
@@ -163,6 +134,8 @@ def load_detector(path: str | os.PathLike, text_model: str | os.PathLike | None 
     elif has_text:
         encoder = TextEncoder.from_config(clip_text_config(config.text_hidden))
     model = YOLOWorldDetector(config, encoder)
+    if is_fused(state):  # BatchNorms folded into the convs (ours after fuse(), Ultralytics' fused files)
+        model.fuse()
     ignore = (TEXT_PREFIX,) if (encoder is not None and not has_text) else ()
     check_state_dict(model, state, str(path), ignore)
     model.load_state_dict(state, strict=False)
