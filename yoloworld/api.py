@@ -18,6 +18,7 @@ from yoloworld.models.boxes import dfl_integral
 from yoloworld.models.checkpoint import load_detector, save_checkpoint
 from yoloworld.models.detector import YOLOWorldDetector
 from yoloworld.models.text import TextEmbeddingCache
+from yoloworld.models.weights import default_imgsz
 from yoloworld.postprocess import decode_outputs
 from yoloworld.predictor import Predictor, check_imgsz
 from yoloworld.vocabulary import Vocabulary
@@ -40,8 +41,9 @@ class YOLOWorld(Predictor):
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, text_model: str | os.PathLike | None = None,
                         device="cpu", imgsz: int | None = None, fuse: bool = False) -> "YOLOWorld":
-        """An official `.pth`, a yoloworld checkpoint, or a short name (`yolo_world_v2_s`, downloaded once).
-        `imgsz`: network input size; default the size stored with the model, else 640."""
+        """An official `.pth`, a yoloworld checkpoint, an Ultralytics `.pt`, or a short name (`yolo_world_v2_s`,
+        `yolov8s-worldv2`, downloaded once). `imgsz`: network input size; default the size stored with the model,
+        else the size the named release was trained at, else 640."""
         device = resolve_device(device)  # a bad device fails before any loading
         if imgsz is not None:
             check_imgsz(imgsz)
@@ -49,7 +51,7 @@ class YOLOWorld(Predictor):
         if fuse:
             model.fuse()
         stored = (checkpoint.get("meta") or {}).get("yoloworld", {})
-        api = cls(model, device, imgsz or int(stored.get("imgsz") or 640))
+        api = cls(model, device, imgsz or int(stored.get("imgsz") or default_imgsz(name_or_path) or 640))
         classes = stored.get("classes")
         if classes and "class_embeddings" in checkpoint:
             api._use_vocabulary(Vocabulary(classes, bool(stored.get("padded", False))),

@@ -1,8 +1,13 @@
-"""`yoloworld convert yolo2coco DIR`: a YOLO txt dataset (every split found) to COCO JSON files."""
+"""`yoloworld convert`: datasets and checkpoints between formats.
+
+    yolo2coco DIR        a YOLO txt dataset (every split found) to COCO JSON files
+    ultralytics X.pt     an Ultralytics YOLO-World model to an official-format checkpoint (.pth)
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from yoloworld.data.class_texts import write_class_texts
 from yoloworld.data.convert import yolo_to_coco
@@ -20,9 +25,17 @@ def add_parser(subparsers) -> None:
     yolo.add_argument("--out", help="output JSON for one split (default DIR/annotations.json); with several "
                       "splits a folder (default DIR/annotations/<split>.json) or FILE.json -> FILE_<split>.json")
     yolo.add_argument("--texts", help="also write the class-text JSON (one synonym list per class) here")
+    ultra = formats.add_parser("ultralytics", help="Ultralytics YOLO-World .pt (yolov8s-worldv2.pt, a fine-tune, a "
+                               "trainer checkpoint) to an official-format .pth with its vocabulary")
+    ultra.add_argument("source", help="the .pt file, or a name such as yolov8s-worldv2")
+    ultra.add_argument("--out", help="output .pth (default: next to the source, same name)")
+    ultra.add_argument("--text-model", help="Hugging Face CLIP folder whose text tower is stored in the file too, "
+                       "so it carries every key of an official checkpoint")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.convert_command == "ultralytics":
+        return convert_ultralytics(args)
     check_output(args.texts, "--texts")
     problems = ProblemLog()
     written = yolo_to_coco(args.source, args.out, problems)
@@ -37,4 +50,35 @@ def run(args: argparse.Namespace) -> int:
         _, names = find_yolo_splits(args.source)
         write_class_texts([[name] for name in names], args.texts)
         print(f"class texts: {args.texts} ({len(names)} classes)")
+    return 0
+
+
+def convert_ultralytics(args: argparse.Namespace) -> int:
+    from yoloworld.errors import CheckpointError
+    from yoloworld.models.checkpoint import TEXT_PREFIX, infer_config, is_fused, load_weights, resolve_weights, save_checkpoint
+    from yoloworld.models.detector import YOLOWorldDetector
+    from yoloworld.models.text import TextEncoder
+    from yoloworld.models.ultralytics import read_ultralytics, unfused_state
+
+    check_output(args.out, "--out")
+    source = resolve_weights(args.source)
+    converted = read_ultralytics(source)
+    if converted is None:
+        raise CheckpointError(f"{source}: not an Ultralytics YOLO-World file (a torch zip pickling a WorldModel)")
+    state = converted["state_dict"]
+    config = infer_config(state, str(source))
+    encoder = TextEncoder.from_pretrained(args.text_model) if args.text_model else None
+    config.text_hidden = encoder.model.config.hidden_size if encoder is not None else None
+    model = YOLOWorldDetector(config, encoder)
+    if is_fused(state):  # the official layout has no fused form
+        state = unfused_state(model, state)
+    load_weights(model, state, str(source), (TEXT_PREFIX,) if encoder is not None else ())
+    out = Path(args.out) if args.out else source.with_suffix(".pth")
+    vocabulary = converted["meta"]["yoloworld"]
+    save_checkpoint(out, model, vocabulary, class_embeddings=converted["class_embeddings"])
+    names = [group[0] for group in vocabulary["classes"]]
+    shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+    print(f"{source} -> {out}: YOLO-World {config.version}, {len(names)} classes ({shown})"
+          + ("" if encoder is not None else "; no text tower (predicts its stored classes; pass --text-model to "
+             "embed one)"))
     return 0

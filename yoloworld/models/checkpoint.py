@@ -1,4 +1,4 @@
-"""Safe checkpoint loading: official mmengine `.pth` files and our own, no pickled code, strict key checks.
+"""Safe checkpoint loading: official mmengine `.pth` files, ours and Ultralytics' `.pt`, no pickled code, strict keys.
 
 The model config is read from our files' metadata or inferred from the tensor shapes of an official file,
 so an official checkpoint loads into a freshly built detector with no key remapping.
@@ -17,57 +17,11 @@ from yoloworld.config import ModelConfig, from_dict, to_dict
 from yoloworld.errors import CheckpointError, YOLOWorldError
 from yoloworld.files import atomic_save
 from yoloworld.models.detector import YOLOWorldDetector
-from yoloworld.models.text import (
-    TextEncoder,
-    clip_text_config,
-    config_from_meta,
-    text_config_meta,
-)
+from yoloworld.models.text import TextEncoder, clip_text_config, config_from_meta, text_config_meta
+from yoloworld.models.weights import resolve_weights
 
 TEXT_PREFIX = "backbone.text_model."
 BENIGN_SUFFIXES = ("position_ids", "num_batches_tracked")
-
-HUB_REPO = "wondervictor/YOLO-World"
-# Short names -> official release files on the Hugging Face hub (names and hashes as in the official README).
-HUB_FILES = {
-    "yolo_world_v2_s": "yolo_world_v2_s_obj365v1_goldg_pretrain-55b943ea.pth",
-    "yolo_world_v2_m": "yolo_world_v2_m_obj365v1_goldg_pretrain-c6237d5b.pth",
-    "yolo_world_v2_l": "yolo_world_v2_l_obj365v1_goldg_pretrain-a82b1fe3.pth",
-    "yolo_world_v2_l_cc3m": "yolo_world_v2_l_obj365v1_goldg_cc3mlite_pretrain-ca93cd1f.pth",
-    "yolo_world_v2_x": "yolo_world_v2_x_obj365v1_goldg_cc3mlite_pretrain-8698fbfa.pth",
-    "yolo_world_v2_xl": "yolo_world_v2_xl_obj365v1_goldg_cc3mlite_pretrain-5daf1395.pth",
-    "yolo_world_v2_l_clip_large": "yolo_world_v2_l_clip_large_o365v1_goldg_pretrain-8ff2e744.pth",
-    "yolo_world_v2_s_1280": "yolo_world_v2_s_obj365v1_goldg_pretrain_1280ft-fc4ff4f7.pth",
-    "yolo_world_v2_m_1280": "yolo_world_v2_m_obj365v1_goldg_pretrain_1280ft-77d0346d.pth",
-    "yolo_world_v2_l_1280": "yolo_world_v2_l_obj365v1_goldg_pretrain_1280ft-9babe3f6.pth",
-    "yolo_world_v2_x_1280": "yolo_world_v2_x_obj365v1_goldg_cc3mlite_pretrain_1280ft-14996a36.pth",
-}
-
-
-def resolve_weights(name_or_path: str | os.PathLike) -> Path:
-    """A local file, or a short name such as `yolo_world_v2_s` downloaded once from the hub and cached."""
-    path = Path(name_or_path).expanduser()
-    if path.exists():
-        if path.is_dir():
-            raise CheckpointError(f"{path}: is a folder, expected a checkpoint file (.pth)")
-        return path
-    name = str(name_or_path)
-    if name not in HUB_FILES:
-        known = ", ".join(HUB_FILES)
-        raise CheckpointError(f"{name}: no such file, and not a known model name ({known})")
-    try:
-        from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
-
-        cached = try_to_load_from_cache(HUB_REPO, HUB_FILES[name])
-        if isinstance(cached, str):
-            return Path(cached)
-        # one quick attempt first: offline, hf_hub_download would back off and retry for ~25 s
-        get_hf_file_metadata(hf_hub_url(HUB_REPO, HUB_FILES[name]), timeout=5)
-        return Path(hf_hub_download(HUB_REPO, HUB_FILES[name]))
-    except Exception as exc:  # offline, no such file, network error: one line with the way out
-        url = f"https://huggingface.co/{HUB_REPO}/blob/main/{HUB_FILES[name]}"
-        raise CheckpointError(f"{name}: cannot download {HUB_FILES[name]} ({type(exc).__name__}); "
-                              f"download {url} yourself and pass --weights /path/to/{HUB_FILES[name]}") from None
 
 
 def load_file(path: str | os.PathLike, what: str = "checkpoint"):
@@ -82,9 +36,6 @@ def load_file(path: str | os.PathLike, what: str = "checkpoint"):
         raise CheckpointError(f"{path}: file not found") from None
     except Exception as exc:
         text = str(exc)
-        if "ultralytics" in text.lower():
-            raise CheckpointError(f"{path}: an Ultralytics pickled model, not a YOLO-World state_dict; "
-                                  "use the official .pth release") from None
         if "weights_only" in text or "Unsupported global" in text:
             raise CheckpointError(f"{path}: not a YOLO-World {what} (it holds pickled objects, which are never "
                                   "executed)") from None
@@ -92,9 +43,19 @@ def load_file(path: str | os.PathLike, what: str = "checkpoint"):
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
-    """{'state_dict': ..., 'meta': ..., ...} from an official or yoloworld file, never executing pickled code."""
+    """{'state_dict': ..., 'meta': ..., ...} from an official, yoloworld or Ultralytics file, never executing
+    pickled code (Ultralytics files come back in the official key layout, their vocabulary in meta and
+    class_embeddings)."""
     path = Path(path)
-    raw = load_file(path)
+    try:
+        raw = load_file(path)
+    except CheckpointError:
+        from yoloworld.models.ultralytics import read_ultralytics
+
+        converted = read_ultralytics(path) if path.is_file() else None  # pickled modules read as inert data
+        if converted is None:
+            raise
+        return converted
     if not isinstance(raw, dict):
         raise CheckpointError(f"{path}: not a YOLO-World checkpoint (holds a {type(raw).__name__})")
     state = raw.get("state_dict", raw)
@@ -177,6 +138,11 @@ def infer_config(state: dict, source: str = "checkpoint") -> ModelConfig:
     return config
 
 
+def is_fused(state: dict) -> bool:
+    """Conv biases and no BatchNorm: weights saved after `fuse()` (ours, or Ultralytics' fused files)."""
+    return "backbone.image_model.stem.conv.bias" in state and "backbone.image_model.stem.bn.weight" not in state
+
+
 def config_from_checkpoint(checkpoint: dict, source: str = "checkpoint") -> ModelConfig:
     stored = (checkpoint.get("meta") or {}).get("yoloworld", {}).get("model")
     if not stored:
@@ -249,6 +215,8 @@ def load_detector(path: str | os.PathLike, text_model: str | os.PathLike | None 
     if encoder is not None:
         config.text_hidden = encoder.model.config.hidden_size
     model = YOLOWorldDetector(config, encoder)
+    if is_fused(checkpoint.state):  # BatchNorms folded into the convs (ours after fuse(), Ultralytics' fused files)
+        model.fuse()
     ignore = (TEXT_PREFIX,) if (encoder is not None and not checkpoint.has_text) else ()
     load_weights(model, checkpoint.state, str(checkpoint.path), ignore)
     return model.eval(), checkpoint.data
