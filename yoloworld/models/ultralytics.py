@@ -3,7 +3,8 @@
 Ultralytics pickles whole modules. The file is read as inert data (`safe_pickle`), the model is taken from where
 Ultralytics put it (`ema` in trainer checkpoints, else `model`), its modules are flattened into `model.N.*` keys
 and renamed to the official layout (Ultralytics module indexes -> official names, measured by loading both).
-Its class names and text embeddings (`names`, `txt_feats`) become the stored vocabulary. Ultralytics never appends a padding prompt, so neither does this vocabulary.
+Its class names and text embeddings (`names`, `txt_feats`) become the stored vocabulary. Ultralytics never
+appends a padding prompt, so neither does this vocabulary.
 """
 
 from __future__ import annotations
