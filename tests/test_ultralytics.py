@@ -18,7 +18,7 @@ import pytest
 import torch
 from helpers import assert_same_detections, match_detections
 from torch import nn
-from yoloworld.data.letterbox import letterbox_batch
+from yoloworld.transforms import letterbox_batch
 
 from yoloworld.api import YOLOWorld
 from yoloworld.errors import CheckpointError
