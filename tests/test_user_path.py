@@ -116,6 +116,7 @@ def test_a_run_folder_without_weights_and_a_yaml_as_weights_are_one_line(tmp_pat
     (tmp_path / "recipe.yaml").write_text("model: {size: s}\n")
     image = tmp_path / "a.png"
     image.write_bytes(b"")  # never read: the weights fail first
-    for weights, words in ((tmp_path / "empty_run", "best.pth"), (tmp_path / "recipe.yaml", "not a checkpoint (not a PyTorch file")):
+    cases = ((tmp_path / "empty_run", "best.pth"), (tmp_path / "recipe.yaml", "not a checkpoint (not a PyTorch file"))
+    for weights, words in cases:
         code, _, err = call(["predict", image, "--weights", weights, "--classes", "a"], capsys)
         assert code == 2 and words in err, err
