@@ -11,7 +11,7 @@ import numpy as np
 from yoloworld.data.images import IMAGE_SUFFIXES, load_image, truncated_jpeg
 from yoloworld.errors import InputError
 
-LOGGER = logging.getLogger("yoloworld")
+logger = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
@@ -22,7 +22,7 @@ def read_image(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     if truncated_jpeg(path):
-        LOGGER.warning("warning: %s: truncated JPEG (the file is cut short): its missing part is grey, objects "
+        logger.warning("warning: %s: truncated JPEG (the file is cut short): its missing part is grey, objects "
                        "there are not detected; re-download it", path)
     image = load_image(path)
     if image is None:

@@ -27,7 +27,7 @@ from yoloworld.images import (
     video_info,
 )
 
-log = logging.getLogger("yoloworld")
+logger = logging.getLogger(__name__)
 
 DEMO_MODEL = Path(__file__).resolve().parents[1] / "assets" / "demo.pt"
 
@@ -66,7 +66,7 @@ def run(args) -> int:
         try:
             records += predict_video(model, video, args, save_dir)
         except InputError as exc:  # an unreadable video is skipped like an unreadable image
-            log.warning(f"skipped: {exc}")
+            logger.warning(f"skipped: {exc}")
             skipped += 1
     progress = tqdm(total=len(images), unit="img", disable=len(images) < 2)
     for start in range(0, len(images), args.batch):
@@ -76,7 +76,7 @@ def run(args) -> int:
                 arrays.append(read_image(path))
                 batch.append(path)
             except InputError as exc:
-                log.warning(f"skipped: {exc}")
+                logger.warning(f"skipped: {exc}")
                 skipped += 1
         if batch:
             for path, image, result in zip(batch, arrays, model.predict(arrays, args.conf, args.iou, args.max_det)):

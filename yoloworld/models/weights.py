@@ -11,9 +11,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from yoloworld.config import DEFAULT_TEXT_MODEL
 from yoloworld.errors import CheckpointError
 
-CLIP_BASE = "openai/clip-vit-base-patch32"
+logger = logging.getLogger(__name__)
+
+CLIP_BASE = DEFAULT_TEXT_MODEL
 CLIP_LARGE = "openai/clip-vit-large-patch14-336"
 V2_REPO = "wondervictor/YOLO-World"
 V21_REPO = "wondervictor/YOLO-World-V2.1"
@@ -100,7 +103,7 @@ def resolve_weights(name_or_path: str | os.PathLike) -> Path:
     if path.is_dir():  # a training run: its best weights (else its last)
         for name in ("best.pth", "last.pth"):
             if (path / name).is_file():
-                logging.getLogger(__name__).info(f"{path} is a training run: using its {name}")
+                logger.info(f"{path} is a training run: using its {name}")
                 return path / name
         raise CheckpointError(f"{path}: is a folder without best.pth or last.pth; pass a checkpoint file (.pth/.pt)")
     if path.exists():
