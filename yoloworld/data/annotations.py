@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from yoloworld.errors import DatasetError
+from yoloworld.images import image_size
 from yoloworld.readers import read_json
 
-from .images import image_size
 from .problems import ProblemLog
 
 OUT_OF_BOUNDS_TOLERANCE = 1.0  # pixels; COCO has many boxes ending at 640.01 from rounding, not worth a report

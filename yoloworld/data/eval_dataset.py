@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from yoloworld.images import load_image
 from yoloworld.transforms import PAD_VALUE, letterbox
 
-from .images import load_image
 from .records import DatasetSource
 from .text_sampling import first_synonyms
 

@@ -15,10 +15,10 @@ import torch
 from torch.utils.data import Dataset
 
 from yoloworld.errors import DatasetError
+from yoloworld.images import load_image
 
 from .augment import AugmentConfig
 from .geometry import horizontal_flip, letterbox_sample, random_affine
-from .images import load_image
 from .mixing import copy_paste, mixup, mosaic
 from .photometric import photometric
 from .records import DatasetSource
