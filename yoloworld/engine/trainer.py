@@ -46,7 +46,7 @@ from .state import (
 )
 from .train_config import TrainConfig, config_to_dict
 from .validate import LOG_NAMES, Validator
-from .weights import WeightsWriter
+from .run_weights import WeightsWriter
 
 logger = logging.getLogger(__name__)
 
