@@ -37,6 +37,7 @@ from .optim import (
     effective_weight_decay,
 )
 from .run_summary import format_summary, write_report
+from .run_weights import WeightsWriter
 from .state import (
     STATE_FILE,
     load_resume_state,
@@ -46,7 +47,6 @@ from .state import (
 )
 from .train_config import TrainConfig, config_to_dict
 from .validate import LOG_NAMES, Validator
-from .run_weights import WeightsWriter
 
 logger = logging.getLogger(__name__)
 
