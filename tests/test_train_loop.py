@@ -139,3 +139,21 @@ def test_a_training_set_without_boxes_warns_at_the_start(coco, tmp_path, caplog)
         Trainer(build_train_config(data=data))
     warnings = [r.getMessage() for r in caplog.records if "no boxes" in r.getMessage()]
     assert len(warnings) == 1 and "unlabelled.json" in warnings[0] and "data check" in warnings[0], warnings
+
+
+def test_training_reports_the_problems_data_check_reports(coco, tmp_path, caplog):
+    """Bad boxes (strings, NaN, infinite) and a repeated image id are dropped as `data check` drops them, and the
+    run says so at its start instead of training on silently."""
+    data_file = json.loads((coco / "annotations.json").read_text())
+    data_file["annotations"][0]["bbox"] = ["a", 1, 2, 3]
+    data_file["annotations"][1]["bbox"] = [float("nan"), 1, 2, 3]
+    data_file["annotations"][2]["bbox"] = [1, 1, float("inf"), 3]
+    data_file["images"].append(dict(data_file["images"][0]))  # a repeated image id
+    (tmp_path / "bad.json").write_text(json.dumps(data_file))
+    data = tiny_config(coco, tmp_path / "run")
+    data["data"]["train"][0]["ann"] = str(tmp_path / "bad.json")
+    with caplog.at_level(logging.WARNING, logger="yoloworld"):
+        Trainer(build_train_config(data=data))
+    summary = [r.getMessage() for r in caplog.records if "problems:" in r.getMessage()]
+    assert len(summary) == 1, [r.getMessage() for r in caplog.records]
+    assert "3 bad box (box dropped)" in summary[0] and "1 duplicate image id (image skipped)" in summary[0]
