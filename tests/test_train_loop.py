@@ -157,3 +157,16 @@ def test_training_reports_the_problems_data_check_reports(coco, tmp_path, caplog
     summary = [r.getMessage() for r in caplog.records if "problems:" in r.getMessage()]
     assert len(summary) == 1, [r.getMessage() for r in caplog.records]
     assert "3 bad box (box dropped)" in summary[0] and "1 duplicate image id (image skipped)" in summary[0]
+
+
+def test_an_epoch_ending_in_nan_losses_stops_the_run_before_its_weights_are_saved(coco, tmp_path):
+    """A run whose loss turns NaN for good (a learning rate far too high) stops at the epoch's end, even when the
+    epoch is shorter than the bad-step limit, and writes no weights of that epoch."""
+    config = build_train_config(data=tiny_config(coco, tmp_path / "run", schedule={"epochs": 1}))
+    trainer = Trainer(config)
+    assert trainer.iters_per_epoch < config.max_bad_steps
+    trainer.loss = FlakyLoss(trainer.loss, set(range(2, 1000)))
+    with pytest.raises(TrainingDiverged, match="training diverged: its last \\d+ steps had a NaN/inf loss") as error:
+        trainer.fit()
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "run" / "last.pth").exists()

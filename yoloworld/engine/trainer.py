@@ -257,6 +257,18 @@ class Trainer:
             logger.warning("warning: NaN/inf loss or gradient at step %d: update skipped (%d so far)", self.step + 1,
                            self.progress["skipped_steps"])
 
+    def _check_not_diverged(self) -> None:
+        """Never save weights that a run has broken: NaN/inf weights, or an epoch ending in NaN/inf steps (a huge
+        learning rate can leave finite weights whose every loss is NaN; the bad-step guard may not have fired yet
+        in a short epoch)."""
+        bad = next((name for name, p in self.ema_or_model().named_parameters() if not torch.isfinite(p).all()), None)
+        ending_bad = self.progress["bad_in_a_row"] >= min(3, self.config.max_bad_steps)
+        if bad is not None or ending_bad:
+            what = f"weight {bad} became NaN/inf" if bad else f"its last {self.progress['bad_in_a_row']} steps had a NaN/inf loss"
+            raise TrainingDiverged(f"training diverged: {what} by step {self.step} (epoch {self.epoch + 1}); lower "
+                                   "optim.lr or check the data (yoloworld data check); no weights of this epoch were "
+                                   "saved")
+
     def _log_train(self, means: dict, lr: float, grad_norm: float, data_time: float, iter_time: float) -> None:
         record = {"step": self.step, "epoch": self.epoch + 1, "iter": self.batch, "lr": lr,
                   "loss": sum(means.values()), **means, "grad_norm": grad_norm if math.isfinite(grad_norm) else None,
@@ -266,6 +278,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ epochs, validation, checkpoints
     def _end_epoch(self) -> None:
+        self._check_not_diverged()
         metrics = self._validate() if self._validation_due() else None
         if self.info.is_main:
             improved = metrics is not None and (self.progress["best"] is None or
