@@ -1,11 +1,10 @@
 """Segmentation parity with the official YOLO-World-Seg: fixtures/official/seg/{v1,v2}_seg_n_* (README section 13)."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
 from helpers import close, match_detections
+from seg_helpers import official_seg_checkpoint
 
 from yoloworld.api import YOLOWorld
 from yoloworld.models.checkpoint import open_checkpoint
@@ -16,17 +15,6 @@ MIN_MASK_IOU = 0.98
 # README 13.7: the official model under its own kernel noise flips at most 3 pixels of one mask (those within ~1e-4
 # of 0.5); a mask of a few pixels can lose IoU 0.98 to one such flip
 MAX_FLIPS_PER_MASK = 3
-
-
-def official_seg_checkpoint(fixtures, name: str, folder) -> tuple:
-    """The full official checkpoint, rebuilt as fixture README 13.3 says (detector file + seg keys, official order)."""
-    det = torch.load(fixtures / f"{name}_n.pth", weights_only=True)["state_dict"]
-    seg = torch.load(fixtures / "seg" / f"{name}_seg_n_seghead.pth", weights_only=True)
-    merged = {**det, **seg["state_dict"]}
-    listing = json.loads((fixtures / "seg" / f"{name}_seg_n_keys.json").read_text())
-    path = folder / f"{name}_seg_n.pth"
-    torch.save({"meta": seg["meta"], "state_dict": {k: merged[k] for k, _ in listing}}, path)
-    return path, listing
 
 
 @pytest.fixture(scope="module", params=["v2", "v1"])
