@@ -44,7 +44,7 @@ def dataset_configs(config: TrainConfig) -> tuple[list[DatasetConfig], list[Data
 
 def build_training_set(config: TrainConfig, train: list[DatasetConfig], num_texts: int) -> TrainDataset:
     return build_train_dataset(train, config.data.augment, num_texts=num_texts, seed=config.seed,
-                               max_epochs=config.schedule.epochs)
+                               max_epochs=config.schedule.epochs, with_masks=config.model.segment)
 
 
 def vocabulary_of(dataset: TrainDataset, val_source=None) -> list[list[str]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from .feedback import SCALARS, read_scalars
 from .validate import LOG_NAMES
 
-LOSS_KEYS = ("loss", "loss_cls", "loss_bbox", "loss_dfl")
+LOSS_KEYS = ("loss", "loss_cls", "loss_bbox", "loss_dfl", "loss_mask")
 
 
 def best_record(records: list[dict], metric: str) -> dict | None:

@@ -16,6 +16,7 @@ from torch import nn
 from yoloworld.models.blocks import ConvModule, batch_norm
 
 CONTRASTIVE_KINDS = ("l2", "bn", "rep")
+MASK_HEAD_PREFIXES = ("bbox_head.head_module.seg_preds.", "bbox_head.head_module.proto_pred.")  # the seg-only keys
 
 
 class ContrastiveHead(nn.Module):
