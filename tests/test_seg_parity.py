@@ -107,3 +107,20 @@ def test_default_masks_cut_exactly_the_image_from_the_letterbox(case):
     assert torch.equal(masks, expected)
     official = outputs["pred_masks_0"]
     assert int((masks.numpy() != official).sum()) > 0  # the official masks are stretched by one row
+
+
+@pytest.mark.parametrize("name", ["seg_m_v1_allmodules", "seg_m_v1_seghead", "seg_l_v1_allmodules",
+                                  "seg_l_v1_seghead", "seg_m_v2_seghead", "seg_l_v2_seghead"])
+def test_every_official_seg_config_is_read_off_its_shapes_and_rebuilt_key_for_key(fixtures, name):
+    """keys/seg_*.json (README 13.8): the architecture inferred from the shapes builds exactly those keys."""
+    import json
+
+    from yoloworld.models.checkpoint import infer_config
+    from yoloworld.models.detector import build_detector
+
+    listing = [(k, list(shape)) for k, shape in json.loads((fixtures / "keys" / f"{name}.json").read_text())]
+    with torch.device("meta"):  # shapes only: no memory for the ~100 M parameters
+        config = infer_config({k: torch.empty(shape) for k, shape in listing})
+        built = build_detector(config).state_dict()
+    assert (config.mask_channels, config.proto_channels, config.version) == (32, 256, name.split("_")[2])
+    assert [(k, list(v.shape)) for k, v in built.items()] == listing
