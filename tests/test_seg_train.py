@@ -111,3 +111,24 @@ def test_recipes_and_their_checks():
         build_train_config("finetune_coco", ["model.freeze_detector=true"])
     with pytest.raises(ConfigError, match="mask metric"):
         build_train_config("finetune_coco", ["eval.metric=segm_AP"])
+
+
+def test_rle_annotations_become_polygons_that_redraw_the_same_mask():
+    import cv2
+    from faster_coco_eval.core import mask as mask_utils
+
+    from yoloworld.data.annotations import polygons_of
+
+    mask = np.zeros((40, 60), np.uint8)
+    cv2.circle(mask, (30, 20), 10, 1, -1)
+    cv2.rectangle(mask, (2, 2), (8, 30), 1, -1)
+    compressed = mask_utils.encode(np.asfortranarray(mask))
+    compressed["counts"] = compressed["counts"].decode()  # as stored in a JSON file
+    flat = mask.ravel(order="F")  # uncompressed RLE: column-major run lengths, starting with zeros
+    runs = np.diff(np.r_[0, np.flatnonzero(np.diff(flat)) + 1, flat.size]).tolist()
+    uncompressed = {"size": [40, 60], "counts": ([0] if flat[0] else []) + runs}
+    for rle in (compressed, uncompressed):
+        polygons = polygons_of({"segmentation": rle})
+        redrawn = np.zeros_like(mask)
+        cv2.fillPoly(redrawn, [p.astype(np.int32) for p in polygons], 1)
+        assert len(polygons) == 2 and (redrawn == mask).all()

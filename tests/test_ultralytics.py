@@ -161,7 +161,7 @@ def test_ultralytics_file_predicts_what_ultralytics_predicts(files, image, versi
     conf = round(their_logits.flatten().topk(1000).values[-1].sigmoid().item(), 4)  # 1000 candidates before NMS
     theirs = ultralytics_detections(decoded, names, conf)
     _, infos = letterbox_batch([image], IMGSZ)
-    found = postprocess((cls_logits, reg_logits), infos, conf, iou=0.7, max_det=300)[0]
+    found = postprocess(cls_logits, reg_logits, infos, conf, iou=0.7, max_det=300)[0]
     ours = Results(found.boxes.numpy(), found.scores.numpy(), found.labels.numpy(), NAMES, image.shape[:2])
     assert 10 <= len(theirs) < 300, "the comparison needs detections, and no max_det cut"
     assert_same_detections(ours, theirs, box_tol=1e-3, score_tol=1e-5, conf=conf)

@@ -49,12 +49,13 @@ def decode_outputs(cls_logits: list[torch.Tensor], reg_logits: list[torch.Tensor
     return scores, boxes, flatten_levels(coeffs).float(), protos.float()
 
 
-def postprocess(outputs: tuple, infos: list[LetterboxInfo], conf: float = 0.001, iou: float = 0.7,
-                max_det: int = 300, nms_pre: int = 30000, groups: list[torch.Tensor | None] | None = None,
+def postprocess(cls_logits: list[torch.Tensor], reg_logits: list[torch.Tensor], infos: list[LetterboxInfo],
+                conf: float = 0.001, iou: float = 0.7, max_det: int = 300, nms_pre: int = 30000,
+                groups: list[torch.Tensor | None] | None = None, masks: tuple | list | None = None,
                 official_masks: bool = False) -> list[Detections]:
-    """Per-image detections from the detector's outputs: per-level logits (B, T, H, W) and raw box logits
-    (B, 64, H, W), plus coefficients and prototypes for a segmentation model (then with masks)."""
-    scores, boxes, *seg = decode_outputs(*outputs)
+    """Per-image detections from per-level logits (B, T, H, W) and raw box logits (B, 64, H, W). `masks`: a
+    segmentation model's (per-level coefficients, prototypes): the detections then carry their masks."""
+    scores, boxes, *seg = decode_outputs(cls_logits, reg_logits, *(masks or ()))
     groups = groups or [None] * len(infos)
     detections = [select(scores[i], boxes[i], infos[i], conf, iou, max_det, nms_pre, groups[i])
                   for i in range(len(infos))]

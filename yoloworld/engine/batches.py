@@ -7,6 +7,7 @@ indices, so labels point at the model's own columns.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -57,8 +58,9 @@ def vocabulary_of(dataset: TrainDataset, val_source=None) -> list[list[str]]:
     return []
 
 
-def read_val_source(val: list[DatasetConfig]):
-    return read_source(val[0]) if val else None
+def read_val_source(val: list[DatasetConfig], with_masks: bool = False):
+    """The scored validation set; `with_masks` reads polygons too (mask AP of sets without an annotation file)."""
+    return read_source(replace(val[0], with_masks=val[0].with_masks or with_masks)) if val else None
 
 
 def train_loader(dataset: TrainDataset, batch_size: int, info: DistInfo, seed: int, epoch: int, start_batch: int,

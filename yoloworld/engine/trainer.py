@@ -104,7 +104,7 @@ class Trainer:
     def _setup_data(self, train_sets, val_sets):
         """The training set (and, for fixed-vocabulary models, the label mapping); returns (val source, classes)."""
         config = self.config
-        val_source = read_val_source(val_sets)
+        val_source = read_val_source(val_sets, config.model.segment)
         self.dataset = build_training_set(config, train_sets, config.data.num_texts)
         classes = vocabulary_of(self.dataset, val_source)
         self.fixed_vocabulary = config.model.mode in ("prompt", "rep")

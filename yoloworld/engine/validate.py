@@ -56,9 +56,9 @@ class Validator:
             images = batch["images"].to(device).float().div_(255)
             embeds = None if text is None else text[None].expand(len(images), -1, -1)
             with autocast():
-                outputs = model(images, embeds)
-            detections = postprocess(outputs, batch["letterbox"], self.conf, self.iou, self.max_det,
-                                     groups=[groups] * len(images))
+                cls_logits, reg_logits, *seg = model(images, embeds)
+            detections = postprocess(cls_logits, reg_logits, batch["letterbox"], self.conf, self.iou, self.max_det,
+                                     groups=[groups] * len(images), masks=seg)
             for image_id, det in zip(batch["image_ids"], detections):
                 predictions += results_to_coco(self.image_ids[image_id], det.boxes.cpu().numpy(),
                                                det.scores.cpu().numpy(), det.labels.cpu().numpy(),
