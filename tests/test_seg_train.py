@@ -109,6 +109,8 @@ def test_recipes_and_their_checks():
     assert not build_train_config("seg_finetune_allmodules").model.freeze_detector
     with pytest.raises(ConfigError, match="segment"):
         build_train_config("finetune_coco", ["model.freeze_detector=true"])
+    with pytest.raises(ConfigError, match="segment=true"):
+        build_train_config("finetune_coco", ["model.arch.mask_channels=32"])
     with pytest.raises(ConfigError, match="mask metric"):
         build_train_config("finetune_coco", ["eval.metric=segm_AP"])
 

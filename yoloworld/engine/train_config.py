@@ -170,6 +170,8 @@ class TrainConfig:
                               f"efficient, not {self.model.mode}")
         if self.eval.metric.startswith("segm_") and not self.model.segment:
             raise ConfigError(f"eval.metric={self.eval.metric} is a mask metric: set model.segment=true")
+        if self.model.arch.get("mask_channels") and not self.model.segment:
+            raise ConfigError("model.arch.mask_channels builds a mask head: set model.segment=true to train it")
         if self.model.freeze_detector and not self.model.segment:
             raise ConfigError("model.freeze_detector trains only the mask head: set model.segment=true")
         if self.checkpoint.deploy and self.model.mode in ("prompt", "rep"):
