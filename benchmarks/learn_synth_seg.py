@@ -7,6 +7,7 @@ best.pth on an independently drawn test set through the public YOLOWorld API (ma
 
     python benchmarks/learn_synth_seg.py                                 # the full check, ~30+ min on 2 CPU cores
     python benchmarks/learn_synth_seg.py --images 120 schedule.epochs=8  # a quicker, weaker run
+    python benchmarks/learn_synth_seg.py --picture docs/segmentation.png  # also the README picture
 
 Not a timed test: it prints box and mask AP, iterations and wall time.
 """
@@ -50,6 +51,7 @@ def main() -> int:
     parser.add_argument("--out", default="runs/learn_synth_seg", help="work folder (data, run)")
     parser.add_argument("--images", type=int, default=300, help="synthetic train+val images (val 20%%)")
     parser.add_argument("--test-images", type=int, default=100, help="independent held-out test images")
+    parser.add_argument("--picture", help="also draw a held-out image with `yoloworld predict` and copy it here")
     parser.add_argument("overrides", nargs="*", help="recipe overrides, e.g. schedule.epochs=20")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -84,7 +86,29 @@ def main() -> int:
     print(f"test  mask AP     {mask['AP']:.4f}  (AP50 {mask['AP50']:.4f}, AP75 {mask['AP75']:.4f}; "
           f"{args.test_images} new images)")
     print(f"test  box AP      {box['AP']:.4f}  (AP50 {box['AP50']:.4f})")
+    if args.picture:
+        draw(work / "run" / "best.pth", test, imgsz, Path(args.picture))
     return 0
+
+
+def draw(weights: Path, coco: Path, imgsz: int, picture: Path) -> None:
+    """`yoloworld predict` on the first held-out image (masks, boxes, names), the annotated image written to
+    `picture` (its suffix chooses the format)."""
+    import shutil
+
+    import cv2
+
+    from yoloworld.cli import main as cli
+
+    image = sorted((coco / "images").iterdir())[0]
+    out = picture.parent / "_predict"
+    code = cli(["predict", str(image), "--weights", str(weights), "--imgsz", str(imgsz), "--conf", "0.3",
+                "--classes-file", str(coco / "class_texts.json"), "--save-dir", str(out)])
+    if code == 0:
+        picture.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(picture), cv2.imread(str(out / image.name)))
+        print(f"picture           {picture}")
+    shutil.rmtree(out, ignore_errors=True)
 
 
 if __name__ == "__main__":
