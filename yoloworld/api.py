@@ -85,17 +85,17 @@ class YOLOWorld(Predictor):
     @torch.no_grad()
     def forward_raw(self, images: torch.Tensor, text_embeds: torch.Tensor | None = None):
         """Network outputs in the official layouts: cls logits (B, N, H, W) and box distances (B, 4, H, W)
-        in stride units, one tensor per level. `images`: (B, 3, H, W) RGB in [0, 1]."""
+        in stride units, one tensor per level; a segmentation model adds mask coefficients (B, M, H, W) per
+        level and prototypes (B, M, H / 4, W / 4). `images`: (B, 3, H, W) RGB in [0, 1]."""
         images = images.to(self.device).contiguous(memory_format=torch.channels_last)
         text_embeds = None if text_embeds is None else text_embeds.to(self.device)
-        cls_logits, reg_logits = self.model(images, text_embeds)
-        return cls_logits, [dfl_integral(r) for r in reg_logits]
+        cls_logits, reg_logits, *seg = self.model(images, text_embeds)
+        return (cls_logits, [dfl_integral(r) for r in reg_logits], *seg)
 
     @torch.no_grad()
-    def forward(self, batch: np.ndarray, text_embeds: list) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, batch: np.ndarray, text_embeds: list) -> tuple[torch.Tensor, ...]:
         images = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
-        cls_logits, reg_logits = self.model(images, stack_texts(text_embeds))
-        return decode_outputs(cls_logits, reg_logits)
+        return decode_outputs(*self.model(images, stack_texts(text_embeds)))
 
 
 def stack_texts(embeds: list[torch.Tensor | None]) -> torch.Tensor | None:

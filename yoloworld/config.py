@@ -43,6 +43,8 @@ class ModelConfig:
     text_hidden: int | None = 512  # CLIP text tower width; None = detector without a text model
     num_prompts: int = 0  # prompt-tuning detector: learnable prompt embeddings
     prompt_adapter: bool = False  # residual MLP on the prompt embeddings
+    mask_channels: int = 0  # segmentation head: mask coefficients per prior (official YOLO-World-Seg: 32); 0 = none
+    proto_channels: int = 256  # segmentation head: width of the prototype branch (official: 256, not widened)
 
     def __post_init__(self):
         for name, allowed in MODEL_CHOICES.items():
@@ -53,6 +55,9 @@ class ModelConfig:
                 raise ConfigError(f"{name} {getattr(self, name)!r}: must be positive")
         if self.num_guides < 0 or self.num_prompts < 0 or (self.text_hidden is not None and self.text_hidden < 1):
             raise ConfigError("num_guides, num_prompts and text_hidden cannot be negative")
+        if self.mask_channels < 0 or self.proto_channels < 1:
+            raise ConfigError(f"mask_channels {self.mask_channels} / proto_channels {self.proto_channels}: "
+                              "mask_channels is 0 (detection) or positive, proto_channels positive")
 
     @classmethod
     def preset(cls, size: str, version: str = "v2", **overrides) -> "ModelConfig":
@@ -69,6 +74,11 @@ class ModelConfig:
     @property
     def version(self) -> str:
         return "v1" if self.image_pooling else "v2"
+
+    @property
+    def segments(self) -> bool:
+        """True for an instance-segmentation model (a mask head next to the detection head)."""
+        return self.mask_channels > 0
 
 
 # ---------------------------------------------------------------- dataclasses <-> dicts, YAML, overrides

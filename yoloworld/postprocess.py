@@ -2,6 +2,8 @@
 
 sigmoid scores, synonyms merged (best score wins), padding prompt dropped, multi-label candidates above
 `conf`, top `nms_pre`, boxes un-letterboxed, class-aware NMS (torchvision), `max_det` kept, boxes clipped.
+Segmentation models also output mask coefficients per prior and prototypes; `select` keeps the prior index of
+every detection so `yoloworld.masks` can gather its coefficients.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from yoloworld.masks import attach_masks
 from yoloworld.models.boxes import decode_boxes, dfl_integral, flatten_levels
 from yoloworld.transforms import LetterboxInfo, boxes_to_original, clip_boxes
 
@@ -19,6 +22,8 @@ class Detections:
     boxes: torch.Tensor  # (K, 4) xyxy, original pixels
     scores: torch.Tensor  # (K,)
     labels: torch.Tensor  # (K,) class index
+    priors: torch.Tensor | None = None  # (K,) the prior (row of the network outputs) each detection came from
+    masks: torch.Tensor | None = None  # (K, H0, W0) bool, segmentation models only
 
 
 def merge_synonyms(scores: torch.Tensor, groups: torch.Tensor | None) -> torch.Tensor:
@@ -32,21 +37,31 @@ def merge_synonyms(scores: torch.Tensor, groups: torch.Tensor | None) -> torch.T
     return padded[:, index].amax(dim=-1)
 
 
-def decode_outputs(cls_logits: list[torch.Tensor], reg_logits: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def decode_outputs(cls_logits: list[torch.Tensor], reg_logits: list[torch.Tensor], coeffs: list | None = None,
+                   protos: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
     """Per-level logits (B, T, H, W) and raw box logits (B, 64, H, W) -> scores (B, P, T) in [0, 1] and boxes
-    (B, P, 4) xyxy in network-input pixels: what an exported graph outputs too."""
+    (B, P, 4) xyxy in network-input pixels: what an exported graph outputs too. A segmentation model's per-level
+    coefficients (B, M, H, W) and prototypes (B, M, h, w) are passed on as (B, P, M) and (B, M, h, w)."""
     scores = flatten_levels(cls_logits).float().sigmoid()
     boxes = decode_boxes([dfl_integral(r.float()) for r in reg_logits])
-    return scores, boxes
+    if coeffs is None:
+        return scores, boxes
+    return scores, boxes, flatten_levels(coeffs).float(), protos.float()
 
 
 def postprocess(cls_logits: list[torch.Tensor], reg_logits: list[torch.Tensor], infos: list[LetterboxInfo],
                 conf: float = 0.001, iou: float = 0.7, max_det: int = 300, nms_pre: int = 30000,
-                groups: list[torch.Tensor | None] | None = None) -> list[Detections]:
-    """Per-image detections from per-level logits (B, T, H, W) and raw box logits (B, 64, H, W)."""
-    scores, boxes = decode_outputs(cls_logits, reg_logits)
+                groups: list[torch.Tensor | None] | None = None, masks: tuple | list | None = None,
+                official_masks: bool = False) -> list[Detections]:
+    """Per-image detections from per-level logits (B, T, H, W) and raw box logits (B, 64, H, W). `masks`: a
+    segmentation model's (per-level coefficients, prototypes): the detections then carry their masks."""
+    scores, boxes, *seg = decode_outputs(cls_logits, reg_logits, *(masks or ()))
     groups = groups or [None] * len(infos)
-    return [select(scores[i], boxes[i], infos[i], conf, iou, max_det, nms_pre, groups[i]) for i in range(len(infos))]
+    detections = [select(scores[i], boxes[i], infos[i], conf, iou, max_det, nms_pre, groups[i])
+                  for i in range(len(infos))]
+    if seg:
+        attach_masks(detections, boxes, *seg, infos, official_masks)
+    return detections
 
 
 def select(scores: torch.Tensor, boxes: torch.Tensor, info: LetterboxInfo, conf: float, iou: float, max_det: int,
@@ -65,4 +80,5 @@ def select(scores: torch.Tensor, boxes: torch.Tensor, info: LetterboxInfo, conf:
     # NMS on the unclipped boxes in original pixels, like the official post-processing; clipped afterwards
     candidate_boxes = boxes_to_original(boxes[prior_index], info, clip=False)
     kept = batched_nms(candidate_boxes, candidate_scores, labels, iou)[:max_det]
-    return Detections(clip_boxes(candidate_boxes[kept], info.orig_hw), candidate_scores[kept], labels[kept])
+    return Detections(clip_boxes(candidate_boxes[kept], info.orig_hw), candidate_scores[kept], labels[kept],
+                      prior_index[kept])

@@ -3,7 +3,8 @@
     image -> as_bgr -> letterbox_batch -> [runtime forward] -> select (NMS) -> boxes_to_original -> Results
 
 A runtime (PyTorch in `yoloworld.api.YOLOWorld`, ONNX Runtime in `yoloworld.export.onnx_runtime.OnnxYOLOWorld`)
-supplies only `encode_text` and `forward`: per-image scores and boxes in network-input pixels.
+supplies only `encode_text` and `forward`: per-image scores and boxes in network-input pixels, plus mask
+coefficients and prototypes for a segmentation model, whose masks `yoloworld.masks` assembles after selection.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 
 from yoloworld.errors import InputError
 from yoloworld.images import as_bgr
+from yoloworld.masks import attach_masks
 from yoloworld.postprocess import Detections, select
 from yoloworld.results import Results
 from yoloworld.transforms import LetterboxInfo, letterbox_batch
@@ -27,12 +29,14 @@ MAX_IMGSZ = 4096  # 4096^2 x 3 float32 = 200 MB per image; larger inputs are a t
 
 @dataclass(frozen=True)
 class Settings:
-    """What to keep: scores above `conf`, NMS at `iou`, at most `max_det` per image from the `nms_pre` best."""
+    """What to keep: scores above `conf`, NMS at `iou`, at most `max_det` per image from the `nms_pre` best.
+    `official_masks`: cut the letterbox padding from masks as the official code does (see yoloworld.masks)."""
 
     conf: float = 0.05
     iou: float = 0.7
     max_det: int = 300
     nms_pre: int = 30000
+    official_masks: bool = False
 
     def __post_init__(self):
         for name in ("conf", "iou"):
@@ -71,9 +75,10 @@ class Predictor:
     def encode_text(self, texts: list[str]):
         raise NotImplementedError
 
-    def forward(self, batch: np.ndarray, text_embeds: list) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, batch: np.ndarray, text_embeds: list) -> tuple[torch.Tensor, ...]:
         """(B, 3, S, S) float32 RGB in [0, 1] and per-image embeddings -> scores (B, P, T) in [0, 1] and
-        boxes (B, P, 4) xyxy in network-input pixels."""
+        boxes (B, P, 4) xyxy in network-input pixels; segmentation models add mask coefficients (B, P, M) and
+        prototypes (B, M, S / 4, S / 4)."""
         raise NotImplementedError
 
     def set_classes(self, classes, padding: bool = True):
@@ -85,12 +90,14 @@ class Predictor:
         return self
 
     def predict(self, images, conf: float = 0.05, iou: float = 0.7, max_det: int = 300, batch_size: int = 8,
-                per_image_classes: list | None = None, nms_pre: int = 30000) -> list[Results]:
+                per_image_classes: list | None = None, nms_pre: int = 30000,
+                official_masks: bool = False) -> list[Results]:
         """Detect the vocabulary in each image (a path, a BGR array or a PIL image, or a list of them).
 
-        `per_image_classes`: one vocabulary per image instead of the shared one.
+        `per_image_classes`: one vocabulary per image instead of the shared one. Segmentation models also give
+        `Results.masks`; `official_masks` reproduces the official padding cut (its bottom/right bug), for parity.
         """
-        settings = Settings(conf, iou, max_det, nms_pre)
+        settings = Settings(conf, iou, max_det, nms_pre, official_masks)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InputError(f"batch size {batch_size!r}: must be a positive whole number")
         if not isinstance(images, (list, tuple)):
@@ -123,16 +130,20 @@ class Predictor:
         detections = self.detect(batch, infos, vocabularies, settings)
         return [Results(det.boxes.cpu().numpy().astype(np.float32), det.scores.cpu().float().numpy(),
                         det.labels.cpu().numpy().astype(np.int64), vocabulary.names, image.shape[:2],
-                        str(source) if isinstance(source, (str, Path)) else None)
+                        str(source) if isinstance(source, (str, Path)) else None,
+                        masks=None if det.masks is None else det.masks.cpu().numpy())
                 for det, image, (vocabulary, _), source in zip(detections, bgr, vocabularies, images)]
 
     def detect(self, batch: np.ndarray, infos: list[LetterboxInfo], vocabularies: list,
                settings: Settings) -> list[Detections]:
-        """Per-image detections in original-image pixels."""
-        scores, boxes = self.forward(batch, [embeds for _, embeds in vocabularies])
-        return [select(scores[i], boxes[i], info, settings.conf, settings.iou, settings.max_det, settings.nms_pre,
-                       vocabulary.groups())
-                for i, (info, (vocabulary, _)) in enumerate(zip(infos, vocabularies))]
+        """Per-image detections in original-image pixels (with masks for a segmentation model)."""
+        scores, boxes, *seg = self.forward(batch, [embeds for _, embeds in vocabularies])
+        detections = [select(scores[i], boxes[i], info, settings.conf, settings.iou, settings.max_det,
+                             settings.nms_pre, vocabulary.groups())
+                      for i, (info, (vocabulary, _)) in enumerate(zip(infos, vocabularies))]
+        if seg:
+            attach_masks(detections, boxes, *seg, infos, settings.official_masks)
+        return detections
 
 
 __all__ = ["Predictor", "Settings", "check_imgsz", "MAX_IMGSZ"]

@@ -1,4 +1,4 @@
-"""Per-image detection results: arrays in original pixels, JSON, drawing, supervision."""
+"""Per-image detection results: arrays in original pixels, JSON, drawing, supervision; masks for segmentation."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ class Results:
     orig_shape: tuple[int, int]  # (height, width)
     file: str | None = None
     extra: dict = field(default_factory=dict)
+    masks: np.ndarray | None = None  # (K, H, W) bool at the original size; None for detection models
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -30,20 +31,29 @@ class Results:
         detections = [{"xyxy": [round(float(v), 2) for v in box], "score": round(float(s), 5),
                        "class_id": int(c), "class_name": self.names[c]}
                       for box, s, c in zip(self.xyxy, self.scores, self.class_ids)]
+        if self.masks is not None:  # COCO RLE, as a COCO results file carries masks
+            from yoloworld.masks import encode_rle
+
+            for detection, mask in zip(detections, self.masks):
+                detection["segmentation"] = encode_rle(mask)
         return {"file": self.file, "width": w, "height": h, **self.extra, "detections": detections}
 
     def to_supervision(self):
         import supervision as sv
 
         return sv.Detections(xyxy=self.xyxy.astype(np.float32), confidence=self.scores.astype(np.float32),
-                             class_id=self.class_ids.astype(int), data={"class_name": np.array(self.class_names)})
+                             class_id=self.class_ids.astype(int), mask=self.masks,
+                             data={"class_name": np.array(self.class_names)})
 
     def plot(self, image_bgr: np.ndarray) -> np.ndarray:
-        """A copy of the image with boxes, class names and scores drawn."""
+        """A copy of the image with masks (half transparent), boxes, class names and scores drawn."""
         canvas = image_bgr.copy()
         height, width = canvas.shape[:2]
         thickness = max(1, round((height + width) / 600))
         order = np.argsort(self.scores, kind="stable")  # ascending: the most confident end on top
+        if self.masks is not None:
+            for i in order:
+                self._blend_mask(canvas, i)
         for i in order:  # boxes first, so no box line crosses a label
             x1, y1, x2, y2 = (int(round(v)) for v in self.xyxy[i])
             cv2.rectangle(canvas, (x1, y1), (x2, y2), palette(int(self.class_ids[i])), thickness)
@@ -59,6 +69,13 @@ class Results:
             cv2.putText(canvas, label, (left, top + th), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, (255, 255, 255),
                         1, cv2.LINE_AA)
         return canvas
+
+    def _blend_mask(self, canvas: np.ndarray, index: int, alpha: float = 0.5) -> None:
+        """Tint the pixels of mask `index` with its class colour, in place."""
+        mask = self.masks[index]
+        if mask.any():
+            colour = np.array(palette(int(self.class_ids[index])), dtype=np.float32)
+            canvas[mask] = (canvas[mask] * (1 - alpha) + colour * alpha).astype(np.uint8)
 
 
 def palette(index: int) -> tuple[int, int, int]:

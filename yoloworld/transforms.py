@@ -1,5 +1,5 @@
 """Image <-> network input: the one letterbox (keep-ratio resize + centred padding, exactly as the official test
-pipeline) and its inverse for boxes (un-letterbox + clip to the image).
+pipeline) and its inverse for boxes (un-letterbox + clip to the image) and masks (pad cut + resize).
 
 Used by PyTorch and ONNX Runtime prediction, validation, the no-mosaic training stage and export, so every path
 feeds the network the same pixels and maps boxes back the same way (as torchvision's `transform.py` keeps
@@ -90,3 +90,15 @@ def clip_boxes(boxes: torch.Tensor, orig_hw: tuple[int, int]) -> torch.Tensor:
     boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
     boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
     return boxes
+
+
+def masks_to_original(masks: torch.Tensor, info: LetterboxInfo, official: bool = False) -> torch.Tensor:
+    """(K, S, S) float masks on the network input -> (K, H0, W0) on the original image: the padding cut off,
+    then bilinear resizing (the official fast_test path). `official`: the bottom/right cut uses the top/left
+    pads, as the official code does (a bug that keeps a pad row or column when the pads differ)."""
+    top, bottom, left, right = info.pad_tblr
+    if official:
+        bottom, right = top, left
+    height, width = masks.shape[-2:]
+    content = masks[:, top:height - bottom, left:width - right]
+    return torch.nn.functional.interpolate(content[None], size=info.orig_hw, mode="bilinear", align_corners=False)[0]

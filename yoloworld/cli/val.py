@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "val",
-        help="COCO / LVIS box AP of a model or of a COCO results file",
+        help="COCO / LVIS box (and mask) AP of a model or of a COCO results file",
         description="Score detections with COCO AP or LVIS AP. LVIS is reported in two labelled modes: standard "
         "(max 300 detections per image, the official repo's tables) and Fixed AP (top 10,000 detections per class "
         "over the dataset, no per-image cap, the paper's protocol).",
@@ -73,14 +73,29 @@ def run(args: argparse.Namespace) -> int:
         logger.info("wrote %d detections to %s", len(predictions), args.save_json)
     all_metrics = []
     for lvis_mode in lvis_modes:
-        evaluation = evaluate(annotations, predictions, lvis_mode=lvis_mode, predictions_name=source)
-        print(format_metrics_table(evaluation.metrics))
-        if args.out_dir:
-            write_reports(evaluation, Path(args.out_dir))
-        all_metrics.append(evaluation.metrics)
+        for iou_type in _iou_types(annotations, predictions):
+            evaluation = evaluate(annotations, predictions, lvis_mode=lvis_mode, predictions_name=source,
+                                  iou_type=iou_type)
+            print(format_metrics_table(evaluation.metrics))
+            if args.out_dir and iou_type == "bbox":
+                write_reports(evaluation, Path(args.out_dir))
+            all_metrics.append(evaluation.metrics)
     if args.metrics_json:
         write_metrics_json(_flat_metrics(all_metrics), Path(args.metrics_json))
     return 0
+
+
+def _iou_types(annotations, predictions: list) -> list[str]:
+    """Box AP always; mask AP too when the detections carry masks (a segmentation model) and the ground truth has
+    them."""
+    from yoloworld.eval.evaluate import has_masks
+
+    if not predictions or "segmentation" not in predictions[0]:
+        return ["bbox"]
+    if not has_masks(annotations):
+        logger.warning("warning: the detections carry masks but not every annotation has one: box AP only")
+        return ["bbox"]
+    return ["bbox", "segm"]
 
 
 def _lvis_modes(kind: str, requested: str) -> list[str]:
@@ -113,10 +128,13 @@ def _read_predictions(path: str) -> list:
 
 
 def _flat_metrics(all_metrics: list[dict]) -> dict:
-    """One flat object: the first mode's keys as they are, a second mode's (LVIS fixed) prefixed 'fixed_'."""
+    """One flat object: the first mode's box keys as they are, a second mode's (LVIS fixed) prefixed 'fixed_', mask
+    metrics prefixed 'segm_' ('segm_fixed_')."""
     flat = dict(all_metrics[0])
     for metrics in all_metrics[1:]:
-        prefix = metrics["mode"].split("-")[-1] + "_"
+        prefix = "segm_" if metrics.get("iou_type") == "segm" else ""
+        if metrics["mode"] != all_metrics[0]["mode"]:
+            prefix += metrics["mode"].split("-")[-1] + "_"
         flat.update({prefix + key: value for key, value in metrics.items()})
     return flat
 
@@ -139,7 +157,8 @@ def predict_dataset(args: argparse.Namespace, annotations, max_det: int) -> list
         results = model.predict(paths[start : start + args.batch], conf=args.conf, iou=args.iou, max_det=max_det,
                                 batch_size=args.batch)
         for image, result in zip(images[start : start + args.batch], results):
-            predictions += results_to_coco(image["id"], result.xyxy, result.scores, result.class_ids, category_ids)
+            predictions += results_to_coco(image["id"], result.xyxy, result.scores, result.class_ids, category_ids,
+                                           result.masks)
     return predictions
 
 

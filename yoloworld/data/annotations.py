@@ -113,8 +113,11 @@ def valid_xywh(ann: dict, position: int, name: str, problems: ProblemLog) -> lis
 
 
 def polygons_of(ann: dict) -> list[np.ndarray]:
-    """COCO polygon segmentation -> list of (k, 2) arrays; RLE or missing masks give []."""
+    """COCO segmentation -> list of (k, 2) arrays: polygons as they are, RLE traced to its outer contours
+    (so it moves with the augmentations like polygons); a missing or malformed mask gives []."""
     segmentation = ann.get("segmentation")
+    if isinstance(segmentation, dict):
+        return rle_polygons(segmentation)
     if not isinstance(segmentation, list):
         return []
     polygons = []
@@ -122,6 +125,22 @@ def polygons_of(ann: dict) -> list[np.ndarray]:
         if isinstance(poly, list) and len(poly) >= 6 and len(poly) % 2 == 0:
             polygons.append(np.asarray(poly, dtype=np.float32).reshape(-1, 2))
     return polygons
+
+
+def rle_polygons(rle: dict) -> list[np.ndarray]:
+    """A COCO RLE mask (compressed or counts list) -> the polygons of its outer contours (pixel corners)."""
+    import cv2
+    from faster_coco_eval.core import mask as mask_utils
+
+    try:
+        height, width = (int(v) for v in rle["size"])
+        if isinstance(rle.get("counts"), list):
+            rle = mask_utils.frPyObjects(rle, height, width)
+        mask = np.ascontiguousarray(mask_utils.decode(rle), dtype=np.uint8)
+    except (KeyError, TypeError, ValueError):
+        return []
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return [c.reshape(-1, 2).astype(np.float32) for c in contours if len(c) >= 3]
 
 
 def clean_boxes(xywh: np.ndarray, sizes: np.ndarray, where: list[str], problems: ProblemLog) -> tuple[np.ndarray, np.ndarray]:

@@ -14,16 +14,17 @@ from .train_dataset import TrainDataset
 
 def build_train_dataset(configs: DatasetConfig | Sequence[DatasetConfig], augment: AugmentConfig | None = None,
                         num_texts: int = 80, seed: int = 0, max_epochs: int | None = None,
-                        problems: ProblemLog | None = None) -> TrainDataset:
+                        problems: ProblemLog | None = None, with_masks: bool = False) -> TrainDataset:
     """Read every source (each keeps its own texts) and wrap them in one TrainDataset.
 
-    Polygons are read only when copy-paste needs them.
+    Polygons are read only when copy-paste or segmentation training (`with_masks`: masks in every sample)
+    needs them.
     """
     augment = augment or AugmentConfig()
     configs = [configs] if isinstance(configs, DatasetConfig) else list(configs)
-    with_masks = augment.copy_paste_prob > 0
-    sources = [read_source(replace(c, with_masks=c.with_masks or with_masks), problems) for c in configs]
-    return TrainDataset(sources, augment, num_texts=num_texts, seed=seed, max_epochs=max_epochs)
+    polygons = with_masks or augment.copy_paste_prob > 0
+    sources = [read_source(replace(c, with_masks=c.with_masks or polygons), problems) for c in configs]
+    return TrainDataset(sources, augment, num_texts=num_texts, seed=seed, max_epochs=max_epochs, with_masks=with_masks)
 
 
 def build_eval_dataset(config: DatasetConfig, image_size: int = 640, problems: ProblemLog | None = None) -> EvalDataset:

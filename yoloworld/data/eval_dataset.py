@@ -55,7 +55,8 @@ class EvalDataset(Dataset):
 
 
 def collate(samples: list[dict]) -> dict:
-    """Stack images; boxes of the batch as rows [image index, label, x1, y1, x2, y2]; texts per image.
+    """Stack images; boxes of the batch as rows [image index, label, x1, y1, x2, y2]; texts per image; training
+    instance masks (one per box row, in row order) concatenated.
 
     Evaluation batches also get 'image_ids', 'files' and 'letterbox' (lists, one entry per image).
     """
@@ -68,6 +69,8 @@ def collate(samples: list[dict]) -> dict:
         "bboxes_labels": torch.cat(rows) if rows else torch.zeros(0, 6),
         "texts": [s["texts"] for s in samples],
     }
+    if "masks" in samples[0]:
+        batch["masks"] = torch.cat([s["masks"] for s in samples])
     if "image_id" in samples[0]:
         batch["image_ids"] = [s["image_id"] for s in samples]
         batch["files"] = [s["file"] for s in samples]

@@ -3,6 +3,7 @@
 Per sample (mosaic stage): 4 images of the same source -> multimodal mosaic -> copy-paste (masks only) ->
 random affine (border -S/2) -> mixup with a second such sample -> rare blur/grey/CLAHE -> HSV -> flip ->
 text sampling. Last `close_mosaic_epochs`: letterbox -> random affine (border 0) -> same tail.
+Segmentation training: polygons move with the pixels through every step and are rasterised at the end.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from yoloworld.images import load_image
 
 from .augment import AugmentConfig
 from .geometry import horizontal_flip, letterbox_sample, random_affine
+from .masks import instance_masks
 from .mixing import copy_paste, mixup, mosaic
 from .photometric import photometric
 from .records import DatasetSource
@@ -31,7 +33,7 @@ MAX_LOAD_TRIES = 100
 
 class TrainDataset(Dataset):
     """Samples: {'image': uint8 (3, S, S) RGB, 'bboxes': float32 (n, 4) xyxy, 'labels': int64 (n,) into 'texts',
-    'texts': list of `num_texts` strings ('' padded)}.
+    'texts': list of `num_texts` strings ('' padded)}; with `with_masks`, also 'masks': uint8 (n, S/4, S/4).
 
     Randomness comes from (seed, epoch, index), so samples do not depend on worker count or order.
     Note: with `persistent_workers=True` a later `set_epoch` does not reach the workers' copies. As mmengine
@@ -41,7 +43,7 @@ class TrainDataset(Dataset):
 
     def __init__(self, sources: DatasetSource | Sequence[DatasetSource], augment: AugmentConfig | None = None,
                  num_texts: int = 80, seed: int = 0, max_epochs: int | None = None,
-                 num_negatives: tuple[int, int] | None = None):
+                 num_negatives: tuple[int, int] | None = None, with_masks: bool = False):
         self.sources = [sources] if isinstance(sources, DatasetSource) else list(sources)
         self.sources = [s for s in self.sources if len(s.records)]
         if not self.sources:
@@ -53,7 +55,8 @@ class TrainDataset(Dataset):
         self.epoch = 0
         self.max_epochs = max_epochs
         self.use_mosaic = self.augment.mosaic_prob > 0
-        self.with_masks = self.augment.copy_paste_prob > 0
+        self.emit_masks = with_masks  # instance masks in every sample (segmentation training)
+        self.with_masks = with_masks or self.augment.copy_paste_prob > 0  # polygons carried through the pipeline
         self.offsets = np.cumsum([0] + [len(s.records) for s in self.sources])
         self.skipped_images = 0
         self._unreadable: set[int] = set()
@@ -70,7 +73,7 @@ class TrainDataset(Dataset):
                 epoch < self.max_epochs - self.augment.close_mosaic_epochs
 
     def __getitem__(self, index: int) -> dict:
-        return to_training_output(self.augmented(index))
+        return to_training_output(self.augmented(index), self.emit_masks)
 
     def augmented(self, index: int) -> Sample:
         """The augmented Sample (before RGB/tensor conversion), with box provenance in `ids` and `counts`."""
@@ -123,12 +126,15 @@ class TrainDataset(Dataset):
                            "check the image folder (yoloworld data check)")
 
 
-def to_training_output(sample: Sample) -> dict:
-    """BGR numpy sample -> RGB uint8 CHW tensor + float32 boxes + int64 labels + texts."""
+def to_training_output(sample: Sample, with_masks: bool = False) -> dict:
+    """BGR numpy sample -> RGB uint8 CHW tensor + float32 boxes + int64 labels + texts (+ instance masks at 1/4)."""
     image = np.ascontiguousarray(sample.image[:, :, ::-1].transpose(2, 0, 1))
-    return {
+    output = {
         "image": torch.from_numpy(image),
         "bboxes": torch.from_numpy(np.ascontiguousarray(sample.boxes, dtype=np.float32).reshape(-1, 4)),
         "labels": torch.from_numpy(np.ascontiguousarray(sample.labels, dtype=np.int64)),
         "texts": list(sample.texts or []),
     }
+    if with_masks:
+        output["masks"] = torch.from_numpy(instance_masks(sample.polygons or [], sample.height, sample.width))
+    return output

@@ -25,6 +25,7 @@ class Assignment:
     bboxes: torch.Tensor  # (B, P, 4) xyxy, same units as the gt boxes
     scores: torch.Tensor  # (B, P, C) soft classification targets, zero on background
     fg_mask: torch.Tensor  # (B, P) bool
+    gt_index: torch.Tensor | None = None  # (B, P) int64 per-image gt index, 0 on background (official seg assigner)
 
 
 def centres_inside(points: torch.Tensor, gt_bboxes: torch.Tensor, eps: float) -> torch.Tensor:
@@ -85,7 +86,7 @@ class TaskAlignedAssigner:
         bboxes = gt_bboxes.gather(1, gt_index[..., None].expand(batch, num_priors, 4))
         scores = F.one_hot(labels, num_classes).to(pred_scores.dtype) * fg_mask[..., None]
         scores = scores * self._normalised_metric(metric, overlaps, positive)[..., None]
-        return Assignment(labels, bboxes, scores, fg_mask)
+        return Assignment(labels, bboxes, scores, fg_mask, gt_index)
 
     def _alignment(self, pred_bboxes, pred_scores, gt_labels, gt_bboxes):
         """(B, G, P) overlaps (CIoU clamped at 0) and alignment metric score^alpha * overlap^beta."""
@@ -111,6 +112,7 @@ class TaskAlignedAssigner:
             bboxes=torch.zeros_like(pred_bboxes),
             scores=torch.zeros_like(pred_scores),
             fg_mask=torch.zeros((batch, num_priors), dtype=torch.bool, device=pred_scores.device),
+            gt_index=torch.zeros((batch, num_priors), dtype=torch.long, device=pred_scores.device),
         )
 
 

@@ -8,6 +8,7 @@ indices, so labels point at the model's own columns.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -49,7 +50,8 @@ def dataset_configs(config: TrainConfig) -> tuple[list[DatasetConfig], list[Data
 def build_training_set(config: TrainConfig, train: list[DatasetConfig], num_texts: int) -> TrainDataset:
     problems = ProblemLog()
     dataset = build_train_dataset(train, config.data.augment, num_texts=num_texts, seed=config.seed,
-                                  max_epochs=config.schedule.epochs, problems=problems)
+                                  max_epochs=config.schedule.epochs, with_masks=config.model.segment,
+                                  problems=problems)
     report_problems(problems, "training data")
     return dataset
 
@@ -73,11 +75,12 @@ def vocabulary_of(dataset: TrainDataset, val_source=None) -> list[list[str]]:
     return []
 
 
-def read_val_source(val: list[DatasetConfig]):
+def read_val_source(val: list[DatasetConfig], with_masks: bool = False):
+    """The scored validation set; `with_masks` reads polygons too (mask AP of sets without an annotation file)."""
     if not val:
         return None
     problems = ProblemLog()
-    source = read_source(val[0], problems)
+    source = read_source(replace(val[0], with_masks=val[0].with_masks or with_masks), problems)
     report_problems(problems, "validation data")
     return source
 

@@ -7,6 +7,8 @@
   rep        reparameterized fine-tuning: the class embeddings folded into neck and head, no text model
 
 prompt and rep models have a fixed vocabulary, so their class count must equal the dataset's.
+`model.segment` adds the YOLO-World-Seg mask head (freshly initialised when the checkpoint is a detector, as the
+official seg fine-tuning `load_from`s one); `model.freeze_detector` then trains the mask head alone.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from yoloworld.models.checkpoint import (
     text_encoder_for,
 )
 from yoloworld.models.detector import YOLOWorldDetector, build_detector
+from yoloworld.models.head import MASK_HEAD_PREFIXES
 from yoloworld.models.text import TextEncoder, clip_text_config
 
 from .train_config import RandomTextConfig, TrainConfig
@@ -52,6 +55,8 @@ def build_training_model(config: TrainConfig, classes: list[list[str]]) -> Train
         else:
             model, source = _fresh(config), "random initialisation"
         _freeze_text(model, config.model.freeze_text)
+        if config.model.freeze_detector:
+            logger.info("segmentation, mask head only: trainable %s", ", ".join(freeze_detector(model)))
         return TrainingModel(model, classes, False, False, source)
     if mode == "prompt":
         return _prompt_model(config, classes)
@@ -112,21 +117,43 @@ def _load_text_conditioned(config: TrainConfig, efficient: bool) -> tuple[YOLOWo
         kind = "reparameterized" if source.contrastive == "rep" else "prompt-tuned"
         raise ConfigError(f"{path}: a {kind} model has no text path; train it with model.mode="
                           f"{'rep' if source.contrastive == 'rep' else 'prompt'}")
+    if source.segments and not config.model.segment:
+        raise ConfigError(f"{path}: a segmentation checkpoint; set model.segment=true to train it (with masks)")
     encoder, text_source = _text_encoder(config, checkpoint)
     arch = replace(source, text_hidden=encoder.model.config.hidden_size,
-                   neck_block="efficient" if efficient else source.neck_block)
+                   neck_block="efficient" if efficient else source.neck_block,
+                   mask_channels=source.mask_channels or config.model_config().mask_channels)
     model = YOLOWorldDetector(arch, encoder)
     state = checkpoint.state
     if efficient:
         state = {k: v for k, v in state.items() if not (k.startswith("neck.") and any(p in k for p in NECK_TEXT_PATH))}
-    load_weights(model, state, str(path), ignore_prefixes=() if checkpoint.has_text else (TEXT_PREFIX,))
+    ignore = () if checkpoint.has_text else (TEXT_PREFIX,)
+    if arch.segments and not source.segments:  # a detector checkpoint: the new mask head keeps its initial weights
+        ignore += MASK_HEAD_PREFIXES
+    load_weights(model, state, str(path), ignore_prefixes=ignore)
     logger.info("model: %s from %s, text encoder from %s", _describe(arch), path, text_source)
     return model, str(path)
 
 
 def _describe(arch: ModelConfig) -> str:
     return (f"{arch.version} deepen {arch.deepen} widen {arch.widen}, neck {arch.neck_block}, "
-            f"head {arch.contrastive}")
+            f"head {arch.contrastive}" + (f", mask head ({arch.mask_channels} prototypes)" if arch.segments else ""))
+
+
+def freeze_detector(model: YOLOWorldDetector) -> list[str]:
+    """Seg-head-only fine-tuning (official `seghead` configs): only `seg_preds` and `proto_pred` get gradients,
+    and every other module stays in eval mode, so its BatchNorm statistics (and the detections) never change.
+    Unlike the official configs, whose `freeze_bbox` also freezes the mask head's BatchNorms by accident
+    (yolo_world_seg_head.py:73-77), those train with their convolutions. Returns the trainable names."""
+    trainable = []
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name.startswith(MASK_HEAD_PREFIXES))
+        if parameter.requires_grad:
+            trainable.append(name)
+    head = "bbox_head.head_module."
+    model.frozen_modules = ("backbone", "neck", head + "cls_preds", head + "reg_preds", head + "cls_contrasts")
+    model.train(model.training)
+    return trainable
 
 
 # ---------------------------------------------------------------- prompt / rep (fixed vocabulary)
@@ -183,4 +210,4 @@ def _rep_model(config: TrainConfig, classes: list[list[str]]) -> TrainingModel:
     return TrainingModel(model, classes, padded, True, str(path))
 
 
-__all__ = ["TrainingModel", "build_training_model", "random_text_encoder", "check_embedding_rows"]
+__all__ = ["TrainingModel", "build_training_model", "random_text_encoder", "check_embedding_rows", "freeze_detector"]

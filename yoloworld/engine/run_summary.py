@@ -9,7 +9,7 @@ from pathlib import Path
 from .feedback import SCALARS, read_scalars
 from .validate import LOG_NAMES
 
-LOSS_KEYS = ("loss", "loss_cls", "loss_bbox", "loss_dfl")
+LOSS_KEYS = ("loss", "loss_cls", "loss_bbox", "loss_dfl", "loss_mask")
 
 
 def best_record(records: list[dict], metric: str) -> dict | None:
@@ -48,7 +48,8 @@ def write_report(out: Path, metric: str, extra: dict | None = None) -> dict:
 def format_summary(summary: dict, out: Path) -> str:
     if summary["best_epoch"] is None:
         return f"no validation was run; weights in {out / 'last.pth'}"
-    metrics = "  ".join(f"{name} {summary['best'][LOG_NAMES[name]]:.4f}" for name in ("AP", "AP50", "AP75")
+    metrics = "  ".join(f"{name.replace('segm_', 'mask ')} {summary['best'][LOG_NAMES[name]]:.4f}"
+                        for name in ("AP", "AP50", "AP75", "segm_AP", "segm_AP50", "segm_AP75")
                         if LOG_NAMES[name] in summary["best"])
     return (f"best epoch {summary['best_epoch']} by {summary['metric']}: {metrics}\n"
             f"weights: {out / 'best.pth'} (best), {out / 'last.pth'} (last); curves and summary in {out}")

@@ -29,7 +29,7 @@ from yoloworld.readers import read_yaml
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "configs"
 MODES = ("normal", "efficient", "prompt", "rep")
-METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "segm_AP", "segm_AP50", "segm_AP75")
 
 
 @dataclass
@@ -54,6 +54,8 @@ class ModelSection:
     embeddings: str | None = None  # prompt / rep: (N, 512) .npy, one row per class (yoloworld embed)
     rep_neck: str = "conv"  # rep: conv (official) or linear
     prompt_adapter: bool = False  # prompt: residual MLP on the prompts
+    segment: bool = False  # instance segmentation: a mask head (added to a detection checkpoint), masks from polygons
+    freeze_detector: bool = False  # segment: train only the mask head; detection outputs stay exactly as loaded
     arch: dict = field(default_factory=dict)  # ModelConfig overrides (deepen, widen, min_cls_channels, ...)
 
 
@@ -163,6 +165,15 @@ class TrainConfig:
                 raise ConfigError(message)
         if self.model.mode in ("prompt", "rep") and not self.model.weights:
             raise ConfigError(f"model.mode={self.model.mode} starts from a checkpoint: set model.weights=FILE")
+        if (self.model.segment or self.model.freeze_detector) and self.model.mode not in ("normal", "efficient"):
+            raise ConfigError(f"model.segment / model.freeze_detector: segmentation trains in model.mode=normal or "
+                              f"efficient, not {self.model.mode}")
+        if self.eval.metric.startswith("segm_") and not self.model.segment:
+            raise ConfigError(f"eval.metric={self.eval.metric} is a mask metric: set model.segment=true")
+        if self.model.arch.get("mask_channels") and not self.model.segment:
+            raise ConfigError("model.arch.mask_channels builds a mask head: set model.segment=true to train it")
+        if self.model.freeze_detector and not self.model.segment:
+            raise ConfigError("model.freeze_detector trains only the mask head: set model.segment=true")
         if self.checkpoint.deploy and self.model.mode in ("prompt", "rep"):
             raise ConfigError("checkpoint.deploy bakes text embeddings; prompt and rep models carry their classes "
                               "already: use best.pth as it is")
@@ -177,6 +188,8 @@ class TrainConfig:
             values["neck_block"] = "efficient"
         if self.model.random_text is not None:
             values["text_hidden"] = self.model.random_text.hidden
+        if self.model.segment:
+            values["mask_channels"] = 32  # the official YOLO-World-Seg head
         return from_dict(ModelConfig, {**values, **self.model.arch}, "model.arch.")
 
 

@@ -104,7 +104,7 @@ class Trainer:
     def _setup_data(self, train_sets, val_sets):
         """The training set (and, for fixed-vocabulary models, the label mapping); returns (val source, classes)."""
         config = self.config
-        val_source = read_val_source(val_sets)
+        val_source = read_val_source(val_sets, config.model.segment)
         self.dataset = build_training_set(config, train_sets, config.data.num_texts)
         classes = vocabulary_of(self.dataset, val_source)
         self.fixed_vocabulary = config.model.mode in ("prompt", "rep")
@@ -153,6 +153,10 @@ class Trainer:
             logger.warning("warning: the training set (%s) has no boxes in its %d images: the box losses stay 0 and "
                            "the model learns to find nothing; check its labels with `yoloworld data check`", names,
                            len(self.dataset))
+        if config.model.segment and not any(len(polygons) for source in self.dataset.sources
+                                            for record in source.records for polygons in (record.polygons or [])):
+            logger.warning("warning: model.segment is on but the training set has no polygons: every target mask "
+                           "is empty and the mask head learns to find nothing")
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict:
@@ -217,8 +221,11 @@ class Trainer:
         else:
             text = self.texts(batch["texts"])
         with self.autocast():
-            cls_logits, reg_logits = self.network(images, text)
-        parts = self.loss(cls_logits, reg_logits, targets.to(self.device), world_size=self.info.world_size)
+            cls_logits, reg_logits, *seg = self.network(images, text)
+        masks = {}
+        if seg:  # segmentation: coefficients, prototypes and the instance masks of the batch
+            masks = {"coeffs": seg[0], "protos": seg[1], "gt_masks": batch["masks"].to(self.device, non_blocking=True)}
+        parts = self.loss(cls_logits, reg_logits, targets.to(self.device), world_size=self.info.world_size, **masks)
         total = sum(parts.values())
         self.optimizer.zero_grad(set_to_none=True)
         # every process runs backward even on a bad loss: the all-reduce spreads NaN, so all skip together
@@ -315,6 +322,9 @@ class Trainer:
             self.board.scalars({f"val/{k}": metrics[k] for k in LOG_NAMES if k in metrics}, self.step)
             logger.info("epoch %d validation: AP %.4f  AP50 %.4f  AP75 %.4f", self.epoch + 1, metrics["AP"],
                         metrics["AP50"], metrics["AP75"])
+            if "segm_AP" in metrics:
+                logger.info("epoch %d validation: mask AP %.4f  AP50 %.4f  AP75 %.4f", self.epoch + 1,
+                            metrics["segm_AP"], metrics["segm_AP50"], metrics["segm_AP75"])
         dist_utils.barrier(self.info)
         return metrics
 

@@ -1,4 +1,5 @@
-"""Validation during training: COCO box AP of the EMA model on the val set, exactly as `yoloworld val` scores.
+"""Validation during training: COCO box AP (and mask AP for segmentation models) of the EMA model on the val set,
+exactly as `yoloworld val` scores.
 
 Images go through THE letterbox; text models see the dataset vocabulary (synonyms merged, the padding
 prompt appended and never reported); fixed-vocabulary models (prompt / rep) score their own columns.
@@ -15,12 +16,14 @@ from yoloworld.data.eval_dataset import EvalDataset, collate
 from yoloworld.data.records import DatasetSource
 from yoloworld.errors import ConfigError
 from yoloworld.eval import evaluate, load_annotations, results_to_coco
+from yoloworld.eval.evaluate import has_masks
 from yoloworld.postprocess import postprocess
 from yoloworld.vocabulary import Vocabulary
 
 # our metric names -> the names in the official logs (scalars.json of mmengine), used in scalars.jsonl
 LOG_NAMES = {"AP": "coco/bbox_mAP", "AP50": "coco/bbox_mAP_50", "AP75": "coco/bbox_mAP_75",
-             "APs": "coco/bbox_mAP_s", "APm": "coco/bbox_mAP_m", "APl": "coco/bbox_mAP_l"}
+             "APs": "coco/bbox_mAP_s", "APm": "coco/bbox_mAP_m", "APl": "coco/bbox_mAP_l",
+             "segm_AP": "coco/segm_mAP", "segm_AP50": "coco/segm_mAP_50", "segm_AP75": "coco/segm_mAP_75"}
 
 
 class Validator:
@@ -41,7 +44,8 @@ class Validator:
     @torch.no_grad()
     def __call__(self, model, device: torch.device, fixed_vocabulary: bool = False, encode=None,
                  autocast=contextlib.nullcontext) -> dict:
-        """Box metrics (AP, AP50, ...) of `model` (in eval mode); `encode(texts)` -> (T, D) for text models."""
+        """Box metrics (AP, AP50, ...) of `model` (in eval mode), plus mask metrics (segm_AP, ...) for a
+        segmentation model on annotations with masks; `encode(texts)` -> (T, D) for text models."""
         if fixed_vocabulary:
             text, groups = None, torch.arange(len(self.source.class_texts))[:, None]
         else:
@@ -52,14 +56,18 @@ class Validator:
             images = batch["images"].to(device).float().div_(255)
             embeds = None if text is None else text[None].expand(len(images), -1, -1)
             with autocast():
-                cls_logits, reg_logits = model(images, embeds)
+                cls_logits, reg_logits, *seg = model(images, embeds)
             detections = postprocess(cls_logits, reg_logits, batch["letterbox"], self.conf, self.iou, self.max_det,
-                                     groups=[groups] * len(images))
+                                     groups=[groups] * len(images), masks=seg)
             for image_id, det in zip(batch["image_ids"], detections):
                 predictions += results_to_coco(self.image_ids[image_id], det.boxes.cpu().numpy(),
                                                det.scores.cpu().numpy(), det.labels.cpu().numpy(),
-                                               self.category_ids)
-        return evaluate(self.annotations, predictions, predictions_name="validation").metrics
+                                               self.category_ids, None if det.masks is None else det.masks.cpu().numpy())
+        metrics = evaluate(self.annotations, predictions, predictions_name="validation").metrics
+        if model.config.segments and has_masks(self.annotations):
+            segm = evaluate(self.annotations, predictions, predictions_name="validation", iou_type="segm").metrics
+            metrics.update({f"segm_{key}": value for key, value in segm.items() if key.startswith("AP")})
+        return metrics
 
     @property
     def category_ids(self) -> list[int]:
@@ -76,10 +84,12 @@ def _annotations(source: DatasetSource):
     for position, record in enumerate(source.records):
         ids[record.image_id] = position
         images.append({"id": position, "file_name": record.file, "width": record.width, "height": record.height})
-        for box, label in zip(record.boxes.tolist(), record.labels.tolist()):
+        polygons = record.polygons or [[] for _ in record.labels]
+        for box, label, polys in zip(record.boxes.tolist(), record.labels.tolist(), polygons):
             w, h = box[2] - box[0], box[3] - box[1]
             annotations.append({"id": len(annotations) + 1, "image_id": position, "category_id": category_ids[label],
-                                "bbox": [box[0], box[1], w, h], "area": w * h, "iscrowd": 0})
+                                "bbox": [box[0], box[1], w, h], "area": w * h, "iscrowd": 0,
+                                **({"segmentation": [p.reshape(-1).tolist() for p in polys]} if polys else {})})
     categories = [{"id": cid, "name": texts[0]} for cid, texts in zip(category_ids, source.class_texts)]
     return load_annotations({"images": images, "annotations": annotations, "categories": categories}, "coco"), ids
 

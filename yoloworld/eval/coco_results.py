@@ -15,8 +15,10 @@ def results_to_coco(
     scores: np.ndarray,
     class_ids: np.ndarray,
     category_ids: Sequence[int],
+    masks: np.ndarray | None = None,
 ) -> list[dict]:
-    """One COCO result per box: class index -> category id, (x1, y1, x2, y2) -> [x, y, w, h] in pixels."""
+    """One COCO result per box: class index -> category id, (x1, y1, x2, y2) -> [x, y, w, h] in pixels; with
+    `masks` (K, H, W) bool, each result also carries its mask as COCO RLE ('segmentation')."""
     boxes = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     class_ids = np.asarray(class_ids).reshape(-1).astype(np.int64)
@@ -29,7 +31,13 @@ def results_to_coco(
     widths_heights = boxes[:, 2:] - boxes[:, :2]
     xywh = np.concatenate([boxes[:, :2], widths_heights], axis=1).tolist()
     categories = [int(category_ids[index]) for index in class_ids.tolist()]
-    return [
+    results = [
         {"image_id": int(image_id), "category_id": category, "bbox": box, "score": score}
         for category, box, score in zip(categories, xywh, scores.tolist())
     ]
+    if masks is not None:
+        from yoloworld.masks import encode_rle
+
+        for result, mask in zip(results, masks):
+            result["segmentation"] = encode_rle(mask)
+    return results

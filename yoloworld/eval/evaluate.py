@@ -5,7 +5,8 @@ Three labelled modes:
   lvis-standard  lvis-api rules, top 300 detections per image (the numbers in the official repo's tables)
   lvis-fixed     Fixed AP (Dave et al. 2021, used in the YOLO-World paper): top 10,000 detections per
                  category over the whole dataset, no per-image cap
-Tests prove each mode equals pycocotools / lvis-api on the same detections.
+Tests prove each mode equals pycocotools / lvis-api on the same detections. `iou_type="segm"` scores the masks
+of the same detections (COCO RLE in 'segmentation') against the annotation polygons / RLE instead of the boxes.
 """
 
 from __future__ import annotations
@@ -63,19 +64,37 @@ def evaluate_detections(
 
 
 def evaluate(
-    annotations, predictions, kind: str = "auto", lvis_mode: str = "standard", predictions_name: str | None = None
+    annotations, predictions, kind: str = "auto", lvis_mode: str = "standard", predictions_name: str | None = None,
+    iou_type: str = "bbox",
 ) -> Evaluation:
     """evaluate_detections without the files: returns the full Evaluation.
 
-    predictions_name names an in-memory list in error messages (e.g. the file it was read from).
+    predictions_name names an in-memory list in error messages (e.g. the file it was read from). iou_type
+    'segm' scores masks (metrics then carry 'iou_type': 'segm').
     """
+    if iou_type not in ("bbox", "segm"):
+        raise ConfigError(f"unknown iou_type {iou_type!r}; use 'bbox' or 'segm'")
     checked = load_annotations(annotations, kind)
     records, name = load_predictions(predictions, predictions_name)
     detections = check_predictions(records, checked, name)
     mode = mode_name(checked.kind, lvis_mode)
     if not records:
         logger.warning("warning: %s holds no detections; every AP is 0", name)
-    return _run(checked, select_detections(detections, mode), mode)
+    if iou_type == "segm":
+        _check_masks(checked, records, name)
+    return _run(checked, select_detections(detections, mode), mode, iou_type)
+
+
+def has_masks(annotations: Annotations) -> bool:
+    """Every ground-truth annotation has a mask (polygons or RLE): segm AP can be computed."""
+    return all(ann.get("segmentation") for ann in annotations.dataset["annotations"])
+
+
+def _check_masks(annotations: Annotations, records: list, name: str) -> None:
+    if not has_masks(annotations):
+        raise ConfigError("mask AP needs a 'segmentation' (polygons or RLE) on every ground-truth annotation")
+    if any("segmentation" not in record for record in records):
+        raise ConfigError(f"{name}: mask AP needs a 'segmentation' (COCO RLE) in every detection")
 
 
 def mode_name(kind: str, lvis_mode: str) -> str:
@@ -101,14 +120,14 @@ def top_k_per_group(groups: np.ndarray, scores: np.ndarray, k: int) -> np.ndarra
     return np.sort(order[rank < k])
 
 
-def _run(annotations: Annotations, detections: PredictionSet, mode: str) -> Evaluation:
+def _run(annotations: Annotations, detections: PredictionSet, mode: str, iou_type: str = "bbox") -> Evaluation:
     from faster_coco_eval import COCO, COCOeval_faster
 
     quiet = lambda *args, **kwargs: None  # noqa: E731  the evaluator prints progress we do not want
     ground_truth = COCO(annotations.dataset, print_function=quiet)
     # loadRes adds id/area/segmentation to each record: give it copies so the caller's list stays untouched
     results = ground_truth.loadRes([dict(record) for record in detections.records])
-    evaluator = COCOeval_faster(ground_truth, results, "bbox", print_function=quiet, lvis_style=mode != "coco")
+    evaluator = COCOeval_faster(ground_truth, results, iou_type, print_function=quiet, lvis_style=mode != "coco")
     evaluator.params.maxDets = _max_dets(detections, mode)
     evaluator.evaluate()
     evaluator.accumulate()
@@ -120,7 +139,7 @@ def _run(annotations: Annotations, detections: PredictionSet, mode: str) -> Eval
     else:
         metrics = lvis_metrics(precision, recall, iou_thresholds, [cat["frequency"] for cat in categories])
     metrics = {"mode": mode, **metrics, "num_images": len(annotations.dataset["images"]),
-               "num_detections": len(detections.records)}
+               "num_detections": len(detections.records), **({"iou_type": "segm"} if iou_type == "segm" else {})}
     rows = per_class_rows(precision, iou_thresholds, categories, annotations.dataset["annotations"],
                           detections.category_ids)
     return Evaluation(metrics, rows, precision, iou_thresholds, evaluator.params.recThrs)

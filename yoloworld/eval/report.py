@@ -14,15 +14,16 @@ from yoloworld.eval.summary import MODE_DESCRIPTIONS, Evaluation
 logger = logging.getLogger(__name__)
 
 COUNT_KEYS = ("num_images", "num_detections")
+LABEL_KEYS = ("mode", "iou_type")
 
 
 def format_metrics_table(metrics: dict) -> str:
     """A labelled table: which metric it is, then AP figures and recall figures in percent."""
-    figures = [key for key in metrics if key != "mode" and key not in COUNT_KEYS]
+    figures = [key for key in metrics if key not in LABEL_KEYS and key not in COUNT_KEYS]
     precision_keys = [key for key in figures if key.startswith("AP")]
     recall_keys = [key for key in figures if key.startswith("AR")]
     lines = [
-        f"{MODE_DESCRIPTIONS[metrics['mode']]}",
+        ("mask " if metrics.get("iou_type") == "segm" else "") + MODE_DESCRIPTIONS[metrics["mode"]],
         f"  {metrics['num_images']} images, {metrics['num_detections']} detections scored; values in %, "
         "n/a = no ground truth in that group",
     ]

@@ -5,6 +5,8 @@ dynamic vocabulary `text_embeds` (T, D) -> `scores` (B, P, T) sigmoid and `boxes
 input pixels. Every text column is kept (padding prompt included); the runner merges synonyms and drops
 the padding exactly as `yoloworld.postprocess` does. With NMS: `detections` (K, 7) rows
 [image index, x1, y1, x2, y2, score, class], class-aware and multi-label (one ONNX NonMaxSuppression).
+A segmentation detector adds `coeffs` (B, P, 32) and `protos` (B, 32, S / 4, S / 4); the runner selects the
+detections and assembles their masks with `yoloworld.masks`, as PyTorch prediction does.
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ class DetectorGraph(nn.Module):
         text = text_embeds if text_embeds is not None else self.baked_text
         if text is not None:  # one vocabulary for the whole batch
             text = text[None].expand(images.shape[0], -1, -1)
-        cls_logits, reg_logits = self.detector(images, text)
+        cls_logits, reg_logits, *seg = self.detector(images, text)
         scores = flatten_levels(cls_logits).sigmoid()
         boxes = decode_boxes([dfl_integral(r) for r in reg_logits])
+        if seg:
+            return scores, boxes, flatten_levels(seg[0]), seg[1]
         return scores, boxes
 
 
@@ -79,7 +83,7 @@ class NmsGraph(nn.Module):
         self.conf, self.iou, self.max_det = conf, iou, max_det
 
     def forward(self, images: torch.Tensor, text_embeds: torch.Tensor | None = None) -> torch.Tensor:
-        scores, boxes = self.graph(images, text_embeds)
+        scores, boxes = self.graph(images, text_embeds)[:2]
         batch, priors = scores.shape[0], scores.shape[1]
         class_scores = merge_synonyms(scores.reshape(batch * priors, -1), self.groups).reshape(batch, priors, -1)
         selected = NonMaxSuppression.apply(boxes, class_scores.transpose(1, 2), self.max_det, self.iou, self.conf)

@@ -89,11 +89,15 @@ def export_onnx(plan: ExportPlan, out: str | os.PathLike, imgsz: int = 640, nms:
     if out.suffix != ".onnx":
         raise InputError(f"{out}: the output file must end in .onnx")
     out.parent.mkdir(parents=True, exist_ok=True)
+    segments = plan.graph.detector.config.segments
+    if nms and segments:
+        raise InputError("a segmentation model exports without --nms: the runner selects detections and assembles "
+                         "their masks from the coefficient and prototype outputs")
     module, input_names, example = _detector_module(plan, imgsz, nms, conf, iou, max_det)
-    output_names = ["detections"] if nms else ["scores", "boxes"]
+    output_names = ["detections"] if nms else ["scores", "boxes"] + (["coeffs", "protos"] if segments else [])
     axes = {}
     if dynamic_batch:
-        axes = {"images": {0: "batch"}, **({} if nms else {"scores": {0: "batch"}, "boxes": {0: "batch"}})}
+        axes = {"images": {0: "batch"}, **({} if nms else {name: {0: "batch"} for name in output_names})}
     if plan.dynamic:
         axes["text_embeds"] = {0: "texts"}
         if not nms:
@@ -103,7 +107,7 @@ def export_onnx(plan: ExportPlan, out: str | os.PathLike, imgsz: int = 640, nms:
     meta = {"format": 1, "imgsz": imgsz, "vocabulary": "dynamic" if plan.dynamic else "baked", "nms": nms,
             "dynamic_batch": dynamic_batch, "conf": conf, "iou": iou, "max_det": max_det,
             "classes": plan.vocabulary.classes if plan.vocabulary else None,
-            "padded": plan.vocabulary.padded if plan.vocabulary else True}
+            "padded": plan.vocabulary.padded if plan.vocabulary else True, "masks": segments}
     if plan.dynamic:
         meta["embed_dims"] = plan.graph.detector.config.embed_dims
     if plan.dynamic and plan.text_encoder is not None:  # without one, feed embeddings (yoloworld embed) yourself

@@ -124,16 +124,17 @@ class OnnxYOLOWorld(Predictor):
                 detections[:, 0] = i
         return [np.concatenate(outputs) for outputs in zip(*parts)]
 
-    def forward(self, batch: np.ndarray, text_embeds: list) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, batch: np.ndarray, text_embeds: list) -> tuple[torch.Tensor, ...]:
+        """Scores and boxes (and a segmentation graph's coefficients and prototypes) as torch tensors."""
         # the graph takes one vocabulary: images with different vocabularies run one by one
         if any(e is not text_embeds[0] for e in text_embeds):
             outputs = [self.run(batch[i:i + 1], e) for i, e in enumerate(text_embeds)]
             scores = [torch.from_numpy(o[0][0]) for o in outputs]
             longest = max(s.shape[-1] for s in scores)
             scores = [torch.nn.functional.pad(s, (0, longest - s.shape[-1]), value=0.0) for s in scores]
-            return torch.stack(scores), torch.stack([torch.from_numpy(o[1][0]) for o in outputs])
-        scores, boxes = self.run(batch, text_embeds[0])
-        return torch.from_numpy(scores), torch.from_numpy(boxes)
+            rest = [torch.stack([torch.from_numpy(o[k][0]) for o in outputs]) for k in range(1, len(outputs[0]))]
+            return (torch.stack(scores), *rest)
+        return tuple(torch.from_numpy(output) for output in self.run(batch, text_embeds[0]))
 
     def detect(self, batch, infos, vocabularies, settings: Settings) -> list[Detections]:
         if not self.meta["nms"]:

@@ -135,6 +135,7 @@ def infer_config(state: dict, source: str = "checkpoint") -> ModelConfig:
     rep_linear = any(k.endswith(".attn_block.guide_weight") for k in state)  # ours: per-head split, not official
     efficient = not (rep_neck or rep_linear) and not any(".attn_block.guide_fc." in k for k in state)
     text_key = TEXT_PREFIX + "model.text_projection.weight"
+    mask_key, proto_key = (f"bbox_head.head_module.{k}" for k in ("seg_preds.0.2.weight", "proto_pred.conv1.conv.weight"))
     config = ModelConfig(
         deepen=deepen, widen=widen, last_stage_channels=int(round(last)),
         image_pooling=any(k.startswith("neck.text_enhancer.") for k in state),
@@ -146,6 +147,8 @@ def infer_config(state: dict, source: str = "checkpoint") -> ModelConfig:
         text_hidden=state[text_key].shape[1] if text_key in state else None,
         num_prompts=state["embeddings"].shape[0] if "embeddings" in state else 0,
         prompt_adapter="adapter.0.weight" in state,
+        mask_channels=state[mask_key].shape[0] if mask_key in state else 0,
+        proto_channels=state[proto_key].shape[0] if proto_key in state else 256,
     )
     return config
 

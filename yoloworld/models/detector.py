@@ -1,7 +1,9 @@
 """The YOLO-World detector: image backbone + (optional) CLIP text encoder + RepVL-PAN neck + contrastive head.
 
 Data flow: images (B, 3, H, W) RGB in [0, 1] and text embeddings (B, N, 512) -> per-level class logits
-(B, N, H, W) and raw box logits (B, 4 * 16, H, W). Decoding and NMS live in `yoloworld.postprocess`.
+(B, N, H, W) and raw box logits (B, 4 * 16, H, W); a segmentation model adds per-level mask coefficients
+(B, 32, H, W) and prototypes (B, 32, H0 * 2, W0 * 2). Decoding, NMS and masks live in `yoloworld.postprocess`
+and `yoloworld.masks`.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ class YOLOWorldDetector(nn.Module):
         self.bbox_head = YOLOWorldHead(in_channels=[int(c * config.widen) for c in (256, 512, config.last_stage_channels)],
                                        contrastive=config.contrastive, embed_dims=config.embed_dims,
                                        reg_max=config.reg_max, min_cls_channels=config.min_cls_channels,
-                                       num_guides=config.num_guides)
+                                       num_guides=config.num_guides, mask_channels=config.mask_channels,
+                                       proto_channels=config.proto_channels)
 
     @property
     def text_model(self) -> TextEncoder | None:

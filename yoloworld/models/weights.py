@@ -31,7 +31,7 @@ class WeightsFile:
     version: str  # "v1", "v2", "v2.1"
     imgsz: int = 640  # the input size the model was trained for
     text_model: str = CLIP_BASE  # the CLIP text tower its vocabulary is encoded with
-    task: str = "detect"  # "segment": official YOLO-World-Seg files (mask head not implemented here)
+    task: str = "detect"  # "segment": official YOLO-World-Seg files (masks in Results.masks)
 
     @property
     def on_hub(self) -> bool:
@@ -75,7 +75,8 @@ WEIGHTS: dict[str, WeightsFile] = {
     "yolo_world_v2.1_l": WeightsFile("l_stage1-7d280586.pth", V21_REPO, "v2.1"),
     "yolo_world_v2.1_l_800": WeightsFile("l_stage2-b3e3dc3f.pth", V21_REPO, "v2.1", 800),  # also evaluated at 1280
     "yolo_world_v2.1_x": WeightsFile("x_stage1-62b674ad.pth", V21_REPO, "v2.1"),
-    # official YOLO-World-Seg (v1 dual VL-PAN), for the segmentation issue
+    # official YOLO-World-Seg (v1 dual VL-PAN, LVIS fine-tunes): allmodules = better masks, seghead = the
+    # detector's zero-shot boxes kept
     "yolo_world_seg_m": _seg("m", "allmodules", "ca465825"),
     "yolo_world_seg_l": _seg("l", "allmodules", "8c58c916"),
     "yolo_world_seg_m_seghead": _seg("m", "seghead", "7bca59a7"),
@@ -111,7 +112,7 @@ def resolve_weights(name_or_path: str | os.PathLike) -> Path:
     row = lookup(name_or_path)
     if row is None:
         raise CheckpointError(f"{name_or_path}: no such file, and not a known model name "
-                              f"({', '.join(n for n, r in WEIGHTS.items() if r.task == 'detect')})")
+                              f"({', '.join(WEIGHTS)})")
     return _download_hub(str(name_or_path), row) if row.on_hub else _download_url(str(name_or_path), row)
 
 
