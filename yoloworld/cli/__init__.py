@@ -21,6 +21,7 @@ COMMANDS = {
     "embed": "embed",
     "reparam": "reparam",
     "export": "export",
+    "label": "label",
 }
 
 
