@@ -28,6 +28,7 @@ from yoloworld.images import (
     read_image,
     video_frames,
     video_info,
+    video_writer,
 )
 from yoloworld.streams import Stream, is_stream, stream_name
 
@@ -72,8 +73,8 @@ def run(args) -> int:
     try:
         skipped = predict_files(model, paths, args, save_dir, sink)
         for stream in streams:
-            predict_frames(model, stream, stream.source, stream_name(stream.source), stream.fps, args, save_dir,
-                           sink.add)
+            video = save_dir / f"{stream_name(stream.source)}.mp4" if save_dir else None
+            predict_frames(model, stream, stream.source, video, stream.fps, args, sink.add)
     except KeyboardInterrupt:  # a live stream ends this way: finish the files written so far, then stop
         interrupted = True
     finally:
@@ -95,7 +96,8 @@ def predict_files(model, paths: list[Path], args, save_dir: Path | None, sink: R
             fps, count = video_info(video)
             frames = tqdm(video_frames(video), total=min(count, args.max_frames or count) or None, unit="frame",
                           desc=video.name)
-            predict_frames(model, frames, str(video), video.stem, fps, args, save_dir, sink.add)
+            annotated = save_dir / f"{video.stem}.mp4" if save_dir else None
+            predict_frames(model, frames, str(video), annotated, fps, args, sink.add)
         except InputError as exc:  # an unreadable video is skipped like an unreadable image
             log.warning(f"skipped: {exc}")
             skipped += 1
@@ -131,19 +133,17 @@ def unique_name(save_dir: Path, path: Path, used: set[Path]) -> Path:
     return target
 
 
-def predict_frames(model, frames, source: str, stem: str, fps: float, args, save_dir: Path | None, emit) -> None:
+def predict_frames(model, frames, source: str, video: Path | None, fps: float, args, emit) -> None:
     """Detect in each (index, frame) of a video or stream; each record goes to `emit` as soon as it is made, the
-    annotated frames to save_dir/stem.mp4, which is closed properly however the loop ends (Ctrl-C included)."""
+    annotated frames to `video`, which is closed properly however the loop ends (Ctrl-C included)."""
     writer = None
     try:
         for index, frame in islice(frames, args.max_frames):
             result = model.predict([frame], args.conf, args.iou, args.max_det)[0]
             result.file, result.extra = source, {"frame": index}
             emit(result.to_dict())
-            if save_dir:
-                if writer is None:
-                    h, w = frame.shape[:2]
-                    writer = cv2.VideoWriter(str(save_dir / f"{stem}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+            if video:
+                writer = writer or video_writer(video, fps, frame.shape)
                 writer.write(result.plot(frame))
     finally:
         if writer is not None:
