@@ -22,6 +22,7 @@ COMMANDS = {
     "reparam": "reparam",
     "export": "export",
     "label": "label",
+    "app": "app",
 }
 
 
