@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -94,8 +93,8 @@ def test_the_page_detects_typed_classes_in_an_uploaded_image_and_exports_onnx(ap
         records = json.loads(urllib.request.urlopen(link.get_attribute("href"), timeout=30).read())
         screenshot = tmp_path / "app.png"
         driver.save_screenshot(str(screenshot))
-        if os.environ.get("YOLOWORLD_SCREENSHOT"):  # to refresh the README's picture
-            shutil.copyfile(screenshot, os.environ["YOLOWORLD_SCREENSHOT"])
+        if os.environ.get("YOLOWORLD_SCREENSHOT"):  # to refresh the README's picture (format from the suffix)
+            cv2.imwrite(os.environ["YOLOWORLD_SCREENSHOT"], cv2.imread(str(screenshot)), [cv2.IMWRITE_JPEG_QUALITY, 88])
 
         found = {d["class_name"] for d in records[0]["detections"] if d["score"] >= 0.5}
         assert found == set(drawn), (found, drawn, text)  # every drawn shape, nothing of the absent class
