@@ -165,7 +165,7 @@ def test_check_names_and_counts_truncated_jpegs(tmp_path, capsys):
 
 
 def test_truncated_jpeg_detection_has_no_false_alarms(tmp_path):
-    from yoloworld.data.images import truncated_jpeg
+    from yoloworld.images import truncated_jpeg
 
     image = (np.random.default_rng(0).random((64, 80, 3)) * 255).astype(np.uint8)
     jpeg, png = tmp_path / "a.jpg", tmp_path / "a.png"

@@ -139,3 +139,34 @@ def test_a_training_set_without_boxes_warns_at_the_start(coco, tmp_path, caplog)
         Trainer(build_train_config(data=data))
     warnings = [r.getMessage() for r in caplog.records if "no boxes" in r.getMessage()]
     assert len(warnings) == 1 and "unlabelled.json" in warnings[0] and "data check" in warnings[0], warnings
+
+
+def test_training_reports_the_problems_data_check_reports(coco, tmp_path, caplog):
+    """Bad boxes (strings, NaN, infinite) and a repeated image id are dropped as `data check` drops them, and the
+    run says so at its start instead of training on silently."""
+    data_file = json.loads((coco / "annotations.json").read_text())
+    data_file["annotations"][0]["bbox"] = ["a", 1, 2, 3]
+    data_file["annotations"][1]["bbox"] = [float("nan"), 1, 2, 3]
+    data_file["annotations"][2]["bbox"] = [1, 1, float("inf"), 3]
+    data_file["images"].append(dict(data_file["images"][0]))  # a repeated image id
+    (tmp_path / "bad.json").write_text(json.dumps(data_file))
+    data = tiny_config(coco, tmp_path / "run")
+    data["data"]["train"][0]["ann"] = str(tmp_path / "bad.json")
+    with caplog.at_level(logging.WARNING, logger="yoloworld"):
+        Trainer(build_train_config(data=data))
+    summary = [r.getMessage() for r in caplog.records if "problems:" in r.getMessage()]
+    assert len(summary) == 1, [r.getMessage() for r in caplog.records]
+    assert "3 bad box (box dropped)" in summary[0] and "1 duplicate image id (image skipped)" in summary[0]
+
+
+def test_an_epoch_ending_in_nan_losses_stops_the_run_before_its_weights_are_saved(coco, tmp_path):
+    """A run whose loss turns NaN for good (a learning rate far too high) stops at the epoch's end, even when the
+    epoch is shorter than the bad-step limit, and writes no weights of that epoch."""
+    config = build_train_config(data=tiny_config(coco, tmp_path / "run", schedule={"epochs": 1}))
+    trainer = Trainer(config)
+    assert trainer.iters_per_epoch < config.max_bad_steps
+    trainer.loss = FlakyLoss(trainer.loss, set(range(2, 1000)))
+    with pytest.raises(TrainingDiverged, match="training diverged: its last \\d+ steps had a NaN/inf loss") as error:
+        trainer.fit()
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "run" / "last.pth").exists()

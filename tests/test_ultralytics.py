@@ -18,7 +18,6 @@ import pytest
 import torch
 from helpers import assert_same_detections, match_detections
 from torch import nn
-from yoloworld.data.letterbox import letterbox_batch
 
 from yoloworld.api import YOLOWorld
 from yoloworld.errors import CheckpointError
@@ -28,6 +27,7 @@ from yoloworld.models.safe_pickle import Record, load_inert
 from yoloworld.models.weights import resolve_weights
 from yoloworld.postprocess import postprocess
 from yoloworld.results import Results
+from yoloworld.transforms import letterbox_batch
 
 os.environ.setdefault("YOLO_OFFLINE", "1")  # Ultralytics: no update checks or downloads
 NAMES = ["person", "bus", "traffic light", "dog", "backpack"]

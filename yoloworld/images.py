@@ -1,19 +1,69 @@
-"""Reading images and expanding prediction sources (files, folders, videos)."""
+"""Reading images: files (full decode, header-only sizes, truncated JPEGs), in-memory inputs, and prediction
+sources (files, folders, videos). Training, checks and prediction all read images here."""
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
-from yoloworld.data.images import IMAGE_SUFFIXES, load_image, truncated_jpeg
 from yoloworld.errors import InputError
 
-LOGGER = logging.getLogger("yoloworld")
+logger = logging.getLogger(__name__)
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+EXIF_ORIENTATION = 0x0112
+ROTATED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+
+
+def load_image(path: str | Path) -> np.ndarray | None:
+    """Decode an image as 3-channel BGR uint8 (EXIF orientation applied); None if missing or corrupt."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None or image.size == 0:
+        return None
+    return image
+
+
+def image_size(path: str | Path) -> tuple[int, int] | None:
+    """(width, height) as cv2 will decode it (EXIF rotation applied), reading only the header; None if unreadable."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+    except (OSError, UnidentifiedImageError, ValueError):
+        return None
+    if orientation in ROTATED_ORIENTATIONS:
+        width, height = height, width
+    return width, height
+
+
+def truncated_jpeg(path: str | Path) -> bool:
+    """A JPEG cut short (an interrupted download or copy). cv2 decodes it without an error, the missing part grey,
+    and only libjpeg prints "Premature end of JPEG file", without the file's name."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(2) != b"\xff\xd8":
+                return False  # not a JPEG
+            handle.seek(-2, os.SEEK_END)
+            if handle.read(2) == b"\xff\xd9":
+                return False  # ends with the end-of-image marker: the usual complete file, no decode needed
+    except OSError:
+        return False
+    try:  # some cameras append bytes after the end marker: a full decode settles it (rare, so the cost is fine)
+        with Image.open(path) as image:
+            image.load()
+    except OSError as exc:
+        return "truncated" in str(exc)  # Pillow: "image file is truncated (N bytes not processed)"
+    return False
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -22,7 +72,7 @@ def read_image(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     if truncated_jpeg(path):
-        LOGGER.warning("warning: %s: truncated JPEG (the file is cut short): its missing part is grey, objects "
+        logger.warning("warning: %s: truncated JPEG (the file is cut short): its missing part is grey, objects "
                        "there are not detected; re-download it", path)
     image = load_image(path)
     if image is None:

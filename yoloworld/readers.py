@@ -1,8 +1,8 @@
 """One guarded reader per text format (JSON, YAML, plain lines): any problem with a file is one error naming it.
 
 Hostile or broken files must not surface as tracebacks: deep nesting (RecursionError), integers too long to
-convert, `NaN`/`Infinity` (not JSON, and never a valid box or id), text that is not UTF-8, a folder where a
-file is expected, and syntax errors (with line and column).
+convert, text that is not UTF-8, a folder where a file is expected, and syntax errors (with line and column).
+`NaN`/`Infinity` (which Python's json writes) parse as floats; the readers of boxes and ids reject them per field.
 """
 
 from __future__ import annotations
@@ -29,21 +29,17 @@ def _read_text(path: Path, what: str, error: type[Exception]) -> str:
         raise error(f"{path}: cannot read the {what} ({exc.strerror or type(exc).__name__})") from None
 
 
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
 def read_json(path: str | Path, what: str, error: type[Exception] = DatasetError) -> object:
     """Parse a JSON file; a syntax error names the line and column."""
     path = Path(path)
     text = _read_text(path, what, error)
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text)  # NaN / Infinity parse as floats: the field checks name them where they matter
     except json.JSONDecodeError as exc:
         raise error(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
     except RecursionError:
         raise error(f"{path}: JSON nested too deeply to be a {what}") from None
-    except ValueError as exc:  # NaN / Infinity, or an integer with more digits than Python converts
+    except ValueError as exc:  # an integer with more digits than Python converts
         raise error(f"{path}: not a valid {what} ({exc})") from None
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from yoloworld.errors import InputError
 
-LOGGER = logging.getLogger("yoloworld")
+LOGGER = logging.getLogger(__name__)
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
 

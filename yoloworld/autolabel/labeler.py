@@ -19,7 +19,7 @@ from .ledger import LEDGER_NAME, SETTINGS_NAME, Ledger
 from .review import class_summary, review_grid
 from .writers import FORMATS, image_target, place_image, write_dataset
 
-LOGGER = logging.getLogger("yoloworld")
+LOGGER = logging.getLogger(__name__)
 OUR_FILES = (LEDGER_NAME, SETTINGS_NAME, "images", "labels", "annotations.json", "annotations_val.json",
              "class_texts.json", "dataset.yaml", "data.yaml", "summary.json", "review.png")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from yoloworld.errors import InputError
 from yoloworld.files import atomic_write_text, write_json
 
-LOGGER = logging.getLogger("yoloworld")
+LOGGER = logging.getLogger(__name__)
 LEDGER_NAME = "labelled.jsonl"
 SETTINGS_NAME = "label_settings.json"
 

@@ -32,7 +32,7 @@ from yoloworld.images import (
 )
 from yoloworld.streams import Stream, is_stream, stream_name
 
-log = logging.getLogger("yoloworld")
+logger = logging.getLogger(__name__)
 
 DEMO_MODEL = Path(__file__).resolve().parents[1] / "assets" / "demo.pt"
 
@@ -99,7 +99,7 @@ def predict_files(model, paths: list[Path], args, save_dir: Path | None, sink: R
             annotated = save_dir / f"{video.stem}.mp4" if save_dir else None
             predict_frames(model, frames, str(video), annotated, fps, args, sink.add)
         except InputError as exc:  # an unreadable video is skipped like an unreadable image
-            log.warning(f"skipped: {exc}")
+            logger.warning(f"skipped: {exc}")
             skipped += 1
     progress = tqdm(total=len(images), unit="img", disable=len(images) < 2)
     for start in range(0, len(images), args.batch):
@@ -109,7 +109,7 @@ def predict_files(model, paths: list[Path], args, save_dir: Path | None, sink: R
                 arrays.append(read_image(path))
                 batch.append(path)
             except InputError as exc:
-                log.warning(f"skipped: {exc}")
+                logger.warning(f"skipped: {exc}")
                 skipped += 1
         if batch:
             for path, image, result in zip(batch, arrays, model.predict(arrays, args.conf, args.iou, args.max_det)):

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from yoloworld.errors import DatasetError
+from yoloworld.images import image_size
 from yoloworld.readers import read_json
 
-from .images import image_size
 from .problems import ProblemLog
 
 OUT_OF_BOUNDS_TOLERANCE = 1.0  # pixels; COCO has many boxes ending at 640.01 from rounding, not worth a report
@@ -77,6 +77,10 @@ def read_image_entries(data: dict, name: str, images_dir: Path, problems: Proble
                              "no width/height in the annotation and the image cannot be read; image skipped")
                 continue
             width, height = size
+        if info["id"] in index_of:
+            problems.add("duplicate_image_id", name, f"images[{position}] repeats image id {info['id']!r}; "
+                         "its annotations go to the first image with that id")
+            continue
         index_of[info["id"]] = len(entries)
         entries.append(ImageEntry(file, int(width), int(height), info["id"], info))
     return entries, index_of

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import cv2
 
-from .images import truncated_jpeg
+from yoloworld.images import truncated_jpeg
+
 from .problems import ProblemLog
 from .records import DatasetSource, ImageRecord
 

@@ -8,13 +8,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from yoloworld.images import load_image
 from yoloworld.transforms import PAD_VALUE, letterbox
 
-from .images import load_image
 from .records import DatasetSource
 from .text_sampling import first_synonyms
 
-LOGGER = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 class EvalDataset(Dataset):
@@ -36,7 +36,7 @@ class EvalDataset(Dataset):
         image = load_image(record.file)
         if image is None:  # scored as an image with no detections instead of crashing the evaluation
             self.skipped_images += 1
-            LOGGER.warning("%s: missing or corrupt image; evaluated as a blank image", record.file)
+            logger.warning("%s: missing or corrupt image; evaluated as a blank image", record.file)
             image = np.full((record.height, record.width, 3), PAD_VALUE, dtype=np.uint8)
         padded, info = letterbox(image, self.image_size, allow_scale_up=False)
         top, _, left, _ = info.pad_tblr

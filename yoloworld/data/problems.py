@@ -15,6 +15,7 @@ CONSEQUENCES = {
     "truncated_image": "used with its missing part grey",
     "size_mismatch": "boxes kept as annotated",
     "unknown_image": "annotation skipped",
+    "duplicate_image_id": "image skipped",
     "unknown_category": "box dropped",
     "bad_box": "box dropped",
     "box_out_of_bounds": "box clipped",

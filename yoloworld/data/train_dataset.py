@@ -15,17 +15,17 @@ import torch
 from torch.utils.data import Dataset
 
 from yoloworld.errors import DatasetError
+from yoloworld.images import load_image
 
 from .augment import AugmentConfig
 from .geometry import horizontal_flip, letterbox_sample, random_affine
-from .images import load_image
 from .mixing import copy_paste, mixup, mosaic
 from .photometric import photometric
 from .records import DatasetSource
 from .sample import Sample, sample_from_record
 from .text_sampling import sample_texts
 
-LOGGER = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 MAX_LOAD_TRIES = 100
 
 
@@ -116,7 +116,7 @@ class TrainDataset(Dataset):
                     return sample_from_record(record, image, index, self.with_masks)
                 self._unreadable.add(index)
                 self.skipped_images += 1
-                LOGGER.warning("%s: missing or corrupt image; skipped, another image used instead "
+                logger.warning("%s: missing or corrupt image; skipped, another image used instead "
                                "(%d skipped so far in this worker)", record.file, self.skipped_images)
             index = self._partner(index, rng)
         raise DatasetError(f"{self.sources[source].name}: no readable image after {MAX_LOAD_TRIES} tries; "

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from yoloworld.errors import DatasetError
+from yoloworld.images import IMAGE_SUFFIXES, image_size, list_images
 from yoloworld.readers import read_yaml
 
 from .annotations import BoxTable, ImageEntry, group_boxes
-from .images import IMAGE_SUFFIXES, image_size, list_images
 from .problems import ProblemLog
 from .records import DatasetSource, ImageRecord
 

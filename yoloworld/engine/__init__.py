@@ -6,7 +6,7 @@
   optim, ema            official parameter groups, warmup + linear decay, exp-momentum EMA
   trainer               the loop (AMP, clipping, NaN guard, validation, checkpoints, resume, DDP)
   batches, validate     data -> model inputs; COCO AP during training
-  state, weights        atomic resume state and official-layout weight files
+  state, run_weights    atomic resume state; the run's official-layout weight files and deployable copy
   feedback, run_summary progress bar, scalars.jsonl, TensorBoard; curves and best-epoch summary
 
 Entry point: `yoloworld train RECIPE key=value ...` or `yoloworld.engine.trainer.train(config)`.

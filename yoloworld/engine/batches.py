@@ -7,6 +7,7 @@ indices, so labels point at the model's own columns.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -14,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from yoloworld.data.build import build_train_dataset
 from yoloworld.data.eval_dataset import collate
+from yoloworld.data.problems import ProblemLog
 from yoloworld.data.sources import DatasetConfig, load_dataset_yaml, read_source
 from yoloworld.data.train_dataset import TrainDataset
 from yoloworld.errors import ConfigError, DatasetError
@@ -21,6 +23,8 @@ from yoloworld.models.text import TextEmbeddingCache
 
 from .distributed import DistInfo, GlobalBatchSampler
 from .train_config import TrainConfig
+
+logger = logging.getLogger(__name__)
 
 
 def dataset_configs(config: TrainConfig) -> tuple[list[DatasetConfig], list[DatasetConfig]]:
@@ -43,8 +47,20 @@ def dataset_configs(config: TrainConfig) -> tuple[list[DatasetConfig], list[Data
 
 
 def build_training_set(config: TrainConfig, train: list[DatasetConfig], num_texts: int) -> TrainDataset:
-    return build_train_dataset(train, config.data.augment, num_texts=num_texts, seed=config.seed,
-                               max_epochs=config.schedule.epochs)
+    problems = ProblemLog()
+    dataset = build_train_dataset(train, config.data.augment, num_texts=num_texts, seed=config.seed,
+                                  max_epochs=config.schedule.epochs, problems=problems)
+    report_problems(problems, "training data")
+    return dataset
+
+
+def report_problems(problems: ProblemLog, what: str) -> None:
+    """What `yoloworld data check` would report, said at the start of training (the run goes on without them)."""
+    if not len(problems):
+        return
+    for line in problems.lines()[:10]:
+        logger.warning("warning: %s: %s", what, line)
+    logger.warning("warning: %s %s; `yoloworld data check` lists them all", what, problems.summary())
 
 
 def vocabulary_of(dataset: TrainDataset, val_source=None) -> list[list[str]]:
@@ -58,7 +74,12 @@ def vocabulary_of(dataset: TrainDataset, val_source=None) -> list[list[str]]:
 
 
 def read_val_source(val: list[DatasetConfig]):
-    return read_source(val[0]) if val else None
+    if not val:
+        return None
+    problems = ProblemLog()
+    source = read_source(val[0], problems)
+    report_problems(problems, "validation data")
+    return source
 
 
 def train_loader(dataset: TrainDataset, batch_size: int, info: DistInfo, seed: int, epoch: int, start_batch: int,

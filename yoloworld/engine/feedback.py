@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-LOGGER = logging.getLogger("yoloworld")
+logger = logging.getLogger(__name__)
 SCALARS = "scalars.jsonl"
 
 
@@ -55,7 +55,7 @@ class TensorBoard:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            LOGGER.warning("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
+            logger.warning("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
             return
         self.writer = SummaryWriter(str(Path(out) / "tensorboard"), purge_step=resume_step)
 
@@ -148,7 +148,7 @@ class InterruptNotice:
             if self.said:
                 return
             self.said = True
-        LOGGER.warning("\n%s", self.message())
+        logger.warning("\n%s", self.message())
 
     def __exit__(self, kind, exc, traceback) -> bool:
         if self.fds is not None:

@@ -31,7 +31,7 @@ from yoloworld.models.text import TextEncoder, clip_text_config
 
 from .train_config import RandomTextConfig, TrainConfig
 
-LOGGER = logging.getLogger("yoloworld")
+logger = logging.getLogger(__name__)
 NECK_TEXT_PATH = (".attn_block.guide_fc.", ".attn_block.bias")  # what an efficient neck does not have
 
 
@@ -101,7 +101,7 @@ def _fresh(config: TrainConfig) -> YOLOWorldDetector:
     arch = replace(arch, text_hidden=encoder.model.config.hidden_size, embed_dims=encoder.embed_dim)
     model = build_detector(arch, encoder)
     model.init_weights(config.data.num_texts)
-    LOGGER.info("model: %s, random initialisation, text encoder from %s", _describe(arch), source)
+    logger.info("model: %s, random initialisation, text encoder from %s", _describe(arch), source)
     return model
 
 
@@ -120,7 +120,7 @@ def _load_text_conditioned(config: TrainConfig, efficient: bool) -> tuple[YOLOWo
     if efficient:
         state = {k: v for k, v in state.items() if not (k.startswith("neck.") and any(p in k for p in NECK_TEXT_PATH))}
     load_weights(model, state, str(path), ignore_prefixes=() if checkpoint.has_text else (TEXT_PREFIX,))
-    LOGGER.info("model: %s from %s, text encoder from %s", _describe(arch), path, text_source)
+    logger.info("model: %s from %s, text encoder from %s", _describe(arch), path, text_source)
     return model, str(path)
 
 
@@ -157,9 +157,9 @@ def _prompt_model(config: TrainConfig, classes: list[list[str]]) -> TrainingMode
                                           adapter=config.model.prompt_adapter)
     check_embedding_rows(model.config.num_prompts, classes, padded, str(config.model.weights))
     for line in report.lines():
-        LOGGER.info(line)
+        logger.info(line)
     trainable = freeze_for_prompt_tuning(model)
-    LOGGER.info("prompt tuning: %d prompts, trainable: %s", model.config.num_prompts, ", ".join(trainable))
+    logger.info("prompt tuning: %d prompts, trainable: %s", model.config.num_prompts, ", ".join(trainable))
     return TrainingModel(model, classes, padded, True, str(config.model.weights))
 
 
@@ -179,7 +179,7 @@ def _rep_model(config: TrainConfig, classes: list[list[str]]) -> TrainingModel:
                               "model.embeddings=EMB.npy (yoloworld embed) to fold in")
         check_embedding_rows(len(embeds), classes, padded, str(config.model.embeddings))
         model = build_rep_model(checkpoint.state, source, embeds, config.model.rep_neck, str(path))
-    LOGGER.info("reparameterized fine-tuning: %d classes folded into neck and head", model.config.num_guides)
+    logger.info("reparameterized fine-tuning: %d classes folded into neck and head", model.config.num_guides)
     return TrainingModel(model, classes, padded, True, str(path))
 
 

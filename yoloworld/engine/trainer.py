@@ -37,6 +37,7 @@ from .optim import (
     effective_weight_decay,
 )
 from .run_summary import format_summary, write_report
+from .run_weights import WeightsWriter
 from .state import (
     STATE_FILE,
     load_resume_state,
@@ -46,9 +47,8 @@ from .state import (
 )
 from .train_config import TrainConfig, config_to_dict
 from .validate import LOG_NAMES, Validator
-from .weights import WeightsWriter
 
-LOGGER = logging.getLogger("yoloworld")
+logger = logging.getLogger(__name__)
 
 
 class Trainer:
@@ -72,7 +72,7 @@ class Trainer:
             if self.device.type == "cuda":
                 self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
             elif self.info.is_main:
-                LOGGER.warning("warning: sync_bn needs CUDA (PyTorch's SyncBatchNorm); on CPU every process keeps "
+                logger.warning("warning: sync_bn needs CUDA (PyTorch's SyncBatchNorm); on CPU every process keeps "
                                "its own BatchNorm statistics")
         self.model.train()
         self.optimizer = build_optimizer(self.model, config.optim, self.info.world_size)
@@ -138,19 +138,19 @@ class Trainer:
         if not self.info.is_main:
             return
         config = self.config
-        LOGGER.info("training from %s (%s mode) on %d images, %d iterations/epoch x %d epochs, "
+        logger.info("training from %s (%s mode) on %d images, %d iterations/epoch x %d epochs, "
                     "batch %d x %d process(es), device %s, amp %s", source, config.model.mode, len(self.dataset),
                     self.iters_per_epoch, config.schedule.epochs, config.optim.batch_size, self.info.world_size,
                     self.device, config.amp)
-        LOGGER.info(describe_optimizer(self.optimizer, config.optim, self.info.world_size))
-        LOGGER.info("warmup %d iterations, then linear decay to lr x %g; EMA %s; output %s", self.schedule.warmup_iters,
+        logger.info(describe_optimizer(self.optimizer, config.optim, self.info.world_size))
+        logger.info("warmup %d iterations, then linear decay to lr x %g; EMA %s; output %s", self.schedule.warmup_iters,
                     config.schedule.final_lr_factor, "on" if self.ema else "off", self.out)
         note = self.schedule.warmup_note()
         if note:
-            LOGGER.warning("warning: %s", note)
+            logger.warning("warning: %s", note)
         if not any(len(record.boxes) for source in self.dataset.sources for record in source.records):
             names = ", ".join(source.ann_file or source.name for source in self.dataset.sources)
-            LOGGER.warning("warning: the training set (%s) has no boxes in its %d images: the box losses stay 0 and "
+            logger.warning("warning: the training set (%s) has no boxes in its %d images: the box losses stay 0 and "
                            "the model learns to find nothing; check its labels with `yoloworld data check`", names,
                            len(self.dataset))
 
@@ -185,7 +185,7 @@ class Trainer:
         self.dataset.set_epoch(epoch, config.schedule.epochs)
         if self.batch == 0 and epoch == config.schedule.epochs - config.data.augment.close_mosaic_epochs and \
                 self.info.is_main and config.data.augment.mosaic_prob > 0:
-            LOGGER.info("epoch %d: mosaic off for the last %d epochs", epoch + 1,
+            logger.info("epoch %d: mosaic off for the last %d epochs", epoch + 1,
                         config.data.augment.close_mosaic_epochs)
         self.model.train()
         loader = train_loader(self.dataset, config.optim.batch_size, self.info, config.seed, epoch, self.batch,
@@ -254,8 +254,20 @@ class Trainer:
                 f"(epoch {self.epoch + 1}, iteration {self.batch + 1}); lower optim.lr, try amp=none, or check the "
                 f"data with `yoloworld data check`; the last good state is in {self.out / STATE_FILE}")
         if self.info.is_main:
-            LOGGER.warning("warning: NaN/inf loss or gradient at step %d: update skipped (%d so far)", self.step + 1,
+            logger.warning("warning: NaN/inf loss or gradient at step %d: update skipped (%d so far)", self.step + 1,
                            self.progress["skipped_steps"])
+
+    def _check_not_diverged(self) -> None:
+        """Never save weights that a run has broken: NaN/inf weights, or an epoch ending in NaN/inf steps (a huge
+        learning rate can leave finite weights whose every loss is NaN; the bad-step guard may not have fired yet
+        in a short epoch)."""
+        bad = next((name for name, p in self.ema_or_model().named_parameters() if not torch.isfinite(p).all()), None)
+        ending_bad = self.progress["bad_in_a_row"] >= min(3, self.config.max_bad_steps)
+        if bad is not None or ending_bad:
+            what = f"weight {bad} became NaN/inf" if bad else f"its last {self.progress['bad_in_a_row']} steps had a NaN/inf loss"
+            raise TrainingDiverged(f"training diverged: {what} by step {self.step} (epoch {self.epoch + 1}); lower "
+                                   "optim.lr or check the data (yoloworld data check); no weights of this epoch were "
+                                   "saved")
 
     def _log_train(self, means: dict, lr: float, grad_norm: float, data_time: float, iter_time: float) -> None:
         record = {"step": self.step, "epoch": self.epoch + 1, "iter": self.batch, "lr": lr,
@@ -266,6 +278,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ epochs, validation, checkpoints
     def _end_epoch(self) -> None:
+        self._check_not_diverged()
         metrics = self._validate() if self._validation_due() else None
         if self.info.is_main:
             improved = metrics is not None and (self.progress["best"] is None or
@@ -300,7 +313,7 @@ class Trainer:
                       **{LOG_NAMES[k]: metrics[k] for k in LOG_NAMES if k in metrics}}
             self.scalars.write(record)
             self.board.scalars({f"val/{k}": metrics[k] for k in LOG_NAMES if k in metrics}, self.step)
-            LOGGER.info("epoch %d validation: AP %.4f  AP50 %.4f  AP75 %.4f", self.epoch + 1, metrics["AP"],
+            logger.info("epoch %d validation: AP %.4f  AP50 %.4f  AP75 %.4f", self.epoch + 1, metrics["AP"],
                         metrics["AP50"], metrics["AP75"])
         dist_utils.barrier(self.info)
         return metrics
@@ -350,7 +363,7 @@ class Trainer:
             raise CheckpointError(f"{self.out / STATE_FILE}: damaged resume state ({type(exc).__name__}); "
                                   "start the run again without --resume") from None
         if self.info.is_main:
-            LOGGER.info("resuming %s at epoch %d, iteration %d (step %d)", self.out, self.epoch + 1, self.batch,
+            logger.info("resuming %s at epoch %d, iteration %d (step %d)", self.out, self.epoch + 1, self.batch,
                         self.step)
 
     def _load_state(self, state: dict) -> None:
@@ -398,7 +411,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     try:
         return Trainer(config, resume).fit()
     except RunComplete as done:
-        LOGGER.info("%s", done)
+        logger.info("%s", done)
         return {}
     finally:
         dist_utils.cleanup()

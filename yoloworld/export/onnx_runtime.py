@@ -24,7 +24,7 @@ from yoloworld.predictor import Predictor, Settings
 from yoloworld.transforms import boxes_to_original
 from yoloworld.vocabulary import Vocabulary
 
-log = logging.getLogger("yoloworld")
+logger = logging.getLogger(__name__)
 METADATA_KEY = "yoloworld"
 
 
@@ -68,7 +68,7 @@ class OnnxYOLOWorld(Predictor):
         self.meta = _metadata(self.path, self.session)
         self.imgsz = self.meta["imgsz"]
         if imgsz is not None and imgsz != self.imgsz:
-            log.warning(f"{self.path.name} was exported for {self.imgsz}x{self.imgsz} inputs; using that, not {imgsz}")
+            logger.warning(f"{self.path.name} was exported for {self.imgsz}x{self.imgsz} inputs; using that, not {imgsz}")
         self.dynamic = self.meta["vocabulary"] == "dynamic"
         self.vocabulary: Vocabulary | None = None
         self.text_embeds: np.ndarray | None = None
@@ -140,7 +140,7 @@ class OnnxYOLOWorld(Predictor):
             return super().detect(batch, infos, vocabularies, settings)
         if (settings.conf < self.meta["conf"] or settings.iou != self.meta["iou"]
                 or settings.max_det > self.meta["max_det"]):
-            log.warning(f"{self.path.name} has NMS built in (conf {self.meta['conf']}, iou {self.meta['iou']}, "
+            logger.warning(f"{self.path.name} has NMS built in (conf {self.meta['conf']}, iou {self.meta['iou']}, "
                         f"max_det {self.meta['max_det']}); lower conf / other iou / more detections need a re-export")
         (rows,) = self.run(batch)
         return [self._from_nms_rows(rows, i, info, settings) for i, info in enumerate(infos)]

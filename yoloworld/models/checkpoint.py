@@ -36,10 +36,22 @@ def load_file(path: str | os.PathLike, what: str = "checkpoint"):
         raise CheckpointError(f"{path}: file not found") from None
     except Exception as exc:
         text = str(exc)
+        if not _looks_like_torch_file(path):
+            raise CheckpointError(f"{path}: not a checkpoint (not a PyTorch file; expected .pth/.pt weights)") from None
         if "weights_only" in text or "Unsupported global" in text:
             raise CheckpointError(f"{path}: not a YOLO-World {what} (it holds pickled objects, which are never "
                                   "executed)") from None
         raise CheckpointError(f"{path}: not a YOLO-World {what} (not a PyTorch file, or truncated)") from None
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """torch.save writes a zip archive (or, before 1.6, a pickle): anything else is not a checkpoint at all."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError:
+        return False
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:

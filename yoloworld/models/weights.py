@@ -6,13 +6,17 @@ it; a local path is returned as is. Offline (no network, or HF_HUB_OFFLINE=1) th
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from yoloworld.config import DEFAULT_TEXT_MODEL
 from yoloworld.errors import CheckpointError
 
-CLIP_BASE = "openai/clip-vit-base-patch32"
+logger = logging.getLogger(__name__)
+
+CLIP_BASE = DEFAULT_TEXT_MODEL
 CLIP_LARGE = "openai/clip-vit-large-patch14-336"
 V2_REPO = "wondervictor/YOLO-World"
 V21_REPO = "wondervictor/YOLO-World-V2.1"
@@ -96,9 +100,13 @@ def default_imgsz(name_or_path: str | os.PathLike) -> int | None:
 def resolve_weights(name_or_path: str | os.PathLike) -> Path:
     """A local file, or a short name such as `yolo_world_v2_s` / `yolov8s-worldv2` downloaded once and cached."""
     path = Path(name_or_path).expanduser()
+    if path.is_dir():  # a training run: its best weights (else its last)
+        for name in ("best.pth", "last.pth"):
+            if (path / name).is_file():
+                logger.info(f"{path} is a training run: using its {name}")
+                return path / name
+        raise CheckpointError(f"{path}: is a folder without best.pth or last.pth; pass a checkpoint file (.pth/.pt)")
     if path.exists():
-        if path.is_dir():
-            raise CheckpointError(f"{path}: is a folder, expected a checkpoint file (.pth or .pt)")
         return path
     row = lookup(name_or_path)
     if row is None:

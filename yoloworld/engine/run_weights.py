@@ -17,7 +17,7 @@ from yoloworld.vocabulary import Vocabulary
 from .modes import TrainingModel
 from .train_config import CheckpointSection
 
-LOGGER = logging.getLogger("yoloworld")
+logger = logging.getLogger(__name__)
 
 
 class WeightsWriter:
@@ -90,7 +90,7 @@ class WeightsWriter:
                 "epoch": stored["meta"].get("yoloworld", {}).get("epoch")}
         save_checkpoint(checkpoint.deploy, model, meta, keep_text_model=False, half=checkpoint.deploy_half, **entries)
         size = Path(checkpoint.deploy).stat().st_size / 2**20
-        LOGGER.info("deployable copy of %s (vocabulary baked in, no text tower%s): %s (%.1f MB)", source.name,
+        logger.info("deployable copy of %s (vocabulary baked in, no text tower%s): %s (%.1f MB)", source.name,
                     ", fp16" if checkpoint.deploy_half else "", checkpoint.deploy, size)
         return Path(checkpoint.deploy)
 
