@@ -67,14 +67,16 @@ def label_images(model, sources: list[Path], out: Path, settings: LabelSettings,
     ledger = Ledger(out)
     done = ledger.start({**asdict(settings), "classes": model.vocabulary.classes, "weights": weights})
     inside_out = out.resolve()
-    todo = [p for p in sources if str(p.resolve()) not in done and inside_out not in p.resolve().parents]
+    todo = list(dict.fromkeys(p.resolve() for p in sources))  # a file named twice is labelled once
+    todo = [p for p in todo if str(p) not in done and inside_out not in p.parents]  # never our own copies
     used = {Path(entry["name"]).stem for entry in done.values()}
     counts = {"labelled": 0, "unreadable": 0}
     try:
         for start in tqdm(range(0, len(todo), batch), unit="batch", disable=len(todo) <= batch):
             _label_batch(model, todo[start:start + batch], out, settings, thresholds, ledger, used, counts)
     except KeyboardInterrupt:
-        finish(out, ledger, settings, model.vocabulary.classes, review)
+        if ledger.read():
+            finish(out, ledger, settings, model.vocabulary.classes, review)
         LOGGER.warning("stopped: %d image(s) labelled so far are in %s; run the same command again to continue",
                        len(ledger.read()), out)
         raise
