@@ -36,6 +36,7 @@ class YOLOWorld(Predictor):
         self.vocabulary: Vocabulary | None = None
         self.text_embeds: torch.Tensor | None = None  # (T, D) for self.vocabulary.texts
         self._cache = TextEmbeddingCache(model.text_model) if model.text_model is not None else None
+        self._stored_embeds: dict[str, torch.Tensor] = {}  # text -> embedding saved with a tower-less model
 
     # ------------------------------------------------------------------ loading and saving
     @classmethod
@@ -73,13 +74,25 @@ class YOLOWorld(Predictor):
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """(N, D) L2-normalised text embeddings (cached in memory and on disk)."""
         if self._cache is None:
-            raise InputError("this model has no text encoder: load it with a text model (--text-model) "
-                             "or use a model saved with its vocabulary")
+            return self._stored_texts(list(texts))
         return self._cache.encode(list(texts)).to(self.device)
+
+    def _stored_texts(self, texts: list[str]) -> torch.Tensor:
+        """A model saved with its vocabulary and no text tower can still detect any subset of those texts, in any
+        order (auto-labelling one class of a fine-tuned model, the app's class box)."""
+        unknown = [t for t in texts if t not in self._stored_embeds]
+        if unknown:
+            stored = [t for t in self._stored_embeds if t.strip()]
+            known = f"; it knows only its saved texts: {', '.join(stored[:12])}" if stored else ""
+            raise InputError(f"this model has no text encoder and cannot embed {', '.join(map(repr, unknown[:5]))}"
+                             f"{known}. Load it with a text model (--text-model) for new classes")
+        return torch.stack([self._stored_embeds[t] for t in texts]).to(self.device)
 
     def _use_vocabulary(self, vocabulary: Vocabulary, text_embeds: torch.Tensor | None) -> None:
         self.vocabulary = vocabulary
         self.text_embeds = None if text_embeds is None else text_embeds.to(self.device)
+        if text_embeds is not None:
+            self._stored_embeds = dict(zip(vocabulary.texts, text_embeds.to(self.device)))
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()

@@ -134,6 +134,15 @@ def video_frames(path: Path):
         capture.release()
 
 
+# .mp4 for players and editors; .webm (VP8) where a browser plays it, as OpenCV's wheels carry no H.264 encoder
+FOURCC = {".mp4": "mp4v", ".webm": "VP80"}
+
+
+def video_writer(path: Path, fps: float, frame_shape: tuple) -> cv2.VideoWriter:
+    height, width = frame_shape[:2]
+    return cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*FOURCC[Path(path).suffix.lower()]), fps, (width, height))
+
+
 def video_info(path: Path) -> tuple[float, int]:
     capture = cv2.VideoCapture(str(path))
     fps, count = capture.get(cv2.CAP_PROP_FPS) or 25.0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT))

@@ -21,6 +21,8 @@ COMMANDS = {
     "embed": "embed",
     "reparam": "reparam",
     "export": "export",
+    "label": "label",
+    "app": "app",
 }
 
 

@@ -1,9 +1,11 @@
-"""`yoloworld predict`: detect a vocabulary in images, folders or videos; write annotated images and JSON."""
+"""`yoloworld predict`: detect a vocabulary in images, folders, videos, cameras or streams; write annotated files and JSON."""
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
+from itertools import islice
 from pathlib import Path
 
 import cv2
@@ -17,6 +19,7 @@ from yoloworld.cli.common import (
     load_predictor,
     positive_int,
 )
+from yoloworld.cli.stream import RecordSink, add_stream_flags, stream_options
 from yoloworld.errors import InputError
 from yoloworld.files import check_output
 from yoloworld.images import (
@@ -25,7 +28,9 @@ from yoloworld.images import (
     read_image,
     video_frames,
     video_info,
+    video_writer,
 )
+from yoloworld.streams import Stream, is_stream, stream_name
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +39,15 @@ DEMO_MODEL = Path(__file__).resolve().parents[1] / "assets" / "demo.pt"
 
 def add_parser(sub) -> None:
     p = sub.add_parser("predict", help="zero-shot detection of the classes you name")
-    p.add_argument("sources", nargs="*", help="image files, folders or videos")
+    p.add_argument("sources", nargs="*", help="image files, folders, videos, a camera index (0) or a stream URL "
+                   "(rtsp://, http://...)")
     add_model_flags(p, weights_required=False)
     add_selection_flags(p, conf=0.05)
     p.add_argument("--batch", type=positive_int, default=4, help="images per forward pass (default 4)")
     p.add_argument("--save-dir", default="runs/predict", help="where annotated images/videos go")
     p.add_argument("--json", dest="json_path", help="write all detections to this JSON file")
     p.add_argument("--no-save", action="store_true", help="do not write annotated images")
+    add_stream_flags(p)
     p.add_argument("--demo", action="store_true", help="run the built-in demo model on a synthetic image")
     p.add_argument("--seed", type=int, default=0, help="with --demo: which synthetic image to draw (default 0: the "
                    "same picture every run)")
@@ -55,16 +62,42 @@ def run(args) -> int:
         raise InputError("no --weights given: pass a checkpoint file or a name such as yolo_world_v2_s")
     save_dir = None if args.no_save else check_output(args.save_dir, "--save-dir", folder=True)
     check_output(args.json_path, "--json")
-    paths = expand_sources(args.sources)
+    check_output(None if args.stream_json == "-" else args.stream_json, "--stream-json")
+    paths = expand_sources([s for s in args.sources if not is_stream(s)])
     classes = chosen_classes(args)
     model = apply_vocabulary(load_predictor(args), classes)
-    records, skipped, used_names = [], 0, set()
+    streams = [Stream(s, stream_options(args)) for s in args.sources if is_stream(s)]  # a bad address fails first
     if save_dir:
         save_dir.mkdir(parents=True, exist_ok=True)
+    sink, skipped, interrupted = RecordSink(args.stream_json, keep=bool(args.json_path)), 0, False
+    try:
+        skipped = predict_files(model, paths, args, save_dir, sink)
+        for stream in streams:
+            video = save_dir / f"{stream_name(stream.source)}.mp4" if save_dir else None
+            predict_frames(model, stream, stream.source, video, stream.fps, args, sink.add)
+    except KeyboardInterrupt:  # a live stream ends this way: finish the files written so far, then stop
+        interrupted = True
+    finally:
+        sink.close()
+        for stream in streams:
+            stream.close()
+    if not sink.count and not interrupted:
+        raise InputError(f"no readable images among {len(args.sources)} source(s)")
+    write_outputs(sink, args.json_path, save_dir, skipped, interrupted)
+    return 130 if interrupted else 0
+
+
+def predict_files(model, paths: list[Path], args, save_dir: Path | None, sink: RecordSink) -> int:
+    """Videos, then images in batches; returns the number of unreadable files skipped."""
+    skipped, used_names = 0, set()
     images = [p for p in paths if not is_video(p)]
     for video in (p for p in paths if is_video(p)):
         try:
-            records += predict_video(model, video, args, save_dir)
+            fps, count = video_info(video)
+            frames = tqdm(video_frames(video), total=min(count, args.max_frames or count) or None, unit="frame",
+                          desc=video.name)
+            annotated = save_dir / f"{video.stem}.mp4" if save_dir else None
+            predict_frames(model, frames, str(video), annotated, fps, args, sink.add)
         except InputError as exc:  # an unreadable video is skipped like an unreadable image
             logger.warning(f"skipped: {exc}")
             skipped += 1
@@ -81,15 +114,12 @@ def run(args) -> int:
         if batch:
             for path, image, result in zip(batch, arrays, model.predict(arrays, args.conf, args.iou, args.max_det)):
                 result.file = str(path)
-                records.append(result.to_dict())
+                sink.add(result.to_dict())
                 if save_dir:
                     cv2.imwrite(str(unique_name(save_dir, path, used_names)), result.plot(image))
         progress.update(len(images[start:start + args.batch]))
     progress.close()
-    if not records:
-        raise InputError(f"no readable images among {len(paths)} source(s)")
-    write_outputs(records, args.json_path, save_dir, skipped)
-    return 0
+    return skipped
 
 
 def unique_name(save_dir: Path, path: Path, used: set[Path]) -> Path:
@@ -103,31 +133,33 @@ def unique_name(save_dir: Path, path: Path, used: set[Path]) -> Path:
     return target
 
 
-def predict_video(model, video: Path, args, save_dir: Path | None) -> list[dict]:
-    fps, count = video_info(video)
-    writer, records = None, []
-    for index, frame in tqdm(video_frames(video), total=count or None, unit="frame", desc=video.name):
-        result = model.predict([frame], args.conf, args.iou, args.max_det)[0]
-        result.file, result.extra = str(video), {"frame": index}
-        records.append(result.to_dict())
-        if save_dir:
-            if writer is None:
-                h, w = frame.shape[:2]
-                writer = cv2.VideoWriter(str(save_dir / f"{video.stem}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-            writer.write(result.plot(frame))
-    if writer is not None:
-        writer.release()
-    return records
+def predict_frames(model, frames, source: str, video: Path | None, fps: float, args, emit) -> None:
+    """Detect in each (index, frame) of a video or stream; each record goes to `emit` as soon as it is made, the
+    annotated frames to `video`, which is closed properly however the loop ends (Ctrl-C included)."""
+    writer = None
+    try:
+        for index, frame in islice(frames, args.max_frames):
+            result = model.predict([frame], args.conf, args.iou, args.max_det)[0]
+            result.file, result.extra = source, {"frame": index}
+            emit(result.to_dict())
+            if video:
+                writer = writer or video_writer(video, fps, frame.shape)
+                writer.write(result.plot(frame))
+    finally:
+        if writer is not None:
+            writer.release()
 
 
-def write_outputs(records: list[dict], json_path: str | None, save_dir: Path | None, skipped: int) -> None:
+def write_outputs(sink: RecordSink, json_path: str | None, save_dir: Path | None, skipped: int,
+                  interrupted: bool = False) -> None:
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(records, indent=1))
-    total = sum(len(r["detections"]) for r in records)
+        Path(json_path).write_text(json.dumps(sink.records, indent=1))
     where = f", annotated files in {save_dir}" if save_dir else ""
-    print(f"{len(records)} image(s)/frame(s), {total} detection(s){where}"
-          + (f", JSON in {json_path}" if json_path else "") + (f", {skipped} unreadable file(s) skipped" if skipped else ""))
+    print(("stopped by Ctrl-C: " if interrupted else "") + f"{sink.count} image(s)/frame(s), {sink.detections} "
+          f"detection(s){where}" + (f", JSON in {json_path}" if json_path else "")
+          + (f", {skipped} unreadable file(s) skipped" if skipped else ""),
+          file=sys.stderr if sink.to_stdout else sys.stdout)
 
 
 def run_demo(args) -> int:

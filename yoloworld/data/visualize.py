@@ -21,6 +21,10 @@ def draw_sample(sample: Sample, tile: int) -> np.ndarray:
     """The sample's BGR image resized to `tile` pixels with each box and its text (non-ASCII shown as '?')."""
     scale = tile / max(sample.height, sample.width)
     image = cv2.resize(sample.image, (round(sample.width * scale), round(sample.height * scale)))
+    return fit_tile(_draw_boxes(image, sample, scale), tile)
+
+
+def _draw_boxes(image: np.ndarray, sample: Sample, scale: float) -> np.ndarray:
     texts = sample.texts if sample.texts is not None else [t[0] for t in sample.class_texts]
     for box, label in zip(sample.boxes * scale, sample.labels.tolist()):
         colour = PALETTE[label % len(PALETTE)]
@@ -32,19 +36,33 @@ def draw_sample(sample: Sample, tile: int) -> np.ndarray:
         cv2.rectangle(image, (x1, y_text - th - 4), (x1 + tw + 2, y_text), colour, -1)
         cv2.putText(image, text, (x1 + 1, y_text - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1,
                     cv2.LINE_AA)
+    return image
+
+
+def fit_tile(image: np.ndarray, tile: int) -> np.ndarray:
+    """`image` scaled to fit a `tile` x `tile` square, on grey."""
+    scale = tile / max(image.shape[:2])
+    if scale != 1:
+        image = cv2.resize(image, (min(tile, round(image.shape[1] * scale)), min(tile, round(image.shape[0] * scale))),
+                           interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     canvas = np.full((tile, tile, 3), 114, dtype=np.uint8)
     canvas[: image.shape[0], : image.shape[1]] = image
     return canvas
 
 
 def write_grid(samples: list[Sample], path: str | Path, tile: int = 320) -> Path:
-    """Tiles in a near-square grid, written as PNG."""
-    columns = math.ceil(math.sqrt(len(samples)))
-    rows = math.ceil(len(samples) / columns)
+    """Augmented samples with their boxes in a near-square grid, written as PNG."""
+    return write_tile_grid([draw_sample(sample, tile) for sample in samples], path, tile)
+
+
+def write_tile_grid(tiles: list[np.ndarray], path: str | Path, tile: int) -> Path:
+    """Images in a near-square grid of `tile` x `tile` cells, written as PNG."""
+    columns = math.ceil(math.sqrt(len(tiles)))
+    rows = math.ceil(len(tiles) / columns)
     grid = np.full((rows * tile, columns * tile, 3), 255, dtype=np.uint8)
-    for i, sample in enumerate(samples):
+    for i, image in enumerate(tiles):
         r, c = divmod(i, columns)
-        grid[r * tile:(r + 1) * tile, c * tile:(c + 1) * tile] = draw_sample(sample, tile)
+        grid[r * tile:(r + 1) * tile, c * tile:(c + 1) * tile] = fit_tile(image, tile)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), grid):

@@ -1,0 +1,140 @@
+"""What the web app does, without Gradio: pick weights, detect in an image or a video, export to ONNX.
+
+Each action writes its downloadable files into a folder of its own under the session's temporary folder, which
+Gradio serves; one lock around the model, because Gradio runs events in threads and a vocabulary is model state.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+
+from yoloworld.errors import InputError
+from yoloworld.files import write_json
+
+WEIGHT_SUFFIXES = (".pt", ".pth", ".onnx")
+
+
+@dataclass
+class Detection:
+    image: np.ndarray | None  # annotated RGB image (None for a video)
+    video: Path | None  # annotated video
+    summary: str
+    records: list[dict]
+    json_file: Path
+
+
+def find_weights(folders: list[Path], limit: int = 200) -> list[str]:
+    """Weight files in `folders` (three levels deep at most): the app's weights picker."""
+    found = []
+    for folder in folders:
+        for depth in range(4):
+            found += sorted(str(p) for p in Path(folder).glob("/".join(["*"] * (depth + 1)))
+                            if p.suffix.lower() in WEIGHT_SUFFIXES and p.is_file())
+    return list(dict.fromkeys(found))[:limit]
+
+
+class AppSession:
+    def __init__(self, weights: list[str], text_model: str | None = None, device: str = "auto",
+                 imgsz: int | None = None, max_video_frames: int = 300):
+        self.weights, self.text_model, self.device, self.imgsz = weights, text_model, device, imgsz
+        self.max_video_frames = max_video_frames
+        self.folder = Path(tempfile.mkdtemp(prefix="yoloworld-app-"))
+        self._models: dict[str, object] = {}
+        self._lock = threading.Lock()
+        self._runs = 0
+
+    def model(self, weights: str):
+        """The loaded model for `weights` (loaded once, then kept)."""
+        from yoloworld.cli.common import load_predictor
+
+        if not weights:
+            raise InputError("choose weights first")
+        if weights not in self._models:
+            args = SimpleNamespace(weights=weights, text_model=self.text_model, device=self.device, imgsz=self.imgsz)
+            self._models[weights] = load_predictor(args)
+        return self._models[weights]
+
+    def _vocabulary(self, model, classes: str):
+        """The typed classes (our syntax: ',' between classes, '|' between synonyms), else the stored ones."""
+        from yoloworld.cli.common import apply_vocabulary
+        from yoloworld.vocabulary import parse_class_string
+
+        return apply_vocabulary(model, parse_class_string(classes) if classes.strip() else None,
+                                "the Classes box (\"person, car|automobile\")")
+
+    def _run_folder(self) -> Path:
+        self._runs += 1
+        folder = self.folder / f"run{self._runs}"
+        folder.mkdir()
+        return folder
+
+    def detect_image(self, image_rgb: np.ndarray | None, weights: str, classes: str, max_boxes: int, score: float,
+                     iou: float) -> Detection:
+        if image_rgb is None:
+            raise InputError("upload an image first")
+        image = cv2.cvtColor(np.asarray(image_rgb, dtype=np.uint8), cv2.COLOR_RGB2BGR)
+        with self._lock:
+            model = self._vocabulary(self.model(weights), classes)
+            result = model.predict([image], conf=score, iou=iou, max_det=int(max_boxes))[0]
+        result.file = "upload"
+        records = [result.to_dict()]
+        json_file = write_json(self._run_folder() / "detections.json", records, indent=1)
+        return Detection(cv2.cvtColor(result.plot(image), cv2.COLOR_BGR2RGB), None, summarize(records), records,
+                         json_file)
+
+    def detect_video(self, video: str | None, weights: str, classes: str, max_boxes: int, score: float,
+                     iou: float) -> Detection:
+        from yoloworld.cli.predict import predict_frames
+        from yoloworld.images import video_frames, video_info
+
+        if not video:
+            raise InputError("upload a video first")
+        folder, records = self._run_folder(), []
+        annotated = folder / f"{Path(video).stem}_detections.webm"
+        settings = SimpleNamespace(conf=score, iou=iou, max_det=int(max_boxes), max_frames=self.max_video_frames)
+        with self._lock:
+            model = self._vocabulary(self.model(weights), classes)
+            predict_frames(model, video_frames(Path(video)), Path(video).name, annotated, video_info(Path(video))[0],
+                           settings, records.append)
+        json_file = write_json(folder / "detections.json", records, indent=1)
+        cut = f" (the first {self.max_video_frames} frames)" if len(records) == self.max_video_frames else ""
+        return Detection(None, annotated, summarize(records) + cut, records, json_file)
+
+    def export_onnx(self, weights: str, classes: str) -> Path:
+        """The chosen weights as ONNX with the typed vocabulary baked in (`yoloworld export --vocab baked`)."""
+        from yoloworld.api import YOLOWorld
+        from yoloworld.export.onnx_export import export_onnx, import_onnx, plan_export
+
+        import_onnx()
+        if str(weights).lower().endswith(".onnx"):
+            raise InputError(f"{weights}: is already an ONNX model; choose PyTorch weights to export")
+        # unfused, as `yoloworld export` loads it: reparameterization works on the training-time layers
+        model = YOLOWorld.from_pretrained(weights, text_model=self.text_model, device="cpu", imgsz=self.imgsz)
+        vocabulary = self._vocabulary(model, classes).vocabulary
+        out = self._run_folder() / f"{Path(weights).stem}_{len(vocabulary.classes)}classes.onnx"
+        export_onnx(plan_export(model, vocabulary.classes), out, model.imgsz)
+        return out
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def summarize(records: list[dict]) -> str:
+    """'3 detections: red circle 0.93, blue square 0.88, ...' (per frame counts summed for a video)."""
+    detections = [d for record in records for d in record["detections"]]
+    if len(records) > 1:
+        counts: dict[str, int] = {}
+        for d in detections:
+            counts[d["class_name"]] = counts.get(d["class_name"], 0) + 1
+        listed = ", ".join(f"{name} x{count}" for name, count in sorted(counts.items(), key=lambda kv: -kv[1]))
+        return f"{len(records)} frames, {len(detections)} detections" + (f": {listed}" if listed else "")
+    listed = ", ".join(f"{d['class_name']} {d['score']:.2f}" for d in detections)
+    return f"{len(detections)} detection{'s' * (len(detections) != 1)}" + (f": {listed}" if listed else "")

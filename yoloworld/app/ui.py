@@ -1,0 +1,75 @@
+"""The page: the official YOLO-World demo's controls (image, classes, max boxes, score and NMS thresholds, export
+to ONNX) plus a weights picker, a video tab and the detections as JSON to download."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from yoloworld.app.session import AppSession
+from yoloworld.errors import YOLOWorldError
+
+CLASSES_HELP = "comma between classes, | between synonyms: person, car|automobile, traffic light. Empty: the classes " \
+               "stored with the weights."
+
+
+def shown_errors(action):
+    """Our one-line errors as a message on the page (gr.Error) instead of a red 'Error' with no reason."""
+    def run(*args):
+        try:
+            return action(*args)
+        except YOLOWorldError as exc:
+            raise gr.Error(str(exc)) from None
+    return run
+
+
+def build_app(session: AppSession, weights_choices: list[str], title: str = "YOLO-World") -> gr.Blocks:
+    with gr.Blocks(title=title, analytics_enabled=False) as app:
+        gr.Markdown(f"## {title}: open-vocabulary detection\nType the classes to find, then press **Detect**.")
+        with gr.Row():
+            with gr.Column():
+                weights = gr.Dropdown(weights_choices, value=weights_choices[0], label="Weights", elem_id="weights",
+                                      allow_custom_value=True, info="a local file, or a name such as yolo_world_v2_s")
+                with gr.Tab("Image"):
+                    image = gr.Image(type="numpy", image_mode="RGB", label="Image", elem_id="input-image")
+                with gr.Tab("Video"):
+                    video = gr.Video(label="Video", elem_id="input-video")
+                    detect_video = gr.Button("Detect in video", elem_id="detect-video")
+                    output_video = gr.Video(label="Detections (video)", elem_id="output-video", interactive=False)
+                classes = gr.Textbox(label="Classes", info=CLASSES_HELP, elem_id="classes",
+                                     placeholder="person, car|automobile, dog")
+                max_boxes = gr.Slider(1, 300, value=100, step=1, label="Maximum number of boxes")
+                score = gr.Slider(0, 1, value=0.05, step=0.01, label="Score threshold")
+                iou = gr.Slider(0.01, 1, value=0.5, step=0.01, label="NMS threshold")
+                with gr.Row():
+                    detect = gr.Button("Detect", variant="primary", elem_id="detect")
+                    export = gr.Button("Export ONNX", elem_id="export")
+            with gr.Column():
+                output = gr.Image(label="Detections", elem_id="output-image", interactive=False)
+                summary = gr.Textbox(label="Summary", elem_id="summary", interactive=False)
+                files = gr.File(label="Downloads: detections JSON, ONNX model", elem_id="downloads",
+                                interactive=False)
+                records = gr.JSON(label="Detections", elem_id="detections")
+        settings = [weights, classes, max_boxes, score, iou]
+
+        def on_image(picture, *values):
+            found = session.detect_image(picture, *values)
+            return found.image, found.summary, str(found.json_file), found.records
+
+        def on_video(clip, *values):
+            found = session.detect_video(clip, *values)
+            return str(found.video), found.summary, str(found.json_file), found.records
+
+        def on_export(chosen, typed):
+            path = session.export_onnx(chosen, typed)
+            return str(path), f"exported {path.name}: download it below"
+
+        detect.click(shown_errors(on_image), [image, *settings], [output, summary, files, records])
+        detect_video.click(shown_errors(on_video), [video, *settings], [output_video, summary, files, records])
+        export.click(shown_errors(on_export), [weights, classes], [files, summary])
+    return app
+
+
+def theme() -> gr.themes.Base:
+    """System fonts: the default theme fetches web fonts, and the app must also work with no internet."""
+    return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
+                             font_mono=["ui-monospace", "Consolas", "monospace"])
