@@ -3,7 +3,8 @@
     image -> as_bgr -> letterbox_batch -> [runtime forward] -> select (NMS) -> boxes_to_original -> Results
 
 A runtime (PyTorch in `yoloworld.api.YOLOWorld`, ONNX Runtime in `yoloworld.export.onnx_runtime.OnnxYOLOWorld`)
-supplies only `encode_text` and `forward`: per-image scores and boxes in network-input pixels.
+supplies only `encode_text` (and `encode_images` for reference images) and `forward`: per-image scores and boxes
+in network-input pixels.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from yoloworld.errors import InputError
 from yoloworld.images import as_bgr
 from yoloworld.postprocess import Detections, select
+from yoloworld.prompts import encode_prompts
 from yoloworld.results import Results
 from yoloworld.transforms import LetterboxInfo, letterbox_batch
 from yoloworld.vocabulary import Vocabulary
@@ -63,6 +65,7 @@ class Predictor:
     imgsz: int = 640
     vocabulary: Vocabulary | None = None
     text_embeds = None  # embeddings of vocabulary.texts; None where the vocabulary is baked in
+    embed_dims: int | None = None  # width of a class embedding, where the runtime knows it
 
     @property
     def class_names(self) -> list[str]:
@@ -71,16 +74,26 @@ class Predictor:
     def encode_text(self, texts: list[str]):
         raise NotImplementedError
 
+    def encode_images(self, prompts: list):
+        """(V, D) class embeddings of `VisualPrompt`s."""
+        raise InputError("this runtime cannot encode reference images: write their embeddings with `yoloworld embed "
+                         "--images ... --out refs.npy` and pass the .npy as the classes file (--classes-file refs.npy)")
+
+    def encode_prompts(self, prompts: list):
+        """(T, D) embeddings of a flat prompt list (texts, reference images, embeddings) in order."""
+        return encode_prompts(prompts, self.encode_text, self.encode_images, getattr(self, "device", None),
+                              self.embed_dims)
+
     def forward(self, batch: np.ndarray, text_embeds: list) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, S, S) float32 RGB in [0, 1] and per-image embeddings -> scores (B, P, T) in [0, 1] and
         boxes (B, P, 4) xyxy in network-input pixels."""
         raise NotImplementedError
 
     def set_classes(self, classes, padding: bool = True):
-        """`classes`: ["person", ["car", "automobile"], ...] or "person,car|automobile". The padding prompt is
-        appended when the vocabulary has none (the released models were trained with padding)."""
+        """`classes`: ["person", ["car", "automobile"], VisualPrompt("mug.jpg"), ...] or "person,car|automobile".
+        The padding prompt is appended when the vocabulary has none (the released models were trained with it)."""
         vocabulary = Vocabulary.build(classes, padding)
-        self.text_embeds = self.encode_text(vocabulary.texts)
+        self.text_embeds = self.encode_prompts(vocabulary.texts)
         self.vocabulary = vocabulary
         return self
 
@@ -114,7 +127,7 @@ class Predictor:
             key = repr(classes)
             if key not in built:
                 vocabulary = Vocabulary.build(classes)
-                built[key] = (vocabulary, self.encode_text(vocabulary.texts))
+                built[key] = (vocabulary, self.encode_prompts(vocabulary.texts))
         return [built[repr(classes)] for classes in per_image_classes]
 
     def _predict_batch(self, images: list, vocabularies: list, settings: Settings) -> list[Results]:
