@@ -22,10 +22,8 @@ from yoloworld.models.text import TextEmbeddingCache
 from yoloworld.models.weights import default_imgsz
 from yoloworld.postprocess import decode_outputs
 from yoloworld.predictor import Predictor, check_imgsz
-from yoloworld.prompts import VisualPrompt, reference_crops
+from yoloworld.prompts import VisualPrompt, encode_visual_prompts
 from yoloworld.vocabulary import Vocabulary
-
-DEFAULT_VISION_MODEL = "openai/clip-vit-base-patch32"  # the CLIP whose text tower the released models use
 
 
 class YOLOWorld(Predictor):
@@ -41,7 +39,7 @@ class YOLOWorld(Predictor):
         self.text_embeds: torch.Tensor | None = None  # (T, D) for self.vocabulary.texts
         self.embed_dims = model.config.embed_dims
         self._cache = TextEmbeddingCache(model.text_model) if model.text_model is not None else None
-        self._image_prompts = model.image_prompt_encoder  # else loaded on first use (DEFAULT_VISION_MODEL)
+        self._image_prompts = model.image_prompt_encoder  # else the default tower, loaded on first use
 
     # ------------------------------------------------------------------ loading and saving
     @classmethod
@@ -85,21 +83,17 @@ class YOLOWorld(Predictor):
                              "or use a model saved with its vocabulary")
         return self._cache.encode(list(texts)).to(self.device)
 
-    @torch.no_grad()
     def encode_images(self, prompts: list[VisualPrompt]) -> torch.Tensor:
         """(V, D) L2-normalised class embeddings of reference images: per prompt its crops' CLIP embeddings
         averaged and renormalised, then the projector if the model has a trained one (raw CLIP otherwise)."""
-        encoder = self.image_prompt_encoder()
-        return torch.stack([encoder.class_embedding(reference_crops(p, encoder.image_size).to(self.device))
-                            for p in prompts])
+        return encode_visual_prompts(self.image_prompt_encoder(), prompts, self.device)
 
     def image_prompt_encoder(self):
-        """The model's image-prompt encoder, else the vision tower of DEFAULT_VISION_MODEL without a projector."""
+        """The model's image-prompt encoder, else the CLIP vision tower of DEFAULT_VISION_MODEL (no projector)."""
         if self._image_prompts is None:
             from yoloworld.models.image_prompt import ImagePromptEncoder
 
-            encoder = ImagePromptEncoder.from_pretrained(DEFAULT_VISION_MODEL, projector=False)
-            self._image_prompts = encoder.check_fits(self.embed_dims, DEFAULT_VISION_MODEL).to(self.device).eval()
+            self._image_prompts = ImagePromptEncoder.default(self.embed_dims).to(self.device).eval()
         return self._image_prompts
 
     def _use_vocabulary(self, vocabulary: Vocabulary, text_embeds: torch.Tensor | None) -> None:

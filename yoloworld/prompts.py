@@ -140,6 +140,15 @@ def reference_crops(prompt: VisualPrompt, size: int):
     return torch.stack(crops)
 
 
+def encode_visual_prompts(encoder, prompts: list[VisualPrompt], device=None):
+    """(V, D) class embeddings from an `ImagePromptEncoder`: per prompt, its reference crops averaged."""
+    import torch
+
+    with torch.no_grad():
+        return torch.stack([encoder.class_embedding(reference_crops(p, encoder.image_size).to(device or "cpu"))
+                            for p in prompts])
+
+
 # ---------------------------------------------------------------- the command line
 
 def parse_visual_prompts(specs: list[str], flag: str = "--visual-prompt") -> list[VisualPrompt]:
@@ -227,4 +236,4 @@ def _rows(embeds):
 
 
 __all__ = ["VisualPrompt", "Embedding", "PROMPT_TYPES", "prompt_name", "reference_crops", "check_box",
-           "parse_visual_prompts", "load_embedding_classes", "encode_prompts"]
+           "encode_visual_prompts", "parse_visual_prompts", "load_embedding_classes", "encode_prompts"]

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from yoloworld.config import DEFAULT_TEXT_MODEL
 from yoloworld.errors import CheckpointError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # the official buffers: OpenAI CLIP's normalisation
@@ -34,6 +35,7 @@ BUILTIN_VISION_CONFIGS = {
     1024: dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
                image_size=336, patch_size=14, projection_dim=768),
 }
+DEFAULT_VISION_MODEL = DEFAULT_TEXT_MODEL  # the CLIP whose text tower the released models use
 TRAIN_CROP_SCALE = (0.8, 1.5)  # official: each sampled box is scaled by U[0.8, 1.5] before cropping
 OFFICIAL_MIN_SIDE = 64  # official: only boxes of area >= 64^2 (network-input pixels) become prompts
 
@@ -178,6 +180,12 @@ class ImagePromptEncoder(nn.Module):
     def image_size(self) -> int:
         return self.image_encoder.config.image_size
 
+    @classmethod
+    def default(cls, embed_dims: int | None = None) -> "ImagePromptEncoder":
+        """The vision tower of DEFAULT_VISION_MODEL without a projector (raw CLIP embeddings: none was released)."""
+        encoder = cls.from_pretrained(DEFAULT_VISION_MODEL, projector=False)
+        return encoder if embed_dims is None else encoder.check_fits(embed_dims, DEFAULT_VISION_MODEL)
+
     def check_fits(self, embed_dims: int, source: str) -> "ImagePromptEncoder":
         """One line when the tower's embeddings cannot stand in the detector's text slots."""
         if self.embed_dim != embed_dims:
@@ -231,5 +239,5 @@ class ImagePromptEncoder(nn.Module):
         return F.normalize(text_embeds.index_put((rows, columns), embeds), dim=-1)
 
 
-__all__ = ["ImagePromptEncoder", "clip_vision_config", "vision_config_meta", "vision_config_from_meta",
+__all__ = ["DEFAULT_VISION_MODEL", "ImagePromptEncoder", "clip_vision_config", "vision_config_meta", "vision_config_from_meta",
            "vision_config_from_state", "crop_resized", "scaled_box", "sample_class_boxes", "OFFICIAL_MIN_SIDE"]
