@@ -114,7 +114,8 @@ def check_box(box, shape: tuple[int, ...], label: str) -> tuple[float, float, fl
     if box is None:
         return 0.0, 0.0, float(width), float(height)
     x1, y1, x2, y2 = box
-    if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
+    # a pixel of slack: annotation tools round box edges onto the border; the crop clips them to the image
+    if x1 < -1 or y1 < -1 or x2 > width + 1 or y2 > height + 1:
         raise InputError(f"{label}: box {_box_text(box)} lies outside the {width}x{height} image "
                          "(x1,y1,x2,y2 in its pixels)")
     if x2 - x1 < 1 or y2 - y1 < 1:

@@ -151,7 +151,8 @@ def random_vision_encoder(spec: RandomVisionConfig, embed_dims: int = 512) -> Im
     RNG is left untouched); the projector is initialised from the same seed."""
     vision_config = clip_vision_config(768, hidden_size=spec.hidden, num_hidden_layers=spec.layers,
                                        num_attention_heads=spec.heads, intermediate_size=4 * spec.hidden,
-                                       image_size=spec.image_size, patch_size=spec.patch, projection_dim=embed_dims)
+                                       image_size=spec.image_size, patch_size=spec.patch, projection_dim=embed_dims,
+                                       initializer_factor=spec.init_scale)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)
         return ImagePromptEncoder.from_config(vision_config)

@@ -51,6 +51,7 @@ class RandomVisionConfig:
     heads: int = 2
     image_size: int = 224
     patch: int = 32
+    init_scale: float = 1.0  # x CLIP's initialisation scale (Hugging Face `initializer_factor`)
     seed: int = 0
 
 
