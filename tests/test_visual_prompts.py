@@ -294,6 +294,22 @@ def test_embeddings_file_as_classes_then_reparam_predicts_like_the_references(fi
     assert_same_detections(YOLOWorld.from_pretrained(rep).predict(image, conf=CONF)[0], reference)
 
 
+def test_prompt_detector_starts_from_image_prompt_embeddings(fixtures, api, refs, image_embeddings):
+    from helpers import close
+
+    from yoloworld.models.prompt import build_prompt_detector, read_embeddings
+
+    embeds, _ = read_embeddings(image_embeddings, dims=512)
+    prompt_model, _ = build_prompt_detector(fixtures / "v2_n.pth", embeddings=embeds)
+    api.set_classes(parse_visual_prompts([f"mug={refs / 'ref.png'}:10,20,200,220", str(refs / "classes")]))
+    images = torch.from_numpy(np.load(fixtures / "inputs.npz")["image_input"])
+    with torch.no_grad():
+        ours = prompt_model(images.contiguous(memory_format=torch.channels_last))[0]
+    reference = api.forward_raw(images, api.text_embeds[None])[0]
+    for level in range(3):
+        close(ours[level], reference[level])
+
+
 def test_dynamic_onnx_graph_takes_image_prompt_embeddings(fixtures, api, refs, image, image_embeddings, tmp_path):
     pytest.importorskip("onnxruntime")
     from yoloworld.export.onnx_export import export_onnx, plan_export
