@@ -111,3 +111,24 @@ def test_resumed_image_prompt_run_equals_an_uninterrupted_one(coco, text_model, 
     reference = read_checkpoint(tmp_path / "full" / "last.pth")["state_dict"]
     for key in reference:
         torch.testing.assert_close(ours[key], reference[key], atol=0, rtol=0, msg=key)
+
+
+def test_val_prompts_named_categories_by_reference_images(coco, text_model, tmp_path, capsys):
+    from test_visual_prompts import save_tower
+
+    from yoloworld.cli import main
+
+    records = json.loads((coco / "annotations.json").read_text())
+    first = records["annotations"][0]
+    image = coco / "images" / next(i["file_name"] for i in records["images"] if i["id"] == first["image_id"])
+    x, y, w, h = first["bbox"]
+    name = next(c["name"] for c in records["categories"] if c["id"] == first["category_id"])
+    args = ["val", "--weights", str(text_model), "--ann", str(coco / "annotations_val.json"), "--images",
+            str(coco / "images"), "--imgsz", "64", "--vision-model", str(save_tower(tmp_path / "tower")),
+            "--metrics-json", str(tmp_path / "metrics.json")]
+    assert main([*args, "--visual-prompt", f"{name}={image}:{x},{y},{x + w},{y + h}"]) == 0
+    assert "AP50" in json.loads((tmp_path / "metrics.json").read_text())
+    capsys.readouterr()
+    assert main([*args, "--visual-prompt", f"no such class={image}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a category" in err and "\n" not in err
