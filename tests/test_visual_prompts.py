@@ -245,6 +245,9 @@ def test_a_tower_of_another_embedding_size_is_a_one_line_error(fixtures, refs, t
     assert code == 2 and "embeds into 256 dimensions" in err and "512" in err and "\n" not in err, err
     with pytest.raises(InputError, match="not four numbers"):
         VisualPrompt(refs / "ref.png", box=(1, 2, 3))
+    api = YOLOWorld.from_pretrained(fixtures / "v2_n.pth", text_model=fixtures / "tiny-clip")
+    with pytest.raises(InputError, match="'x': its embedding has 256 dimensions, the model's classes 512"):
+        api.set_classes(["person", Embedding(np.ones(256), "x")])
 
 
 def test_cli_predict_mixes_classes_and_visual_prompts(fixtures, tower, refs, tmp_path):

@@ -28,6 +28,8 @@ class VisualPrompt:
     a folder of crops. Several references are averaged (raw CLIP embeddings, renormalised) into one class."""
 
     def __init__(self, source, box=None, name: str | None = None):
+        """`source`: a path (image or folder), a BGR array or a PIL image; or a list of them and of
+        (source, box) pairs. `name`: the class name (default: the first file's stem or folder's name)."""
         items = list(source) if isinstance(source, list) else [(source, box)]
         if isinstance(source, list) and box is not None:
             raise InputError("VisualPrompt: give the box with each reference, e.g. [(\"a.jpg\", (x1, y1, x2, y2))]")
@@ -64,7 +66,8 @@ def prompt_name(prompt) -> str:
 
 
 def _reference(item) -> tuple[object, tuple[float, ...] | None]:
-    source, box = item if isinstance(item, tuple) and len(item) == 2 and not isinstance(item[0], int) else (item, None)
+    """`source` or `(source, box)` -> (source, box as four floats or None)."""
+    source, box = item if isinstance(item, tuple) and len(item) == 2 else (item, None)
     if isinstance(source, (str, Path)) and Path(source).is_dir() and box is not None:
         raise InputError(f"{source}: a box needs one image, not a folder of crops")
     if box is None:
