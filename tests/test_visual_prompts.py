@@ -238,6 +238,7 @@ def test_bad_references_are_one_line_errors(fixtures, tower, refs, capsys, spec,
 
 def test_a_tower_of_another_embedding_size_is_a_one_line_error(fixtures, refs, tmp_path, capsys):
     other = save_tower(tmp_path / "clip-256", projection_dim=256)
+    capsys.readouterr()  # transformers' save progress bar
     code = main(["predict", str(refs / "ref.png"), "--weights", str(fixtures / "v2_n.pth"), "--text-model",
                  str(fixtures / "tiny-clip"), "--vision-model", str(other), "--visual-prompt",
                  f"mug={refs / 'ref.png'}", "--no-save"])
