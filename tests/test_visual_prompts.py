@@ -156,6 +156,11 @@ def test_checkpoint_round_trip_keeps_tower_and_projector(fixtures, tmp_path):
     torch.save(data, tmp_path / "official_style.pth")
     official, _ = load_detector(tmp_path / "official_style.pth", text_model=fixtures / "tiny-clip")
     torch.testing.assert_close(official.image_prompt_encoder(crops), model.image_prompt_encoder(crops))
+    # folding a vocabulary in leaves nothing to prompt: the encoder is dropped with the text tower
+    from yoloworld.models.reparam import reparameterize_checkpoint
+
+    folded = reparameterize_checkpoint(path, tmp_path / "rep.pth", F.normalize(torch.randn(3, 512), dim=-1))
+    assert folded.image_prompt_encoder is None
 
 
 # ---------------------------------------------------------------- vocabularies
