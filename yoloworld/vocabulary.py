@@ -25,9 +25,12 @@ class Vocabulary:
     @classmethod
     def build(cls, classes, padding: bool = True) -> "Vocabulary":
         normalised = normalise_classes(classes)
-        last = normalised[-1]
-        if len(normalised) > 1 and len(last) == 1 and isinstance(last[0], Embedding) and not last[0].name.strip():
-            return cls(normalised[:-1], True, last[0])  # the padding row of `yoloworld embed --padding`
+        rows = [g for g in normalised if len(g) == 1 and isinstance(g[0], Embedding) and not g[0].name.strip()]
+        if rows:  # the padding row of an embeddings file (`yoloworld embed --padding`): the padding, not a class
+            kept = [g for g in normalised if not any(g is row for row in rows)]
+            if not kept:
+                raise InputError("the class list holds only a padding embedding: give at least one class")
+            return cls(kept, True, rows[-1][0])
         has_padding = any(isinstance(t, str) and t.strip() == "" for group in normalised for t in group)
         return cls(normalised, padding and not has_padding)
 
