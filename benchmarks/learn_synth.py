@@ -35,12 +35,17 @@ def synth(out: Path, images: int, seed: int, val_fraction: float) -> Path:
 
 def score_deployed(weights: Path, coco: Path, imgsz: int) -> dict:
     """COCO box AP of a deployed checkpoint on a synthetic set, via YOLOWorld.from_pretrained + predict."""
+    from yoloworld.api import YOLOWorld
+
+    return score(YOLOWorld.from_pretrained(weights, imgsz=imgsz), coco)
+
+
+def score(model, coco: Path) -> dict:
+    """COCO box AP of a front object (its vocabulary in the set's class order) on a synthetic set."""
     import json
 
-    from yoloworld.api import YOLOWorld
     from yoloworld.eval import evaluate, results_to_coco
 
-    model = YOLOWorld.from_pretrained(weights, imgsz=imgsz)
     annotations = json.loads((coco / "annotations.json").read_text())
     category_ids = [c["id"] for c in annotations["categories"]]
     predictions = []

@@ -1,7 +1,7 @@
-"""YOLO-World open-vocabulary detection in plain PyTorch. Public API: `YOLOWorld`, `Results`."""
+"""YOLO-World open-vocabulary detection in plain PyTorch. Public API: `YOLOWorld`, `Results`, `VisualPrompt`."""
 
 __version__ = "0.1.0"
-__all__ = ["YOLOWorld", "Results", "YOLOWorldError"]
+__all__ = ["YOLOWorld", "Results", "VisualPrompt", "YOLOWorldError"]
 
 
 def __getattr__(name):  # imported on first use, so `import yoloworld` alone loads neither torch nor the models
@@ -13,6 +13,10 @@ def __getattr__(name):  # imported on first use, so `import yoloworld` alone loa
         from yoloworld.results import Results
 
         return Results
+    if name == "VisualPrompt":
+        from yoloworld.prompts import VisualPrompt
+
+        return VisualPrompt
     if name == "YOLOWorldError":
         from yoloworld.errors import YOLOWorldError
 

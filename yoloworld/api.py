@@ -3,6 +3,7 @@
     model = YOLOWorld.from_pretrained("yolo_world_v2_s")
     model.set_classes(["person", ["car", "automobile"], "traffic light"])
     results = model.predict(["street.jpg"], conf=0.05)
+    model.set_classes(["person", VisualPrompt("ref.jpg", box=(10, 20, 200, 220), name="my mug")])  # by example
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from yoloworld.models.text import TextEmbeddingCache
 from yoloworld.models.weights import default_imgsz
 from yoloworld.postprocess import decode_outputs
 from yoloworld.predictor import Predictor, check_imgsz
+from yoloworld.prompts import VisualPrompt, encode_visual_prompts
 from yoloworld.vocabulary import Vocabulary
 
 
@@ -35,20 +37,24 @@ class YOLOWorld(Predictor):
         self.imgsz = check_imgsz(imgsz)
         self.vocabulary: Vocabulary | None = None
         self.text_embeds: torch.Tensor | None = None  # (T, D) for self.vocabulary.texts
+        self.embed_dims = model.config.embed_dims
         self._cache = TextEmbeddingCache(model.text_model) if model.text_model is not None else None
         self._stored_embeds: dict[str, torch.Tensor] = {}  # text -> embedding saved with a tower-less model
+        self._image_prompts = model.image_prompt_encoder  # else the default tower, loaded on first use
 
     # ------------------------------------------------------------------ loading and saving
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, text_model: str | os.PathLike | None = None,
-                        device="cpu", imgsz: int | None = None, fuse: bool = False) -> "YOLOWorld":
+                        device="cpu", imgsz: int | None = None, fuse: bool = False,
+                        vision_model: str | os.PathLike | None = None) -> "YOLOWorld":
         """An official `.pth`, a yoloworld checkpoint, an Ultralytics `.pt`, or a short name (`yolo_world_v2_s`,
         `yolov8s-worldv2`, downloaded once). `imgsz`: network input size; default the size stored with the model,
-        else the size the named release was trained at, else 640."""
+        else the size the named release was trained at, else 640. `vision_model`: a Hugging Face CLIP folder or
+        id whose vision tower encodes reference images (default: the one in the file, else DEFAULT_VISION_MODEL)."""
         device = resolve_device(device)  # a bad device fails before any loading
         if imgsz is not None:
             check_imgsz(imgsz)
-        model, checkpoint = load_detector(name_or_path, text_model=text_model)
+        model, checkpoint = load_detector(name_or_path, text_model=text_model, vision_model=vision_model)
         if fuse:
             model.fuse()
         stored = (checkpoint.get("meta") or {}).get("yoloworld", {})
@@ -67,7 +73,7 @@ class YOLOWorld(Predictor):
         if self.vocabulary is None:
             raise InputError("set_classes() first: the vocabulary is saved with the model")
         entries = {} if self.text_embeds is None else {"class_embeddings": self.text_embeds}
-        save_checkpoint(path, self.model, {"classes": self.vocabulary.classes, "padded": self.vocabulary.padded,
+        save_checkpoint(path, self.model, {"classes": self.vocabulary.stored_classes(), "padded": self.vocabulary.padded,
                                            "imgsz": self.imgsz}, keep_text_model=keep_text_model, half=half, **entries)
 
     # ------------------------------------------------------------------ vocabulary
@@ -87,6 +93,19 @@ class YOLOWorld(Predictor):
             raise InputError(f"this model has no text encoder and cannot embed {', '.join(map(repr, unknown[:5]))}"
                              f"{known}. Load it with a text model (--text-model) for new classes")
         return torch.stack([self._stored_embeds[t] for t in texts]).to(self.device)
+
+    def encode_images(self, prompts: list[VisualPrompt]) -> torch.Tensor:
+        """(V, D) L2-normalised class embeddings of reference images: per prompt its crops' CLIP embeddings
+        averaged and renormalised, then the projector if the model has a trained one (raw CLIP otherwise)."""
+        return encode_visual_prompts(self.image_prompt_encoder(), prompts, self.device)
+
+    def image_prompt_encoder(self):
+        """The model's image-prompt encoder, else the CLIP vision tower of DEFAULT_VISION_MODEL (no projector)."""
+        if self._image_prompts is None:
+            from yoloworld.models.image_prompt import ImagePromptEncoder
+
+            self._image_prompts = ImagePromptEncoder.default(self.embed_dims).to(self.device).eval()
+        return self._image_prompts
 
     def _use_vocabulary(self, vocabulary: Vocabulary, text_embeds: torch.Tensor | None) -> None:
         self.vocabulary = vocabulary

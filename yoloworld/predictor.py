@@ -3,8 +3,9 @@
     image -> as_bgr -> letterbox_batch -> [runtime forward] -> select (NMS) -> boxes_to_original -> Results
 
 A runtime (PyTorch in `yoloworld.api.YOLOWorld`, ONNX Runtime in `yoloworld.export.onnx_runtime.OnnxYOLOWorld`)
-supplies only `encode_text` and `forward`: per-image scores and boxes in network-input pixels, plus mask
-coefficients and prototypes for a segmentation model, whose masks `yoloworld.masks` assembles after selection.
+supplies only `encode_text` (and `encode_images` for reference images) and `forward`: per-image scores and boxes
+in network-input pixels, plus mask coefficients and prototypes for a segmentation model, whose masks
+`yoloworld.masks` assembles after selection.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from yoloworld.errors import InputError
 from yoloworld.images import as_bgr
 from yoloworld.masks import attach_masks
 from yoloworld.postprocess import Detections, select
+from yoloworld.prompts import encode_prompts
 from yoloworld.results import Results
 from yoloworld.transforms import LetterboxInfo, letterbox_batch
 from yoloworld.vocabulary import Vocabulary
@@ -67,6 +69,7 @@ class Predictor:
     imgsz: int = 640
     vocabulary: Vocabulary | None = None
     text_embeds = None  # embeddings of vocabulary.texts; None where the vocabulary is baked in
+    embed_dims: int | None = None  # width of a class embedding, where the runtime knows it
 
     @property
     def class_names(self) -> list[str]:
@@ -75,6 +78,16 @@ class Predictor:
     def encode_text(self, texts: list[str]):
         raise NotImplementedError
 
+    def encode_images(self, prompts: list):
+        """(V, D) class embeddings of `VisualPrompt`s."""
+        raise InputError("this runtime cannot encode reference images: write their embeddings with `yoloworld embed "
+                         "--images ... --out refs.npy` and pass the .npy as the classes file (--classes-file refs.npy)")
+
+    def encode_prompts(self, prompts: list):
+        """(T, D) embeddings of a flat prompt list (texts, reference images, embeddings) in order."""
+        return encode_prompts(prompts, self.encode_text, self.encode_images, getattr(self, "device", None),
+                              self.embed_dims)
+
     def forward(self, batch: np.ndarray, text_embeds: list) -> tuple[torch.Tensor, ...]:
         """(B, 3, S, S) float32 RGB in [0, 1] and per-image embeddings -> scores (B, P, T) in [0, 1] and
         boxes (B, P, 4) xyxy in network-input pixels; segmentation models add mask coefficients (B, P, M) and
@@ -82,10 +95,10 @@ class Predictor:
         raise NotImplementedError
 
     def set_classes(self, classes, padding: bool = True):
-        """`classes`: ["person", ["car", "automobile"], ...] or "person,car|automobile". The padding prompt is
-        appended when the vocabulary has none (the released models were trained with padding)."""
+        """`classes`: ["person", ["car", "automobile"], VisualPrompt("mug.jpg"), ...] or "person,car|automobile".
+        The padding prompt is appended when the vocabulary has none (the released models were trained with it)."""
         vocabulary = Vocabulary.build(classes, padding)
-        self.text_embeds = self.encode_text(vocabulary.texts)
+        self.text_embeds = self.encode_prompts(vocabulary.texts)
         self.vocabulary = vocabulary
         return self
 
@@ -121,7 +134,7 @@ class Predictor:
             key = repr(classes)
             if key not in built:
                 vocabulary = Vocabulary.build(classes)
-                built[key] = (vocabulary, self.encode_text(vocabulary.texts))
+                built[key] = (vocabulary, self.encode_prompts(vocabulary.texts))
         return [built[repr(classes)] for classes in per_image_classes]
 
     def _predict_batch(self, images: list, vocabularies: list, settings: Settings) -> list[Results]:

@@ -1,4 +1,5 @@
-"""Class vocabularies: a class is a text or a list of synonyms; the padding prompt is added, never reported."""
+"""Class vocabularies: a class is a prompt (a text, a `VisualPrompt` or an `Embedding`, see `yoloworld.prompts`)
+or a list of synonymous prompts; the padding prompt is added, never reported."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from yoloworld.errors import InputError
+from yoloworld.prompts import PROMPT_TYPES, Embedding, prompt_name
 
 if TYPE_CHECKING:
     import torch
@@ -16,24 +18,36 @@ PADDING_PROMPT = " "  # what the released models saw as padding; '' tokenizes th
 
 @dataclass
 class Vocabulary:
-    classes: list[list[str]]  # synonyms per class
+    classes: list[list]  # synonymous prompts per class (texts, VisualPrompt, Embedding)
     padded: bool  # a padding prompt was appended to `texts`
+    padding: object = PADDING_PROMPT  # the padding prompt (an Embedding when an embeddings file carries it)
 
     @classmethod
     def build(cls, classes, padding: bool = True) -> "Vocabulary":
         normalised = normalise_classes(classes)
-        has_padding = any(t.strip() == "" for group in normalised for t in group)
+        rows = [g for g in normalised if len(g) == 1 and isinstance(g[0], Embedding) and not g[0].name.strip()]
+        if rows:  # the padding row of an embeddings file (`yoloworld embed --padding`): the padding, not a class
+            kept = [g for g in normalised if not any(g is row for row in rows)]
+            if not kept:
+                raise InputError("the class list holds only a padding embedding: give at least one class")
+            return cls(kept, True, rows[-1][0])
+        has_padding = any(isinstance(t, str) and t.strip() == "" for group in normalised for t in group)
         return cls(normalised, padding and not has_padding)
 
     @property
     def names(self) -> list[str]:
-        return [group[0] for group in self.classes]
+        return [prompt_name(group[0]) for group in self.classes]
 
     @property
-    def texts(self) -> list[str]:
-        """Flat text list fed to the text encoder (and the network), padding prompt last."""
+    def texts(self) -> list:
+        """Flat prompt list fed to the encoders (and the network), padding prompt last; only texts for a text
+        vocabulary."""
         flat = [t for group in self.classes for t in group]
-        return flat + [PADDING_PROMPT] if self.padded else flat
+        return flat + [self.padding] if self.padded else flat
+
+    def stored_classes(self) -> list[list[str]]:
+        """`classes` with every prompt by its name: what metadata (JSON, weights-only checkpoints) can hold."""
+        return [[prompt_name(t) for t in group] for group in self.classes]
 
     def groups(self) -> torch.Tensor:
         """(C, S) indices into `texts` per class (-1 = unused slot); texts outside it are never reported."""
@@ -48,18 +62,19 @@ class Vocabulary:
         return index
 
 
-def normalise_classes(classes) -> list[list[str]]:
-    """Accept ["a", ["b", "b2"], ...] or a "a,b|b2" string; reject empty lists and non-text entries."""
+def normalise_classes(classes) -> list[list]:
+    """Accept ["a", ["b", "b2"], VisualPrompt(...), ...] or a "a,b|b2" string; reject empty lists and entries
+    that are not prompts."""
     if isinstance(classes, str):
         classes = parse_class_string(classes)
     if not isinstance(classes, (list, tuple)) or not classes:
         raise InputError("the class list is empty: give at least one class, e.g. --classes \"person,car\"")
     normalised = []
     for entry in classes:
-        group = [entry] if isinstance(entry, str) else entry
-        if not isinstance(group, (list, tuple)) or not group or not all(isinstance(t, str) for t in group):
-            raise InputError(f"class entry {entry!r} is not a text or a non-empty list of texts")
-        normalised.append([str(t) for t in group])
+        group = [entry] if isinstance(entry, PROMPT_TYPES) else entry
+        if not isinstance(group, (list, tuple)) or not group or not all(isinstance(t, PROMPT_TYPES) for t in group):
+            raise InputError(f"class entry {entry!r} is not a text, a VisualPrompt or a non-empty list of them")
+        normalised.append(list(group))
     return normalised
 
 
@@ -87,13 +102,18 @@ def parse_class_string(text: str) -> list[list[str]]:
     return classes
 
 
-def load_class_file(path: str | Path) -> list[list[str]]:
-    """Official class-text JSON (a list of synonym lists), or a .txt file with one class per line."""
+def load_class_file(path: str | Path) -> list[list]:
+    """Official class-text JSON (a list of synonym lists), a .txt file with one class per line, or an embeddings
+    .npy from `yoloworld embed` (one `Embedding` class per row, named by the note beside it)."""
     from yoloworld.data.class_texts import load_class_texts
 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: class file not found")
+    if path.suffix.lower() == ".npy":
+        from yoloworld.prompts import load_embedding_classes
+
+        return load_embedding_classes(path)
     if path.suffix.lower() != ".txt":
         return load_class_texts(path)
     from yoloworld.readers import read_lines

@@ -69,22 +69,35 @@ def image_size(text: str) -> int:
 
 def add_model_flags(parser: argparse.ArgumentParser, weights_required: bool = True, classes: bool = True,
                     imgsz_help: str = "network input size, a multiple of 32 (default: the model's own, else 640)"):
-    """--weights, --text-model, --classes, --classes-file, --device, --imgsz: one spelling for every command."""
+    """--weights, --text-model, --vision-model, --classes, --classes-file, --visual-prompt, --device, --imgsz: one
+    spelling for every command."""
     parser.add_argument("--weights", required=weights_required,
                         help="checkpoint (.pth/.pt, or .onnx where supported) or a name such as yolo_world_v2_s")
     parser.add_argument("--text-model", help="Hugging Face CLIP folder or hub id (tokenizer / text weights), "
                         "optional when the weights hold a text tower")
+    add_vision_flag(parser)
     if classes:
         add_class_flags(parser)
     parser.add_argument("--device", default="auto", help=DEVICE_HELP + " (default auto)")
     parser.add_argument("--imgsz", type=image_size, help=imgsz_help)
 
 
-def add_class_flags(parser, group=None) -> None:
+def add_class_flags(parser, group=None, visual_flags: tuple[str, ...] = ("--visual-prompt",)) -> None:
     target = group or parser
     target.add_argument("--classes", help='comma-separated classes, "|" between synonyms: "person,car|automobile" '
                         '(or a JSON list: \'["person", ["car", "automobile"]]\')')
-    target.add_argument("--classes-file", help="class-text JSON (list of synonym lists) or a .txt, one class a line")
+    target.add_argument("--classes-file", help="class-text JSON (list of synonym lists), a .txt (one class a line) "
+                        "or an embeddings .npy from `yoloworld embed`")
+    target.add_argument(*visual_flags, dest="visual_prompt", action="append", metavar="NAME=IMAGE[:x1,y1,x2,y2]",
+                        help="a class given by reference images (repeatable; a name given twice averages its "
+                        "references): NAME=IMAGE, NAME=IMAGE:x1,y1,x2,y2 (a box), NAME=FOLDER (its images) or a "
+                        "FOLDER of class folders; a NAME that is also a text class joins it as a synonym")
+
+
+def add_vision_flag(parser) -> None:
+    parser.add_argument("--vision-model", help="Hugging Face CLIP folder or hub id whose vision tower encodes "
+                        "--visual-prompt references (default: the tower in the weights, else "
+                        "openai/clip-vit-base-patch32)")
 
 
 def add_selection_flags(parser, conf: float, conf_help: str = "score threshold") -> None:
@@ -93,15 +106,33 @@ def add_selection_flags(parser, conf: float, conf_help: str = "score threshold")
     parser.add_argument("--max-det", type=positive_int, default=300, help="detections kept per image (default 300)")
 
 
-def chosen_classes(args) -> list[list[str]] | None:
-    """The vocabulary of --classes-file or --classes, else None (the model's stored vocabulary may serve)."""
+def chosen_classes(args) -> list[list] | None:
+    """The vocabulary of --classes-file or --classes, then the --visual-prompt classes, else None (the model's
+    stored vocabulary may serve)."""
     from yoloworld.vocabulary import load_class_file, parse_class_string
 
+    classes = None
     if getattr(args, "classes_file", None):
-        return load_class_file(args.classes_file)
-    if getattr(args, "classes", None) is not None:
-        return parse_class_string(args.classes)
-    return None
+        classes = load_class_file(args.classes_file)
+    elif getattr(args, "classes", None) is not None:
+        classes = parse_class_string(args.classes)
+    if getattr(args, "visual_prompt", None):
+        classes = with_visual_prompts(classes or [], args.visual_prompt)
+    return classes
+
+
+def with_visual_prompts(classes: list[list], specs: list[str]) -> list[list]:
+    """`classes` plus one class per --visual-prompt name; a name that is already a class joins it as a synonym."""
+    from yoloworld.prompts import parse_visual_prompts, prompt_name
+
+    merged = [list(group) for group in classes]
+    for prompt in parse_visual_prompts(specs):
+        group = next((g for g in merged if prompt_name(g[0]) == prompt.name), None)
+        if group is None:
+            merged.append([prompt])
+        else:
+            group.append(prompt)
+    return merged
 
 
 def load_predictor(args, fuse: bool = True):
@@ -113,7 +144,7 @@ def load_predictor(args, fuse: bool = True):
     from yoloworld.api import YOLOWorld
 
     return YOLOWorld.from_pretrained(args.weights, text_model=args.text_model, device=args.device,
-                                     imgsz=args.imgsz, fuse=fuse)
+                                     imgsz=args.imgsz, fuse=fuse, vision_model=getattr(args, "vision_model", None))
 
 
 def apply_vocabulary(model, classes: list[list[str]] | None, what: str = "--classes \"person,car\""):

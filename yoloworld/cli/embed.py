@@ -1,29 +1,32 @@
-"""`yoloworld embed`: class texts -> N x 512 L2-normalised CLIP embeddings (.npy), for prompt tuning,
-reparameterization and export. A JSON note next to the file records the classes, the synonym mode and
-the text model."""
+"""`yoloworld embed`: class texts or reference images -> N x 512 L2-normalised CLIP embeddings (.npy), for prompt
+tuning, reparameterization, `--classes-file` and dynamic-vocabulary ONNX graphs (which then need no vision tower).
+A JSON note next to the file records the classes, the synonym mode and the text / vision models."""
 
 from __future__ import annotations
 
 import argparse
 
-from yoloworld.cli.common import add_class_flags, chosen_classes
+from yoloworld.cli.common import add_class_flags, add_vision_flag, chosen_classes
 from yoloworld.config import DEFAULT_TEXT_MODEL
 from yoloworld.errors import CheckpointError, InputError
 from yoloworld.files import check_output
-from yoloworld.vocabulary import PADDING_PROMPT
+from yoloworld.vocabulary import PADDING_PROMPT, Vocabulary
 
 SYNONYM_MODES = ("mean", "first")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "embed", help="CLIP text embeddings of class texts (.npy) for prompt tuning, reparam and export",
-        description="Write one L2-normalised CLIP text embedding per class. Synonyms are averaged and "
-        "renormalised (--synonyms mean) or only the first is used (--synonyms first, the official tool).")
-    add_class_flags(parser, parser.add_mutually_exclusive_group(required=True))
+        "embed", help="CLIP embeddings of class texts or reference images (.npy) for prompt tuning, reparam, export",
+        description="Write one L2-normalised CLIP embedding per class. Synonyms are averaged and "
+        "renormalised (--synonyms mean) or only the first is used (--synonyms first, the official tool). "
+        "--images: classes given by reference images (their CLIP image embeddings averaged, then the image-prompt "
+        "projector of --weights if it has one).")
+    add_class_flags(parser, parser.add_mutually_exclusive_group(required=True), ("--images", "--visual-prompt"))
     parser.add_argument("--text-model", help=f"Hugging Face CLIP folder or hub id (default {DEFAULT_TEXT_MODEL}, "
                         "or the text tower inside --weights)")
-    parser.add_argument("--weights", help="take the text tower from this YOLO-World checkpoint")
+    add_vision_flag(parser)
+    parser.add_argument("--weights", help="take the text tower (and the image-prompt encoder) from this checkpoint")
     parser.add_argument("--synonyms", choices=SYNONYM_MODES, default="mean",
                         help="several texts per class: average them (mean) or use the first (first)")
     parser.add_argument("--padding", action="store_true",
@@ -34,20 +37,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from yoloworld.models.prompt import write_embeddings
-    from yoloworld.models.text import TextEmbeddingCache
 
     if not str(args.out).endswith(".npy"):
         raise InputError(f"--out {args.out}: the output file must end in .npy")
     check_output(args.out, "--out")
     classes = chosen_classes(args)
-    encoder, source = text_encoder(args.text_model, args.weights)
-    cache = TextEmbeddingCache(encoder)
-    embeds = class_embeddings(classes, cache.encode, args.synonyms)
+    encoders = PromptEncoders(args.text_model, args.vision_model, args.weights)
+    embeds = class_embeddings(classes, encoders.encode, args.synonyms)
     if args.padding:
         import torch
 
-        embeds = torch.cat([embeds, cache.encode([PADDING_PROMPT])])
-    note = {"classes": classes, "synonyms": args.synonyms, "padded": bool(args.padding), "text_model": source,
+        embeds = torch.cat([embeds, encoders.encode([PADDING_PROMPT])])
+    note = {"classes": Vocabulary(classes, False).stored_classes(), "synonyms": args.synonyms,
+            "padded": bool(args.padding), **encoders.sources(),
             "rows": "one per class, in file order" + (", then the padding prompt" if args.padding else "")}
     path = write_embeddings(args.out, embeds, note)
     print(f"wrote {tuple(embeds.shape)} embeddings to {path} (synonyms: {args.synonyms}); note in "
@@ -72,16 +74,59 @@ def class_embeddings(classes: list[list[str]], encode, synonyms: str = "mean"):
     return F.normalize(torch.stack(rows), dim=-1)
 
 
-def text_encoder(text_model: str | None, weights: str | None):
-    """The CLIP text encoder and a description of where it came from."""
-    from yoloworld.models.text import TextEncoder
+class PromptEncoders:
+    """The text and image-prompt encoders of `embed`, each loaded when the first prompt of its kind comes."""
 
-    if weights:
+    def __init__(self, text_model: str | None, vision_model: str | None, weights: str | None):
+        self.text_model, self.vision_model, self.weights = text_model, vision_model, weights
+        self._detector = self._texts = self._images = None
+        self.text_source = self.vision_source = None
+
+    def encode(self, prompts: list):
+        from yoloworld.prompts import encode_prompts
+
+        return encode_prompts(prompts, self.encode_text, self.encode_images)
+
+    def encode_text(self, texts: list[str]):
+        from yoloworld.models.text import TextEmbeddingCache, TextEncoder
+
+        if self._texts is None:
+            if self.weights:
+                encoder = self.detector().text_model
+                if encoder is None:
+                    raise CheckpointError(f"{self.weights}: holds no text model; pass --text-model instead")
+                self.text_source = f"{self.weights} (text tower)"
+            else:
+                self.text_source = self.text_model or DEFAULT_TEXT_MODEL
+                encoder = TextEncoder.from_pretrained(self.text_source)
+            self._texts = TextEmbeddingCache(encoder.eval())
+        return self._texts.encode(texts)
+
+    def encode_images(self, prompts: list):
+        from yoloworld.models.image_prompt import DEFAULT_VISION_MODEL, ImagePromptEncoder
+        from yoloworld.prompts import encode_visual_prompts
+
+        if self._images is None:
+            encoder = self.detector().image_prompt_encoder if self.weights else None
+            source = self.vision_model or self.weights
+            if encoder is None and self.vision_model is not None:
+                encoder = ImagePromptEncoder.from_pretrained(self.vision_model)
+            if encoder is None:
+                dims = self.detector().config.embed_dims if self.weights else None
+                encoder, source = ImagePromptEncoder.default(dims), DEFAULT_VISION_MODEL
+            self._images = encoder.eval()
+            projector = "with its projector" if encoder.projector is not None else "no projector: raw CLIP"
+            self.vision_source = f"{source} ({projector})"
+        return encode_visual_prompts(self._images, prompts)
+
+    def detector(self):
         from yoloworld.models.checkpoint import load_detector
 
-        model, _ = load_detector(weights, text_model=text_model)
-        if model.text_model is None:
-            raise CheckpointError(f"{weights}: holds no text model; pass --text-model instead")
-        return model.text_model.eval(), f"{weights} (text tower)"
-    name = text_model or DEFAULT_TEXT_MODEL
-    return TextEncoder.from_pretrained(name), name
+        if self._detector is None:
+            self._detector = load_detector(self.weights, text_model=self.text_model, vision_model=self.vision_model)[0]
+        return self._detector
+
+    def sources(self) -> dict:
+        """Where the embeddings came from, for the note."""
+        return {key: value for key, value in (("text_model", self.text_source), ("vision_model", self.vision_source))
+                if value is not None}

@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--out {out}: the output file must end in .onnx")
     check_output(out, "--out")
     classes = chosen_classes(args)
-    api = YOLOWorld.from_pretrained(args.weights, text_model=args.text_model, device=args.device, imgsz=args.imgsz)
+    api = YOLOWorld.from_pretrained(args.weights, text_model=args.text_model, device=args.device, imgsz=args.imgsz,
+                                    vision_model=args.vision_model)
     plan = plan_export(api, classes, args.vocab, args.neck)
     written = export_onnx(plan, out, api.imgsz, args.nms, args.dynamic_batch, args.conf, args.iou, args.max_det,
                           args.opset)

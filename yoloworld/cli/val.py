@@ -34,6 +34,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--images", help="image folder (file_name in --ann is relative to it); needed with --weights")
     parser.add_argument("--classes-file", help="class-text JSON: one list of synonyms per category, in --ann order "
                         "(default: the category names, or the vocabulary stored with the model)")
+    parser.add_argument("--visual-prompt", action="append", metavar="NAME=IMAGE[:x1,y1,x2,y2]",
+                        help="prompt the category NAME by reference images instead of its text (repeatable; forms "
+                        "as in predict: NAME=IMAGE, NAME=IMAGE:x1,y1,x2,y2, NAME=FOLDER, a FOLDER of class folders)")
     parser.add_argument("--kind", choices=("auto", "coco", "lvis"), default="auto",
                         help="annotation kind (auto: LVIS when categories carry 'frequency')")
     parser.add_argument("--lvis-mode", choices=("standard", "fixed", "both"), default="both",
@@ -147,6 +150,8 @@ def predict_dataset(args: argparse.Namespace, annotations, max_det: int) -> list
 
     categories = annotations.categories  # class index i <-> i-th category of the file
     texts = _class_file_texts(args.classes_file, categories, str(args.ann))
+    if args.visual_prompt:
+        texts = _with_visual_prompts(texts, args.visual_prompt, categories, str(args.ann))
     images = annotations.dataset["images"]
     paths = _image_paths(Path(args.images), images, args.ann)
     model = load_predictor(args, fuse=True)  # after the cheap checks: it loads torch
@@ -183,6 +188,20 @@ def _class_file_texts(classes_file: str | None, categories: list[dict], ann_name
     texts = load_class_texts(classes_file)
     check_class_count(texts, len(categories), str(classes_file), ann_name)
     return texts
+
+
+def _with_visual_prompts(texts: list | None, specs: list[str], categories: list[dict], ann_name: str) -> list:
+    """Per category its prompts: the references of the --visual-prompt named like it, else its texts."""
+    from yoloworld.data.class_texts import texts_from_categories
+    from yoloworld.prompts import parse_visual_prompts
+
+    names = [str(category.get("name", "")) for category in categories]
+    prompts = {prompt.name: prompt for prompt in parse_visual_prompts(specs)}
+    unknown = [name for name in prompts if name not in names]
+    if unknown:
+        raise InputError(f"--visual-prompt {unknown[0]!r}: not a category of {ann_name} ({_preview(names)})")
+    texts = texts if texts is not None else texts_from_categories(categories)
+    return [[prompts[name]] if name in prompts else group for name, group in zip(names, texts)]
 
 
 def _set_vocabulary(model, texts: list | None, categories: list[dict], ann_name: str) -> None:

@@ -5,6 +5,9 @@
              checkpoint loads non-strictly, its neck guide weights left out (as the official `load_from`)
   prompt     prompt tuning: no text model, learnable prompts (from an .npy or random), everything else frozen
   rep        reparameterized fine-tuning: the class embeddings folded into neck and head, no text model
+  image_prompt  official YOLO-World-Image: a text-conditioned model plus an image-prompt encoder (a frozen CLIP
+             vision tower and the projector); everything but the projector is frozen, and per image one box per
+             class becomes a crop whose embedding replaces that class's text (models/image_prompt.py)
 
 prompt and rep models have a fixed vocabulary, so their class count must equal the dataset's.
 `model.segment` adds the YOLO-World-Seg mask head (freshly initialised when the checkpoint is a detector, as the
@@ -21,21 +24,26 @@ import torch
 from yoloworld.config import ModelConfig
 from yoloworld.errors import CheckpointError, ConfigError
 from yoloworld.models.checkpoint import (
+    PROJECTOR_PREFIX,
     TEXT_PREFIX,
     Checkpoint,
+    image_prompt_encoder_for,
     load_detector,
     load_weights,
+    missing_vision_keys,
     open_checkpoint,
     text_encoder_for,
 )
 from yoloworld.models.detector import YOLOWorldDetector, build_detector
 from yoloworld.models.head import MASK_HEAD_PREFIXES
+from yoloworld.models.image_prompt import ImagePromptEncoder, clip_vision_config
 from yoloworld.models.text import TextEncoder, clip_text_config
 
-from .train_config import RandomTextConfig, TrainConfig
+from .train_config import RandomTextConfig, RandomVisionConfig, TrainConfig
 
 logger = logging.getLogger(__name__)
 NECK_TEXT_PATH = (".attn_block.guide_fc.", ".attn_block.bias")  # what an efficient neck does not have
+FROZEN_FOR_IMAGE_PROMPTS = ("backbone", "neck", "bbox_head", "image_prompt_encoder.image_encoder")
 
 
 @dataclass
@@ -60,6 +68,8 @@ def build_training_model(config: TrainConfig, classes: list[list[str]]) -> Train
         return TrainingModel(model, classes, False, False, source)
     if mode == "prompt":
         return _prompt_model(config, classes)
+    if mode == "image_prompt":
+        return _image_prompt_model(config, classes)
     return _rep_model(config, classes)
 
 
@@ -110,7 +120,8 @@ def _fresh(config: TrainConfig) -> YOLOWorldDetector:
     return model
 
 
-def _load_text_conditioned(config: TrainConfig, efficient: bool) -> tuple[YOLOWorldDetector, str]:
+def _load_text_conditioned(config: TrainConfig, efficient: bool, image_prompts: bool = False
+                           ) -> tuple[YOLOWorldDetector, str]:
     checkpoint = open_checkpoint(config.model.weights)
     path, source = checkpoint.path, checkpoint.config
     if source.contrastive == "rep" or source.num_prompts:
@@ -123,13 +134,16 @@ def _load_text_conditioned(config: TrainConfig, efficient: bool) -> tuple[YOLOWo
     arch = replace(source, text_hidden=encoder.model.config.hidden_size,
                    neck_block="efficient" if efficient else source.neck_block,
                    mask_channels=source.mask_channels or config.model_config().mask_channels)
-    model = YOLOWorldDetector(arch, encoder)
+    vision = _image_prompt_encoder(config, checkpoint) if image_prompts else None
+    model = YOLOWorldDetector(arch, encoder, vision)
     state = checkpoint.state
     if efficient:
         state = {k: v for k, v in state.items() if not (k.startswith("neck.") and any(p in k for p in NECK_TEXT_PATH))}
-    ignore = () if checkpoint.has_text else (TEXT_PREFIX,)
+    ignore = (() if checkpoint.has_text else (TEXT_PREFIX,)) + missing_vision_keys(checkpoint, model)
     if arch.segments and not source.segments:  # a detector checkpoint: the new mask head keeps its initial weights
         ignore += MASK_HEAD_PREFIXES
+    if vision is not None and not any(k.startswith(PROJECTOR_PREFIX) for k in state):
+        ignore += (PROJECTOR_PREFIX,)  # a first image-prompt run: the projector starts from its initialisation
     load_weights(model, state, str(path), ignore_prefixes=ignore)
     logger.info("model: %s from %s, text encoder from %s", _describe(arch), path, text_source)
     return model, str(path)
@@ -154,6 +168,49 @@ def freeze_detector(model: YOLOWorldDetector) -> list[str]:
     model.frozen_modules = ("backbone", "neck", head + "cls_preds", head + "reg_preds", head + "cls_contrasts")
     model.train(model.training)
     return trainable
+
+
+# ---------------------------------------------------------------- image prompts
+
+def random_vision_encoder(spec: RandomVisionConfig, embed_dims: int = 512) -> ImagePromptEncoder:
+    """An image-prompt encoder around a CLIP-shaped vision tower with weights drawn from `spec.seed` (the global
+    RNG is left untouched); the projector is initialised from the same seed."""
+    vision_config = clip_vision_config(768, hidden_size=spec.hidden, num_hidden_layers=spec.layers,
+                                       num_attention_heads=spec.heads, intermediate_size=4 * spec.hidden,
+                                       image_size=spec.image_size, patch_size=spec.patch, projection_dim=embed_dims,
+                                       initializer_factor=spec.init_scale)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(spec.seed)
+        return ImagePromptEncoder.from_config(vision_config)
+
+
+def _image_prompt_encoder(config: TrainConfig, checkpoint: Checkpoint) -> ImagePromptEncoder:
+    """model.vision_model (folder or hub id) > the tower stored in the checkpoint > model.random_vision; always
+    with a projector (the one in the checkpoint, else freshly initialised)."""
+    source = str(config.model.vision_model or checkpoint.path)
+    encoder = image_prompt_encoder_for(checkpoint, config.model.vision_model)
+    if encoder is None and config.model.random_vision is not None:
+        encoder, source = random_vision_encoder(config.model.random_vision, checkpoint.config.embed_dims), "random"
+    if encoder is None:
+        raise ConfigError("model.mode=image_prompt needs a CLIP vision tower: set model.vision_model=DIR (a Hugging "
+                          "Face CLIP folder or id such as openai/clip-vit-base-patch32), start from weights that "
+                          "hold one, or set model.random_vision")
+    if encoder.projector is None:
+        encoder = ImagePromptEncoder(encoder.image_encoder, projector=True)
+    logger.info("image prompts: CLIP vision tower from %s (%d px crops)", source, encoder.image_size)
+    return encoder.check_fits(checkpoint.config.embed_dims, source)
+
+
+def _image_prompt_model(config: TrainConfig, classes: list[list[str]]) -> TrainingModel:
+    model, source = _load_text_conditioned(config, efficient=False, image_prompts=True)
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name.startswith(PROJECTOR_PREFIX))
+    model.frozen_modules = FROZEN_FOR_IMAGE_PROMPTS  # official: frozen BatchNorm statistics too
+    model.train(model.training)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logger.info("image-prompt training: only the projector trains (%d parameters); boxes of side >= %g px become "
+                "prompts", trainable, config.model.image_prompt_min_side)
+    return TrainingModel(model, classes, False, False, source)
 
 
 # ---------------------------------------------------------------- prompt / rep (fixed vocabulary)
@@ -210,4 +267,5 @@ def _rep_model(config: TrainConfig, classes: list[list[str]]) -> TrainingModel:
     return TrainingModel(model, classes, padded, True, str(path))
 
 
-__all__ = ["TrainingModel", "build_training_model", "random_text_encoder", "check_embedding_rows", "freeze_detector"]
+__all__ = ["TrainingModel", "build_training_model", "random_text_encoder", "random_vision_encoder",
+           "check_embedding_rows", "freeze_detector"]

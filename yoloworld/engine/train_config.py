@@ -28,7 +28,7 @@ from yoloworld.errors import ConfigError
 from yoloworld.readers import read_yaml
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "configs"
-MODES = ("normal", "efficient", "prompt", "rep")
+MODES = ("normal", "efficient", "prompt", "rep", "image_prompt")
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "segm_AP", "segm_AP50", "segm_AP75")
 
 
@@ -43,10 +43,23 @@ class RandomTextConfig:
 
 
 @dataclass
+class RandomVisionConfig:
+    """A small CLIP-shaped vision tower with seeded random weights, frozen like CLIP (offline image-prompt runs)."""
+
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 2
+    image_size: int = 224
+    patch: int = 32
+    init_scale: float = 1.0  # x CLIP's initialisation scale (Hugging Face `initializer_factor`)
+    seed: int = 0
+
+
+@dataclass
 class ModelSection:
     size: str = "s"  # n, s, m, l, x, xl
     version: str = "v2"
-    mode: str = "normal"  # normal | efficient (no text path in the neck) | prompt (prompt tuning) | rep
+    mode: str = "normal"  # normal | efficient | prompt | rep | image_prompt (engine/modes.py says what each is)
     weights: str | None = None  # start from this checkpoint (official .pth or ours); None: random init
     text_model: str | None = None  # Hugging Face CLIP folder (text weights / tokenizer)
     random_text: RandomTextConfig | None = None  # instead of CLIP: a seeded random text encoder
@@ -56,6 +69,9 @@ class ModelSection:
     prompt_adapter: bool = False  # prompt: residual MLP on the prompts
     segment: bool = False  # instance segmentation: a mask head (added to a detection checkpoint), masks from polygons
     freeze_detector: bool = False  # segment: train only the mask head; detection outputs stay exactly as loaded
+    vision_model: str | None = None  # image_prompt: Hugging Face CLIP folder or id (vision tower)
+    random_vision: RandomVisionConfig | None = None  # image_prompt: instead of CLIP, a seeded random vision tower
+    image_prompt_min_side: float = 64.0  # image_prompt: boxes of area >= side^2 (input pixels) become prompts
     arch: dict = field(default_factory=dict)  # ModelConfig overrides (deepen, widen, min_cls_channels, ...)
 
 
@@ -158,12 +174,13 @@ class TrainConfig:
             (re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(self.device)) is not None,
              f"device {self.device!r}: choose auto, cpu, cuda or cuda:N"),
             (self.data.num_texts >= 1 and self.data.workers >= 0, "data.num_texts must be >= 1, data.workers >= 0"),
+            (self.model.image_prompt_min_side >= 0, "model.image_prompt_min_side must be >= 0"),
             (self.max_bad_steps >= 1 and self.log_every >= 1, "max_bad_steps and log_every must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
-        if self.model.mode in ("prompt", "rep") and not self.model.weights:
+        if self.model.mode in ("prompt", "rep", "image_prompt") and not self.model.weights:
             raise ConfigError(f"model.mode={self.model.mode} starts from a checkpoint: set model.weights=FILE")
         if (self.model.segment or self.model.freeze_detector) and self.model.mode not in ("normal", "efficient"):
             raise ConfigError(f"model.segment / model.freeze_detector: segmentation trains in model.mode=normal or "
@@ -280,9 +297,9 @@ def config_to_dict(config: TrainConfig) -> dict:
     return plain(dataclasses.asdict(config))
 
 
-__all__ = ["MODES", "METRICS", "RandomTextConfig", "ModelSection", "DataSection", "OptimSection", "ScheduleSection",
-           "EMASection", "EvalSection", "CheckpointSection", "TrainConfig", "resolve_recipe", "load_recipe_dict",
-           "build_train_config", "merge_overrides", "config_to_dict"]
+__all__ = ["MODES", "METRICS", "RandomTextConfig", "RandomVisionConfig", "ModelSection", "DataSection", "OptimSection",
+           "ScheduleSection", "EMASection", "EvalSection", "CheckpointSection", "TrainConfig", "resolve_recipe",
+           "load_recipe_dict", "build_train_config", "merge_overrides", "config_to_dict"]
 
 
 def _check_finite(values, where: str = "") -> None:

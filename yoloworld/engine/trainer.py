@@ -15,6 +15,7 @@ import yaml
 
 from yoloworld.engine.loss import YOLOWorldLoss
 from yoloworld.errors import CheckpointError, ConfigError, RunComplete, TrainingDiverged
+from yoloworld.models.checkpoint import TEXT_PREFIX, VISION_PREFIX
 
 from . import distributed as dist_utils
 from .batches import (
@@ -28,6 +29,7 @@ from .batches import (
 )
 from .ema import ModelEMA
 from .feedback import InterruptNotice, Progress, RunningMeans, ScalarLog, TensorBoard
+from .image_prompts import image_prompt_parts
 from .modes import build_training_model
 from .optim import (
     LRSchedule,
@@ -76,8 +78,8 @@ class Trainer:
                                "its own BatchNorm statistics")
         self.model.train()
         self.optimizer = build_optimizer(self.model, config.optim, self.info.world_size)
-        self.frozen_keys = {k for k, v in self.model.named_parameters() if k.startswith("backbone.text_model.")
-                            and not v.requires_grad}
+        self.frozen_keys = {k for k, v in self.model.named_parameters() if k.startswith((TEXT_PREFIX, VISION_PREFIX))
+                            and not v.requires_grad}  # frozen towers are rebuilt, not stored in resume states
         self.ema = ModelEMA(self.model, config.ema.momentum, config.ema.gamma) if config.ema.enabled else None
         self.scaler = torch.amp.GradScaler("cuda") if config.amp == "fp16" else None
         self.loss = YOLOWorldLoss()
@@ -90,6 +92,7 @@ class Trainer:
         if val_source is not None and self.info.is_main:
             self.validator = Validator(val_source, config.data.augment.image_size, config.eval.batch_size,
                                        config.data.workers, config.eval.conf, config.eval.iou, config.eval.max_det)
+        self.prompt_boxes, self.references = image_prompt_parts(config, self.dataset, self.validator, self.model)
         self.weights = WeightsWriter(self.out, built, self.texts, config_to_dict(config))
         self.epoch = self.batch = self.step = 0
         self.saved_at = None  # (epoch, batch, step) of the last resume state written
@@ -220,8 +223,9 @@ class Trainer:
             targets, text = self.class_labels(targets, batch["texts"]), None
         else:
             text = self.texts(batch["texts"])
+        prompts = self.prompt_boxes(targets, len(images)) if self.prompt_boxes else None
         with self.autocast():
-            cls_logits, reg_logits, *seg = self.network(images, text)
+            cls_logits, reg_logits, *seg = self.network(images, text, prompts)
         masks = {}
         if seg:  # segmentation: coefficients, prototypes and the instance masks of the batch
             masks = {"coeffs": seg[0], "protos": seg[1], "gt_masks": batch["masks"].to(self.device, non_blocking=True)}
@@ -314,6 +318,8 @@ class Trainer:
             was_training = model.training
             model.eval()
             encode = None if self.texts is None else self.texts.encode
+            if self.references is not None:  # image-prompt runs are scored prompted by training crops
+                encode = self.references.encoder(model, encode)
             metrics = self.validator(model, self.device, self.fixed_vocabulary, encode, self.autocast)
             model.train(was_training)
             record = {"step": self.step, "epoch": self.epoch + 1,

@@ -78,7 +78,7 @@ def _baked_vocabulary(api, classes) -> tuple[Vocabulary, torch.Tensor]:
     chosen = Vocabulary.build(classes)
     if api.model.text_model is None and stored is not None and chosen.texts == stored.texts:
         return stored, api.text_embeds.detach().cpu().float()
-    return chosen, api.encode_text(chosen.texts).detach().cpu().float()
+    return chosen, api.encode_prompts(chosen.texts).detach().cpu().float()
 
 
 def export_onnx(plan: ExportPlan, out: str | os.PathLike, imgsz: int = 640, nms: bool = False,
@@ -106,7 +106,7 @@ def export_onnx(plan: ExportPlan, out: str | os.PathLike, imgsz: int = 640, nms:
     written = [out]
     meta = {"format": 1, "imgsz": imgsz, "vocabulary": "dynamic" if plan.dynamic else "baked", "nms": nms,
             "dynamic_batch": dynamic_batch, "conf": conf, "iou": iou, "max_det": max_det,
-            "classes": plan.vocabulary.classes if plan.vocabulary else None,
+            "classes": _stored_classes(plan),
             "padded": plan.vocabulary.padded if plan.vocabulary else True, "masks": segments}
     if plan.dynamic:
         meta["embed_dims"] = plan.graph.detector.config.embed_dims
@@ -115,6 +115,16 @@ def export_onnx(plan: ExportPlan, out: str | os.PathLike, imgsz: int = 640, nms:
         meta.update(text_encoder=written[1].name, tokenizer=written[2].name)
     write_metadata(out, meta)
     return written
+
+
+def _stored_classes(plan: ExportPlan) -> list | None:
+    """The class names for the metadata; a dynamic graph re-encodes them at load, so only a text vocabulary."""
+    if plan.vocabulary is None:
+        return None
+    stored = plan.vocabulary.stored_classes()
+    if plan.dynamic and stored != plan.vocabulary.classes:  # reference images: set them again at run time
+        return None
+    return stored
 
 
 def _detector_module(plan: ExportPlan, imgsz: int, nms: bool, conf: float, iou: float, max_det: int):
@@ -199,7 +209,7 @@ def compare_with_pytorch(plan: ExportPlan, path: str | os.PathLike, images: torc
     args, feeds = (images,), {"images": images.numpy()}
     if plan.dynamic:
         if plan.text_encoder is not None:
-            text = plan.text_encoder(plan.vocabulary.texts if plan.vocabulary else ["person", "car", " "]).float()
+            text = plan.text_encoder(plan.vocabulary.texts if _stored_classes(plan) else ["person", "car", " "]).float()
         else:
             text = torch.nn.functional.normalize(torch.randn(3, meta["embed_dims"], generator=generator), dim=-1)
         args, feeds = (images, text), {**feeds, "text_embeds": text.numpy()}

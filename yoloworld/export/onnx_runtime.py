@@ -70,6 +70,7 @@ class OnnxYOLOWorld(Predictor):
         if imgsz is not None and imgsz != self.imgsz:
             logger.warning(f"{self.path.name} was exported for {self.imgsz}x{self.imgsz} inputs; using that, not {imgsz}")
         self.dynamic = self.meta["vocabulary"] == "dynamic"
+        self.embed_dims = self.meta.get("embed_dims")  # a class embedding of another width is a one-line error
         self.vocabulary: Vocabulary | None = None
         self.text_embeds: np.ndarray | None = None
         self._text_session = self._tokenizer = None

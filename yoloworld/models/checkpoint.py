@@ -17,10 +17,19 @@ from yoloworld.config import ModelConfig, from_dict, to_dict
 from yoloworld.errors import CheckpointError, YOLOWorldError
 from yoloworld.files import atomic_save
 from yoloworld.models.detector import YOLOWorldDetector
+from yoloworld.models.image_prompt import (
+    ImagePromptEncoder,
+    vision_config_from_meta,
+    vision_config_from_state,
+    vision_config_meta,
+)
 from yoloworld.models.text import TextEncoder, clip_text_config, config_from_meta, text_config_meta
 from yoloworld.models.weights import resolve_weights
 
 TEXT_PREFIX = "backbone.text_model."
+IMAGE_PROMPT_PREFIX = "image_prompt_encoder."
+VISION_PREFIX = IMAGE_PROMPT_PREFIX + "image_encoder."
+PROJECTOR_PREFIX = IMAGE_PROMPT_PREFIX + "projector."
 BENIGN_SUFFIXES = ("position_ids", "num_batches_tracked")
 
 
@@ -217,24 +226,54 @@ def text_encoder_for(checkpoint: Checkpoint, text_model: str | os.PathLike | Non
     return TextEncoder.from_config(text_config)
 
 
+def image_prompt_encoder_for(checkpoint: Checkpoint, vision_model: str | os.PathLike | None = None
+                             ) -> ImagePromptEncoder | None:
+    """The image-prompt encoder of a checkpoint: the CLIP vision tower of `vision_model` (a Hugging Face folder or
+    id), else the one stored in the file (config from its metadata or its tensor shapes); with a projector when the
+    file has one. None when the file has no encoder and no `vision_model` is given."""
+    state, source = checkpoint.state, str(checkpoint.path)
+    has_projector = any(k.startswith(PROJECTOR_PREFIX) for k in state)
+    if vision_model is not None:
+        encoder = ImagePromptEncoder.from_pretrained(vision_model, projector=has_projector)
+    elif any(k.startswith(VISION_PREFIX) for k in state):
+        stored = checkpoint.stored.get("vision_config")
+        config = vision_config_from_meta(stored, source) if stored else vision_config_from_state(state, VISION_PREFIX,
+                                                                                                 source)
+        encoder = ImagePromptEncoder.from_config(config, projector=has_projector)
+    elif has_projector:
+        raise CheckpointError(f"{source}: holds an image-prompt projector but no CLIP vision tower: pass "
+                              "--vision-model (the CLIP it was trained with, e.g. openai/clip-vit-base-patch32)")
+    else:
+        return None
+    return encoder.check_fits(checkpoint.config.embed_dims, source)
+
+
 def load_detector(path: str | os.PathLike, text_model: str | os.PathLike | None = None,
-                  config: ModelConfig | None = None) -> tuple[YOLOWorldDetector, dict]:
+                  config: ModelConfig | None = None, vision_model: str | os.PathLike | None = None
+                  ) -> tuple[YOLOWorldDetector, dict]:
     """Build the detector a checkpoint describes and load it strictly. Returns (model in eval mode, checkpoint).
 
     `text_model`: a Hugging Face CLIP folder or id; it supplies the tokenizer, and the text weights when the
-    file has none.
+    file has none. `vision_model`: the same for the image-prompt encoder's vision tower.
     """
     checkpoint = open_checkpoint(path)
     config = replace(config or checkpoint.config)
     encoder = text_encoder_for(checkpoint, text_model)
     if encoder is not None:
         config.text_hidden = encoder.model.config.hidden_size
-    model = YOLOWorldDetector(config, encoder)
+    model = YOLOWorldDetector(config, encoder, image_prompt_encoder_for(checkpoint, vision_model))
     if is_fused(checkpoint.state):  # BatchNorms folded into the convs (ours after fuse(), Ultralytics' fused files)
         model.fuse()
     ignore = (TEXT_PREFIX,) if (encoder is not None and not checkpoint.has_text) else ()
-    load_weights(model, checkpoint.state, str(checkpoint.path), ignore)
+    load_weights(model, checkpoint.state, str(checkpoint.path), ignore + missing_vision_keys(checkpoint, model))
     return model.eval(), checkpoint.data
+
+
+def missing_vision_keys(checkpoint: Checkpoint, model: YOLOWorldDetector) -> tuple[str, ...]:
+    """Key prefixes of an image-prompt encoder the file lacks (its tower came from --vision-model)."""
+    if model.image_prompt_encoder is None or any(k.startswith(VISION_PREFIX) for k in checkpoint.state):
+        return ()
+    return VISION_PREFIX, IMAGE_PROMPT_PREFIX + "img_"
 
 
 def save_checkpoint(path: str | os.PathLike, model: YOLOWorldDetector, extra_meta: dict | None = None,
@@ -255,4 +294,6 @@ def save_checkpoint(path: str | os.PathLike, model: YOLOWorldDetector, extra_met
     stored = {"model": to_dict(config), **(extra_meta or {})}
     if text_model is not None:
         stored["text_config"] = text_config_meta(text_model)
+    if model.image_prompt_encoder is not None:
+        stored["vision_config"] = vision_config_meta(model.image_prompt_encoder)
     atomic_save({"meta": {"yoloworld": stored}, "state_dict": state, **entries}, path)

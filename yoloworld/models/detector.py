@@ -1,4 +1,5 @@
-"""The YOLO-World detector: image backbone + (optional) CLIP text encoder + RepVL-PAN neck + contrastive head.
+"""The YOLO-World detector: image backbone + (optional) CLIP text encoder + RepVL-PAN neck + contrastive head,
+and optionally the image-prompt encoder (`yoloworld.models.image_prompt`).
 
 Data flow: images (B, 3, H, W) RGB in [0, 1] and text embeddings (B, N, 512) -> per-level class logits
 (B, N, H, W) and raw box logits (B, 4 * 16, H, W); a segmentation model adds per-level mask coefficients
@@ -16,6 +17,7 @@ from yoloworld.config import ModelConfig
 from yoloworld.models.backbone import CSPDarknet
 from yoloworld.models.blocks import ConvModule
 from yoloworld.models.head import YOLOWorldHead
+from yoloworld.models.image_prompt import ImagePromptEncoder
 from yoloworld.models.neck import YOLOWorldPAFPN
 from yoloworld.models.text import TextEncoder, clip_text_config
 
@@ -30,7 +32,8 @@ class MultiModalBackbone(nn.Module):
 
 
 class YOLOWorldDetector(nn.Module):
-    def __init__(self, config: ModelConfig, text_model: TextEncoder | None = None):
+    def __init__(self, config: ModelConfig, text_model: TextEncoder | None = None,
+                 image_prompt_encoder: ImagePromptEncoder | None = None):
         super().__init__()
         self.config = config
         self.frozen_modules: tuple[str, ...] = ()  # submodules kept in eval mode (see models/prompt.py)
@@ -48,6 +51,7 @@ class YOLOWorldDetector(nn.Module):
                                        reg_max=config.reg_max, min_cls_channels=config.min_cls_channels,
                                        num_guides=config.num_guides, mask_channels=config.mask_channels,
                                        proto_channels=config.proto_channels)
+        self.image_prompt_encoder = image_prompt_encoder  # official key prefix `image_prompt_encoder.`
 
     @property
     def text_model(self) -> TextEncoder | None:
@@ -70,8 +74,11 @@ class YOLOWorldDetector(nn.Module):
             raise RuntimeError("this detector has no text model")
         return self.text_model(texts)
 
-    def forward(self, images: torch.Tensor, text_embeds: torch.Tensor | None = None):
-        """images (B, 3, H, W) RGB in [0, 1]; text_embeds (B, N, D) L2-normalised (None for rep/prompt models)."""
+    def forward(self, images: torch.Tensor, text_embeds: torch.Tensor | None = None, image_prompts: list | None = None):
+        """images (B, 3, H, W) RGB in [0, 1]; text_embeds (B, N, D) L2-normalised (None for rep/prompt models).
+        `image_prompts` (training the projector): per image (labels, boxes) whose crops replace those columns."""
+        if image_prompts is not None:
+            text_embeds = self.image_prompt_encoder.replace_classes(images, text_embeds, image_prompts)
         if text_embeds is None and self.config.num_prompts:
             text_embeds = self.prompt_embeddings()[None].expand(images.shape[0], -1, -1)
         if text_embeds is None and self.needs_text:

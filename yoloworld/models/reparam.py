@@ -5,8 +5,8 @@ With text embeddings E (N x D, L2-normalised) the text-dependent parts become pl
   neck  G = guide_fc(E) (N x embed) per attention block, stored either as one 1x1 conv per head
         (`guide_convs.h.weight` = G[:, h*hc:(h+1)*hc], the official conv mode) or as one tensor
         (`guide_weight[n, c, m]` = G[n, m*hc + c], our linear mode; the official one interleaves heads)
-Every `text_model` key is dropped. The resulting detector needs no text model and gives the original
-model's outputs for those texts.
+Every `text_model` and `image_prompt_encoder` key is dropped. The resulting detector needs no text model and gives
+the original model's outputs for those texts.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ def fold_texts(state: dict[str, torch.Tensor], text_embeds: torch.Tensor, neck: 
         raise ConfigError(f"unknown neck mode {neck!r}: use conv or linear")
     _check_foldable(state, source)
     embeds = text_embeds.detach().float().cpu()
-    folded = {k: v for k, v in state.items()
-              if "text_model" not in k and k != "embeddings" and not k.startswith("adapter.")}
+    folded = {k: v for k, v in state.items()  # a folded vocabulary leaves nothing to prompt: no text, no images
+              if "text_model" not in k and k != "embeddings" and not k.startswith(("adapter.", "image_prompt_encoder."))}
     for prefix in _prefixes(folded, HEAD_PREFIX, ".logit_scale"):
         _fold_head(folded, prefix, embeds)
     for prefix in _prefixes(folded, "neck.", ".guide_fc.weight"):

@@ -67,9 +67,10 @@ def config_from_meta(stored: dict, source: str):
     return CLIPTextConfig(**{k: v for k, v in stored.items() if k in TEXT_CONFIG_KEYS})
 
 
-def resolve_text_model(name: str | os.PathLike) -> Path:
+def resolve_text_model(name: str | os.PathLike, what: str = "text model", flag: str = "--text-model") -> Path:
     """A local Hugging Face folder, or a hub id (e.g. openai/clip-vit-base-patch32) from the hub cache or, online,
-    downloaded once (config, tokenizer, weights)."""
+    downloaded once (config, tokenizer, weights). `what` / `flag` name the model in errors (the CLIP vision tower
+    of image prompts is resolved the same way)."""
     path = Path(name).expanduser()
     if path.is_dir():
         return path
@@ -81,8 +82,8 @@ def resolve_text_model(name: str | os.PathLike) -> Path:
         return Path(snapshot_download(str(name), allow_patterns=["*.json", "*.txt", "*.safetensors"],
                                       local_files_only=os.environ.get("HF_HUB_OFFLINE") == "1", etag_timeout=5))
     except Exception as exc:  # offline or unknown id: say how to get the files
-        raise CheckpointError(f"{name}: cannot load the text model ({type(exc).__name__}); download it once with "
-                              f"`hf download {name}` or pass --text-model /path/to/folder") from None
+        raise CheckpointError(f"{name}: cannot load the {what} ({type(exc).__name__}); download it once with "
+                              f"`hf download {name}` or pass {flag} /path/to/folder") from None
 
 
 def _byte_alphabet() -> list[str]:
