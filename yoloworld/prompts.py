@@ -96,8 +96,7 @@ def _describe(source) -> str:
 
 def reference_images(prompt: VisualPrompt) -> list[tuple[str, np.ndarray, tuple | None]]:
     """(label, BGR image, box) per reference; a folder gives each of its images (whole)."""
-    from yoloworld.data.images import list_images
-    from yoloworld.images import as_bgr
+    from yoloworld.images import as_bgr, list_images
 
     out = []
     for source, box in prompt.references:

@@ -17,7 +17,7 @@ import numpy as np
 
 from yoloworld.errors import InputError
 
-LOGGER = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
 
@@ -83,7 +83,7 @@ class Stream:
                     index += 1
                     continue
                 if failures >= self.options.reconnects:
-                    LOGGER.warning("%s: ended after %d frame(s) (%d reconnection attempt(s) failed)",
+                    logger.warning("%s: ended after %d frame(s) (%d reconnection attempt(s) failed)",
                                    redact(self.source), index, failures)
                     return
                 failures += 1
@@ -92,7 +92,7 @@ class Stream:
             self.close()
 
     def _reconnect(self, frames: int, attempt: int) -> None:
-        LOGGER.warning("%s: no frame after %d frame(s); reconnecting (attempt %d of %d)", redact(self.source), frames,
+        logger.warning("%s: no frame after %d frame(s); reconnecting (attempt %d of %d)", redact(self.source), frames,
                        attempt, self.options.reconnects)
         self.close()
         time.sleep(self.options.retry_delay)

@@ -19,7 +19,7 @@ from .ledger import LEDGER_NAME, SETTINGS_NAME, Ledger
 from .review import class_summary, review_grid
 from .writers import FORMATS, image_target, place_image, write_dataset
 
-LOGGER = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 OUR_FILES = (LEDGER_NAME, SETTINGS_NAME, "images", "labels", "annotations.json", "annotations_val.json",
              "class_texts.json", "dataset.yaml", "data.yaml", "summary.json", "review.png")
 
@@ -77,7 +77,7 @@ def label_images(model, sources: list[Path], out: Path, settings: LabelSettings,
     except KeyboardInterrupt:
         if ledger.read():
             finish(out, ledger, settings, model.vocabulary.classes, review)
-        LOGGER.warning("stopped: %d image(s) labelled so far are in %s; run the same command again to continue",
+        logger.warning("stopped: %d image(s) labelled so far are in %s; run the same command again to continue",
                        len(ledger.read()), out)
         raise
     dataset, summary, grid = finish(out, ledger, settings, model.vocabulary.classes, review)
@@ -92,7 +92,7 @@ def _label_batch(model, paths: list[Path], out: Path, settings: LabelSettings, t
             images.append(read_image(path))
             readable.append(path)
         except InputError as exc:
-            LOGGER.warning("skipped: %s", exc)
+            logger.warning("skipped: %s", exc)
             counts["unreadable"] += 1
     if not images:
         return

@@ -14,7 +14,7 @@ from pathlib import Path
 from yoloworld.errors import InputError
 from yoloworld.files import atomic_write_text, write_json
 
-LOGGER = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 LEDGER_NAME = "labelled.jsonl"
 SETTINGS_NAME = "label_settings.json"
 
@@ -49,7 +49,7 @@ class Ledger:
                 entry = json.loads(line)
                 done[entry["source"]] = entry
             except (json.JSONDecodeError, KeyError, TypeError):
-                LOGGER.warning("%s line %d: incomplete (an interrupted run); that image is labelled again",
+                logger.warning("%s line %d: incomplete (an interrupted run); that image is labelled again",
                                self.path, number)
         return done
 

@@ -13,11 +13,11 @@ import logging
 import torch
 import torch.nn.functional as F
 
-from yoloworld.data.images import load_image
 from yoloworld.data.records import DatasetSource
+from yoloworld.images import load_image
 from yoloworld.models.image_prompt import ImagePromptEncoder, crop_resized, sample_class_boxes
 
-LOGGER = logging.getLogger("yoloworld")
+logger = logging.getLogger(__name__)
 
 
 def image_prompt_parts(config, dataset, validator, model) -> tuple["PromptBoxes | None", "ReferenceBank | None"]:
@@ -53,7 +53,7 @@ class ReferenceBank:
         self.raw = {index: F.normalize(encoder.embed_crops(torch.stack(rows[:per_class]).to(device)).mean(0), dim=-1)
                     for index, rows in crops.items()}
         missing = [classes[i][0] for i in range(len(classes)) if i not in self.raw]
-        LOGGER.info("image-prompt validation: classes prompted by the mean of up to %d training crops each%s",
+        logger.info("image-prompt validation: classes prompted by the mean of up to %d training crops each%s",
                     per_class, f"; no crop for {', '.join(missing)} (they keep their texts)" if missing else "")
 
     def encoder(self, model, encode_text):
