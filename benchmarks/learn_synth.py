@@ -33,6 +33,13 @@ def synth(out: Path, images: int, seed: int, val_fraction: float) -> Path:
     return out / "coco"
 
 
+def data_overrides(coco: Path) -> list[str]:
+    """Recipe overrides that train on a synthetic set's train split and validate on its val split."""
+    return [f"data.{split}.0.{key}={coco / name}" for split, ann in (("train", "annotations.json"),
+                                                                      ("val", "annotations_val.json"))
+            for key, name in (("ann", ann), ("images", "images"), ("classes_file", "class_texts.json"))]
+
+
 def score_deployed(weights: Path, coco: Path, imgsz: int) -> dict:
     """COCO box AP of a deployed checkpoint on a synthetic set, via YOLOWorld.from_pretrained + predict."""
     from yoloworld.api import YOLOWorld
@@ -75,11 +82,7 @@ def main() -> int:
     data = synth(work / "data", args.images, seed=0, val_fraction=0.2)
     test = synth(work / "test", args.test_images, seed=12345, val_fraction=0.0)
     deployed = work / "demo.pt"
-    overrides = [f"data.train.0.ann={data / 'annotations.json'}", f"data.train.0.images={data / 'images'}",
-                 f"data.train.0.classes_file={data / 'class_texts.json'}",
-                 f"data.val.0.ann={data / 'annotations_val.json'}", f"data.val.0.images={data / 'images'}",
-                 f"data.val.0.classes_file={data / 'class_texts.json'}",
-                 f"out={work / 'run'}", f"checkpoint.deploy={deployed}", *args.overrides]
+    overrides = [*data_overrides(data), f"out={work / 'run'}", f"checkpoint.deploy={deployed}", *args.overrides]
     config = build_train_config("synth_demo", overrides)
     resume = (work / "run" / "last_state.pt").exists()
     started = time.time()

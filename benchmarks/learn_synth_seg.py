@@ -26,7 +26,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from learn_synth import synth  # noqa: E402  (the same synthetic data as the detection learning check)
+from learn_synth import data_overrides, synth  # noqa: E402  (the same synthetic data as the detection learning check)
 
 
 def score(weights: Path, coco: Path, imgsz: int) -> tuple[dict, dict]:
@@ -63,11 +63,7 @@ def main() -> int:
     work = Path(args.out)
     data = synth(work / "data", args.images, seed=0, val_fraction=0.2)
     test = synth(work / "test", args.test_images, seed=12345, val_fraction=0.0)
-    overrides = [f"data.train.0.ann={data / 'annotations.json'}", f"data.train.0.images={data / 'images'}",
-                 f"data.train.0.classes_file={data / 'class_texts.json'}",
-                 f"data.val.0.ann={data / 'annotations_val.json'}", f"data.val.0.images={data / 'images'}",
-                 f"data.val.0.classes_file={data / 'class_texts.json'}",
-                 "model.segment=true", "eval.metric=segm_AP", f"out={work / 'run'}", *args.overrides]
+    overrides = [*data_overrides(data), "model.segment=true", "eval.metric=segm_AP", f"out={work / 'run'}", *args.overrides]
     config = build_train_config("synth_demo", overrides)
     resume = (work / "run" / "last_state.pt").exists()
     started = time.time()
