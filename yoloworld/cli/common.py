@@ -71,13 +71,19 @@ def add_model_flags(parser: argparse.ArgumentParser, weights_required: bool = Tr
                     imgsz_help: str = "network input size, a multiple of 32 (default: the model's own, else 640)"):
     """--weights, --text-model, --classes, --classes-file, --device, --imgsz: one spelling for every command."""
     parser.add_argument("--weights", required=weights_required,
-                        help="checkpoint (.pth/.pt, or .onnx where supported) or a name such as yolo_world_v2_s")
+                        help="checkpoint (.pth/.pt; where supported an .onnx file or an OpenVINO export folder / .xml) "
+                        "or a name such as yolo_world_v2_s")
     parser.add_argument("--text-model", help="Hugging Face CLIP folder or hub id (tokenizer / text weights), "
                         "optional when the weights hold a text tower")
     if classes:
         add_class_flags(parser)
     parser.add_argument("--device", default="auto", help=DEVICE_HELP + " (default auto)")
     parser.add_argument("--imgsz", type=image_size, help=imgsz_help)
+
+
+def add_rect_flag(parser) -> None:
+    parser.add_argument("--rect", action="store_true", help="letterbox to the smallest multiple of 32 holding the "
+                        "image instead of a square (faster on non-square images; exported models need --dynamic-shape)")
 
 
 def add_class_flags(parser, group=None) -> None:
@@ -105,11 +111,12 @@ def chosen_classes(args) -> list[list[str]] | None:
 
 
 def load_predictor(args, fuse: bool = True):
-    """The front object for --weights: `OnnxYOLOWorld` for an .onnx file, else `YOLOWorld`."""
-    if str(args.weights).lower().endswith(".onnx"):
-        from yoloworld.export.onnx_runtime import OnnxYOLOWorld
+    """The front object for --weights: `OnnxYOLOWorld` for an .onnx file, `OpenVinoYOLOWorld` for an OpenVINO
+    export (its folder or .xml), else `YOLOWorld`."""
+    from yoloworld.export.runners import is_exported, open_exported
 
-        return OnnxYOLOWorld(args.weights, imgsz=args.imgsz)
+    if is_exported(args.weights):
+        return open_exported(args.weights, imgsz=args.imgsz)
     from yoloworld.api import YOLOWorld
 
     return YOLOWorld.from_pretrained(args.weights, text_model=args.text_model, device=args.device,

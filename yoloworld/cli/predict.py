@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from yoloworld.cli.common import (
     add_model_flags,
+    add_rect_flag,
     add_selection_flags,
     apply_vocabulary,
     chosen_classes,
@@ -37,6 +38,7 @@ def add_parser(sub) -> None:
     p.add_argument("sources", nargs="*", help="image files, folders or videos")
     add_model_flags(p, weights_required=False)
     add_selection_flags(p, conf=0.05)
+    add_rect_flag(p)
     p.add_argument("--batch", type=positive_int, default=4, help="images per forward pass (default 4)")
     p.add_argument("--save-dir", default="runs/predict", help="where annotated images/videos go")
     p.add_argument("--json", dest="json_path", help="write all detections to this JSON file")
@@ -79,7 +81,8 @@ def run(args) -> int:
                 logger.warning(f"skipped: {exc}")
                 skipped += 1
         if batch:
-            for path, image, result in zip(batch, arrays, model.predict(arrays, args.conf, args.iou, args.max_det)):
+            results = model.predict(arrays, args.conf, args.iou, args.max_det, rect=args.rect)
+            for path, image, result in zip(batch, arrays, results):
                 result.file = str(path)
                 records.append(result.to_dict())
                 if save_dir:
@@ -107,7 +110,7 @@ def predict_video(model, video: Path, args, save_dir: Path | None) -> list[dict]
     fps, count = video_info(video)
     writer, records = None, []
     for index, frame in tqdm(video_frames(video), total=count or None, unit="frame", desc=video.name):
-        result = model.predict([frame], args.conf, args.iou, args.max_det)[0]
+        result = model.predict([frame], args.conf, args.iou, args.max_det, rect=args.rect)[0]
         result.file, result.extra = str(video), {"frame": index}
         records.append(result.to_dict())
         if save_dir:
