@@ -10,7 +10,7 @@ from helpers import assert_same_result_lists
 from yoloworld.api import YOLOWorld
 from yoloworld.export.onnx_export import compare_with_pytorch, export_onnx, plan_export
 from yoloworld.export.onnx_runtime import OnnxYOLOWorld
-from yoloworld.export.openvino_export import export_openvino
+from yoloworld.export.openvino_export import convert_onnx_export, export_openvino
 from yoloworld.export.openvino_runtime import OpenVinoYOLOWorld
 from yoloworld.transforms import boxes_to_original, letterbox_batch
 
@@ -34,11 +34,18 @@ def images(fixtures):
 
 
 @pytest.fixture(scope="module")
-def openvino_baked(v2, tmp_path_factory):
-    out = tmp_path_factory.mktemp("ov") / "v2_n_openvino_model"
-    plan = plan_export(v2, CLASSES)
-    export_openvino(plan, out, IMGSZ, dynamic_shape=True, dynamic_batch=True)
-    return plan, out
+def onnx_dynamic_shape(v2, tmp_path_factory):
+    """Baked vocabulary, any height, width and batch."""
+    path = tmp_path_factory.mktemp("onnx") / "v2_n.onnx"
+    export_onnx(plan_export(v2, CLASSES), path, IMGSZ, dynamic_shape=True, dynamic_batch=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def openvino_baked(onnx_dynamic_shape):
+    out = onnx_dynamic_shape.parent / "v2_n_openvino_model"
+    convert_onnx_export(onnx_dynamic_shape, out)
+    return out
 
 
 def test_rect_letterbox_is_the_smallest_multiple_of_32_holding_the_image(images):
@@ -57,14 +64,12 @@ def test_rect_batch_shares_one_canvas(images):
     assert [info.pad_tblr[0] for info in infos] == [5, 22]
 
 
-def test_dynamic_shape_onnx_predicts_like_pytorch_in_rect_mode(v2, images, tmp_path):
-    path = tmp_path / "dynamic_shape.onnx"
-    export_onnx(plan_export(v2, CLASSES), path, IMGSZ, dynamic_shape=True)
-    runner = OnnxYOLOWorld(path)
+def test_dynamic_shape_onnx_predicts_like_pytorch_in_rect_mode(v2, images, onnx_dynamic_shape):
+    runner = OnnxYOLOWorld(onnx_dynamic_shape)
     for rect in (True, False):  # any multiple of 32, and the square default
         assert_same_result_lists(runner.predict(images, conf=CONF, rect=rect), v2.predict(images, conf=CONF, rect=rect),
                                  conf=CONF)
-    wider = OnnxYOLOWorld(path, imgsz=416)  # another long side, no re-export
+    wider = OnnxYOLOWorld(onnx_dynamic_shape, imgsz=416)  # another long side, no re-export
     v2.imgsz = 416
     try:
         assert_same_result_lists(wider.predict(images, conf=CONF, rect=True), v2.predict(images, conf=CONF, rect=True),
@@ -73,28 +78,22 @@ def test_dynamic_shape_onnx_predicts_like_pytorch_in_rect_mode(v2, images, tmp_p
         v2.imgsz = IMGSZ
 
 
-def test_fixed_size_export_refuses_rect_in_one_line(v2, images, tmp_path):
-    path = tmp_path / "fixed.onnx"
-    export_onnx(plan_export(v2, CLASSES), path, IMGSZ)
-    with pytest.raises(Exception, match="--dynamic-shape"):
-        OnnxYOLOWorld(path).predict(images[0], rect=True)
-
-
-def test_in_graph_nms_keeps_the_nms_pre_best_like_pytorch(v2, images, tmp_path):
+def test_in_graph_nms_keeps_the_nms_pre_best_like_pytorch_in_onnx_runtime_and_openvino(v2, images, tmp_path):
     path = tmp_path / "nms.onnx"
     export_onnx(plan_export(v2, CLASSES), path, IMGSZ, nms=True, conf=CONF, nms_pre=NMS_PRE, dynamic_shape=True)
-    runner = OnnxYOLOWorld(path)
     reference = v2.predict(images, conf=CONF, nms_pre=NMS_PRE, rect=True)
     assert len(reference[0]) < len(v2.predict(images[0], conf=CONF, rect=True)[0])  # the cut matters here
-    assert_same_result_lists(runner.predict(images, conf=CONF, nms_pre=NMS_PRE, rect=True), reference, conf=CONF)
+    convert_onnx_export(path, tmp_path / "nms_openvino_model")
+    for runner in (OnnxYOLOWorld(path), OpenVinoYOLOWorld(tmp_path / "nms_openvino_model")):
+        assert runner.meta["nms"] and runner.meta["nms_pre"] == NMS_PRE
+        assert_same_result_lists(runner.predict(images, conf=CONF, nms_pre=NMS_PRE, rect=True), reference, conf=CONF)
 
 
-def test_openvino_baked_graph_equals_pytorch(openvino_baked, v2, images):
-    plan, out = openvino_baked
+def test_openvino_baked_graph_equals_pytorch(v2, openvino_baked, images):
     network_input = torch.from_numpy(letterbox_batch(images, IMGSZ, rect=True)[0])
-    diffs = compare_with_pytorch(plan, out, images=network_input)
+    diffs = compare_with_pytorch(plan_export(v2, CLASSES), openvino_baked, images=network_input)
     assert diffs["scores"] <= 1e-4 and diffs["boxes"] <= 1e-4 * IMGSZ
-    runner = OpenVinoYOLOWorld(out / "v2_n.xml")  # the .xml works as well as its folder
+    runner = OpenVinoYOLOWorld(openvino_baked / "v2_n.xml")  # the .xml works as well as its folder
     assert runner.class_names == ["person", "a red car", "dog"] and not runner.meta["int8"]
     for rect in (True, False):
         assert_same_result_lists(runner.predict(images, conf=CONF, rect=rect), v2.predict(images, conf=CONF, rect=rect),
@@ -115,11 +114,3 @@ def test_openvino_dynamic_vocabulary_changes_classes_like_pytorch(v2, images, tm
         assert_same_result_lists(runner.set_classes(other).predict(images, conf=CONF), reference, conf=CONF)
     finally:
         v2.set_classes(CLASSES)
-
-
-def test_openvino_in_graph_nms_equals_pytorch(v2, images, tmp_path):
-    out = tmp_path / "nms_openvino_model"
-    export_openvino(plan_export(v2, CLASSES), out, IMGSZ, nms=True, conf=CONF, nms_pre=NMS_PRE)
-    runner = OpenVinoYOLOWorld(out)
-    assert_same_result_lists(runner.predict(images, conf=CONF, nms_pre=NMS_PRE),
-                             v2.predict(images, conf=CONF, nms_pre=NMS_PRE), conf=CONF)

@@ -116,7 +116,10 @@ def load_predictor(args, fuse: bool = True):
     from yoloworld.export.runners import is_exported, open_exported
 
     if is_exported(args.weights):
-        return open_exported(args.weights, imgsz=args.imgsz)
+        model = open_exported(args.weights, imgsz=args.imgsz)
+        if getattr(args, "rect", False):
+            model.check_rect()  # a fixed-size graph: say so before any image is read
+        return model
     from yoloworld.api import YOLOWorld
 
     return YOLOWorld.from_pretrained(args.weights, text_model=args.text_model, device=args.device,

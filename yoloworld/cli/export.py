@@ -76,6 +76,7 @@ def _check_request(args) -> tuple[Path, list | None]:
     """The output path and the calibration images, after checking that the chosen runtime is installed."""
     from yoloworld.errors import InputError
 
+    calibration = _calibration(args)
     if args.format == "openvino":
         from yoloworld.export.openvino_export import default_folder
         from yoloworld.export.openvino_runtime import import_openvino
@@ -92,7 +93,7 @@ def _check_request(args) -> tuple[Path, list | None]:
     from yoloworld.export.onnx_runtime import import_onnxruntime
 
     import_onnx(), import_onnxruntime()
-    return out, _calibration(args)
+    return out, calibration
 
 
 def _calibration(args) -> list | None:

@@ -28,28 +28,39 @@ def export_openvino(plan: ExportPlan, out: str | os.PathLike, imgsz: int = 640, 
     """Write the export folder `out` (see the module docstring); `calibration` images make the detector INT8.
     `onnx_options`: `export_onnx`'s (nms, dynamic_batch, conf, iou, max_det, opset, nms_pre, dynamic_shape).
     Returns the written paths."""
-    ov = import_openvino()
+    import_openvino()
     out = Path(out)
-    if calibration and plan.dynamic:
-        raise InputError("INT8 export needs a baked vocabulary (calibration runs one fixed vocabulary): "
-                         "use --vocab baked with --int8")
     stem = out.name.removesuffix(FOLDER_SUFFIX) or "model"
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
-        onnx_files = export_onnx(plan, Path(tmp) / f"{stem}.onnx", imgsz, **onnx_options)
-        meta = _onnx_metadata(onnx_files[0])
-        model = ov.convert_model(str(onnx_files[0]))
+        onnx_file = export_onnx(plan, Path(tmp) / f"{stem}.onnx", imgsz, **onnx_options)[0]
+        return convert_onnx_export(onnx_file, out, calibration)
+
+
+def convert_onnx_export(onnx_file: str | os.PathLike, out: str | os.PathLike,
+                        calibration: list[Path] | None = None) -> list[Path]:
+    """A yoloworld ONNX export (with its text encoder and tokenizer beside it, if any) -> the OpenVINO folder
+    `out`, the detector INT8 when `calibration` images are given. Returns the written paths."""
+    ov = import_openvino()
+    onnx_file, out = Path(onnx_file), Path(out)
+    meta = _onnx_metadata(onnx_file)
+    if calibration and meta["vocabulary"] == "dynamic":
+        raise InputError("INT8 export needs a baked vocabulary (calibration runs one fixed vocabulary): "
+                         "use --vocab baked with --int8")
+    stem = onnx_file.stem
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
+        staged = Path(tmp)
+        model = ov.convert_model(str(onnx_file))
         if calibration:
             from yoloworld.export.quantize import quantize_int8
 
-            model = quantize_int8(model, calibration, imgsz)
-        staged = Path(tmp) / "staged"
-        staged.mkdir()
+            model = quantize_int8(model, calibration, meta["imgsz"])
         meta.update(runtime="openvino", int8=bool(calibration), calibration_images=len(calibration or []))
-        if plan.dynamic and plan.text_encoder is not None:
-            _save(ov, ov.convert_model(str(onnx_files[1])), staged / f"{stem}{TEXT_SUFFIX}")
-            shutil.copytree(onnx_files[2], staged / onnx_files[2].name)
-            meta.update(text_encoder=f"{stem}{TEXT_SUFFIX}", tokenizer=onnx_files[2].name)
+        if meta.get("text_encoder"):
+            _save(ov, ov.convert_model(str(onnx_file.parent / meta["text_encoder"])), staged / f"{stem}{TEXT_SUFFIX}")
+            shutil.copytree(onnx_file.parent / meta["tokenizer"], staged / meta["tokenizer"])
+            meta["text_encoder"] = f"{stem}{TEXT_SUFFIX}"
         model.set_rt_info(json.dumps(meta, ensure_ascii=False), [METADATA_KEY])
         _save(ov, model, staged / f"{stem}.xml")
         return _move_into(staged, out)
@@ -84,4 +95,4 @@ def default_folder(weights: str) -> Path:
     return Path(Path(str(weights)).stem + FOLDER_SUFFIX)
 
 
-__all__ = ["FOLDER_SUFFIX", "export_openvino", "default_folder"]
+__all__ = ["FOLDER_SUFFIX", "export_openvino", "convert_onnx_export", "default_folder"]
