@@ -54,6 +54,7 @@ def quantize_int8(model, images: list[Path], imgsz: int):
         return {"images": letterbox_batch([read_image(path)], imgsz)[0]}
 
     logger.info("calibrating INT8 on %d images at %d px", len(images), imgsz)
+    logging.getLogger("nncf").setLevel(logging.WARNING)  # its INFO lines list every op left fp32
     # MIXED: symmetric weights, asymmetric activations (SiLU outputs are not centred on zero)
     return nncf.quantize(model, nncf.Dataset(images, network_input), subset_size=len(images),
                          preset=nncf.QuantizationPreset.MIXED,
