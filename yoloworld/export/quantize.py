@@ -55,6 +55,8 @@ def quantize_int8(model, images: list[Path], imgsz: int):
 
     logger.info("calibrating INT8 on %d images at %d px", len(images), imgsz)
     logging.getLogger("nncf").setLevel(logging.WARNING)  # its INFO lines list every op left fp32
+    # NNCF probes its torch backend, which imports torch's C++-extension helper and its "no CUDA" warning
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     # MIXED: symmetric weights, asymmetric activations (SiLU outputs are not centred on zero)
     return nncf.quantize(model, nncf.Dataset(images, network_input), subset_size=len(images),
                          preset=nncf.QuantizationPreset.MIXED,
