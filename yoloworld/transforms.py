@@ -1,5 +1,6 @@
 """Image <-> network input: the one letterbox (keep-ratio resize + centred padding, exactly as the official test
-pipeline) and its inverse for boxes (un-letterbox + clip to the image).
+pipeline; padded to a square, or in rect mode to the smallest multiple of 32 that holds the image) and its inverse
+for boxes (un-letterbox + clip to the image).
 
 Used by PyTorch and ONNX Runtime prediction, validation, the no-mosaic training stage and export, so every path
 feeds the network the same pixels and maps boxes back the same way (as torchvision's `transform.py` keeps
@@ -37,16 +38,15 @@ def _rescale(image: np.ndarray, ratio: float) -> np.ndarray:
     return cv2.resize(image, (new_w, new_h), interpolation=interp)
 
 
-def letterbox(image: np.ndarray, size: int = 640, allow_scale_up: bool = False, pad_value: int = PAD_VALUE,
-              canvas_hw: tuple[int, int] | None = None):
-    """Resize `image` (H, W, C uint8) keeping its aspect ratio and pad it to `size` x `size` (or `canvas_hw`).
+def letterbox(image: np.ndarray, size: int = 640, allow_scale_up: bool = False, pad_value: int = PAD_VALUE):
+    """Resize `image` (H, W, C uint8) keeping its aspect ratio and pad it to `size` x `size`.
 
     Returns the padded image and a `LetterboxInfo`. Two official steps: a keep-ratio resize that
     fits the long side to `size`, then a letter-resize that only shrinks (unless allowed to
     enlarge) and pads evenly, the odd pixel going to the bottom/right.
     """
     resized, scale_xy = fit(image, size, allow_scale_up)
-    return pad_to(resized, canvas_hw or (size, size), image.shape[:2], scale_xy, pad_value)
+    return pad_to(resized, (size, size), image.shape[:2], scale_xy, pad_value)
 
 
 def fit(image: np.ndarray, size: int, allow_scale_up: bool = False) -> tuple[np.ndarray, tuple[float, float]]:
