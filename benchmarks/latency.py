@@ -26,6 +26,12 @@ from yoloworld.vocabulary import Vocabulary
 def timed(fns: dict, repeats: int, warmup: int = 2) -> dict:
     """Median ms per call of each function, measured in interleaved rounds so that load changes on a shared
     machine hit every variant alike."""
+    return {name: statistics.median(values) for name, values in timed_rounds(fns, repeats, warmup).items()}
+
+
+def timed_rounds(fns: dict, repeats: int, warmup: int = 2) -> dict[str, list[float]]:
+    """ms per call of each function in each of `repeats` interleaved rounds (round i of every function ran
+    back to back, so per-round ratios cancel slow load changes)."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -34,8 +40,8 @@ def timed(fns: dict, repeats: int, warmup: int = 2) -> dict:
         for name, fn in fns.items():
             start = time.perf_counter()
             fn()
-            samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) * 1000 for name, values in samples.items()}
+            samples[name].append((time.perf_counter() - start) * 1000)
+    return samples
 
 
 def ultralytics_forward(size: str, imgsz: int, num_classes: int):

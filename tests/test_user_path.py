@@ -105,9 +105,9 @@ def test_onnx_without_its_packages_names_the_extra(trained, capsys, tmp_path, mo
 def test_the_export_check_says_when_it_compared_nothing():
     from yoloworld.cli.export import check_line
 
-    empty = {"detections matched": 0.0, "score gap": 0.0, "count pytorch": 0.0, "count onnx": 0.0}
+    empty = {"detections matched": 0.0, "score gap": 0.0, "count pytorch": 0.0, "count exported": 0.0}
     assert "nothing was compared" in check_line(empty, nms=True, conf=0.25)
-    found = {**empty, "detections matched": 1.0, "count pytorch": 4.0, "count onnx": 4.0}
+    found = {**empty, "detections matched": 1.0, "count pytorch": 4.0, "count exported": 4.0}
     assert "100.0% of 4 detections matched" in check_line(found, nms=True, conf=0.25)
 
 

@@ -2,6 +2,9 @@
 
     image -> as_bgr -> letterbox_batch -> [runtime forward] -> select (NMS) -> boxes_to_original -> Results
 
+The letterbox is square (`imgsz` x `imgsz`, the official test pipeline) unless `predict(..., rect=True)` asks for
+the smallest multiple-of-32 canvas that holds the batch (Ultralytics' `rect`): same resize, fewer pixels.
+
 A runtime (PyTorch in `yoloworld.api.YOLOWorld`, ONNX Runtime in `yoloworld.export.onnx_runtime.OnnxYOLOWorld`)
 supplies only `encode_text` (and `encode_images` for reference images) and `forward`: per-image scores and boxes
 in network-input pixels, plus mask coefficients and prototypes for a segmentation model, whose masks
@@ -88,8 +91,11 @@ class Predictor:
         return encode_prompts(prompts, self.encode_text, self.encode_images, getattr(self, "device", None),
                               self.embed_dims)
 
+    def check_rect(self) -> None:
+        """Raise `InputError` where this runtime cannot take non-square inputs (a fixed-size exported graph)."""
+
     def forward(self, batch: np.ndarray, text_embeds: list) -> tuple[torch.Tensor, ...]:
-        """(B, 3, S, S) float32 RGB in [0, 1] and per-image embeddings -> scores (B, P, T) in [0, 1] and
+        """(B, 3, H, W) float32 RGB in [0, 1] and per-image embeddings -> scores (B, P, T) in [0, 1] and
         boxes (B, P, 4) xyxy in network-input pixels; segmentation models add mask coefficients (B, P, M) and
         prototypes (B, M, S / 4, S / 4)."""
         raise NotImplementedError
@@ -104,13 +110,17 @@ class Predictor:
 
     def predict(self, images, conf: float = 0.05, iou: float = 0.7, max_det: int = 300, batch_size: int = 8,
                 per_image_classes: list | None = None, nms_pre: int = 30000,
-                official_masks: bool = False) -> list[Results]:
+                official_masks: bool = False, rect: bool = False) -> list[Results]:
         """Detect the vocabulary in each image (a path, a BGR array or a PIL image, or a list of them).
 
         `per_image_classes`: one vocabulary per image instead of the shared one. Segmentation models also give
         `Results.masks`; `official_masks` reproduces the official padding cut (its bottom/right bug), for parity.
+        `rect`: letterbox each batch to the smallest multiple of 32 holding it instead of `imgsz` x `imgsz` (faster
+        on non-square images).
         """
         settings = Settings(conf, iou, max_det, nms_pre, official_masks)
+        if rect:
+            self.check_rect()
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InputError(f"batch size {batch_size!r}: must be a positive whole number")
         if not isinstance(images, (list, tuple)):
@@ -119,7 +129,7 @@ class Predictor:
         results = []
         for start in range(0, len(images), batch_size):
             chunk = slice(start, start + batch_size)
-            results += self._predict_batch(list(images[chunk]), vocabularies[chunk], settings)
+            results += self._predict_batch(list(images[chunk]), vocabularies[chunk], settings, rect)
         return results
 
     def _vocabularies(self, count: int, per_image_classes) -> list[tuple[Vocabulary, object]]:
@@ -137,9 +147,9 @@ class Predictor:
                 built[key] = (vocabulary, self.encode_prompts(vocabulary.texts))
         return [built[repr(classes)] for classes in per_image_classes]
 
-    def _predict_batch(self, images: list, vocabularies: list, settings: Settings) -> list[Results]:
+    def _predict_batch(self, images: list, vocabularies: list, settings: Settings, rect: bool) -> list[Results]:
         bgr = [as_bgr(image) for image in images]
-        batch, infos = letterbox_batch(bgr, self.imgsz)
+        batch, infos = letterbox_batch(bgr, self.imgsz, rect)
         detections = self.detect(batch, infos, vocabularies, settings)
         return [Results(det.boxes.cpu().numpy().astype(np.float32), det.scores.cpu().float().numpy(),
                         det.labels.cpu().numpy().astype(np.int64), vocabulary.names, image.shape[:2],

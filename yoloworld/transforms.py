@@ -1,5 +1,6 @@
 """Image <-> network input: the one letterbox (keep-ratio resize + centred padding, exactly as the official test
-pipeline) and its inverse for boxes (un-letterbox + clip to the image) and masks (pad cut + resize).
+pipeline; padded to a square, or in rect mode to the smallest multiple of 32 that holds the image) and its inverse
+for boxes (un-letterbox + clip to the image) and masks (pad cut + resize).
 
 Used by PyTorch and ONNX Runtime prediction, validation, the no-mosaic training stage and export, so every path
 feeds the network the same pixels and maps boxes back the same way (as torchvision's `transform.py` keeps
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 PAD_VALUE = 114
+STRIDE = 32  # the largest feature stride: network inputs are multiples of it
 
 
 @dataclass
@@ -43,6 +45,12 @@ def letterbox(image: np.ndarray, size: int = 640, allow_scale_up: bool = False, 
     fits the long side to `size`, then a letter-resize that only shrinks (unless allowed to
     enlarge) and pads evenly, the odd pixel going to the bottom/right.
     """
+    resized, scale_xy = fit(image, size, allow_scale_up)
+    return pad_to(resized, (size, size), image.shape[:2], scale_xy, pad_value)
+
+
+def fit(image: np.ndarray, size: int, allow_scale_up: bool = False) -> tuple[np.ndarray, tuple[float, float]]:
+    """The letterbox's two resize steps: the image with its long side at `size`, and its (w, h) scales."""
     h0, w0 = image.shape[:2]
     if h0 == 0 or w0 == 0:
         raise ValueError("empty image")
@@ -58,19 +66,37 @@ def letterbox(image: np.ndarray, size: int = 640, allow_scale_up: bool = False, 
     if (h2, w2) != (h1, w1):
         resized = cv2.resize(resized, (w2, h2), interpolation=cv2.INTER_LINEAR)
         scale_x, scale_y = scale_x * w2 / w1, scale_y * h2 / h1
+    return resized, (scale_x, scale_y)
 
-    pad_h, pad_w = size - h2, size - w2
+
+def pad_to(resized: np.ndarray, canvas_hw: tuple[int, int], orig_hw: tuple[int, int], scale_xy: tuple[float, float],
+           pad_value: int = PAD_VALUE) -> tuple[np.ndarray, LetterboxInfo]:
+    """Centre a resized image on a `canvas_hw` canvas of `pad_value` (the odd pixel to the bottom/right)."""
+    h2, w2 = resized.shape[:2]
+    pad_h, pad_w = canvas_hw[0] - h2, canvas_hw[1] - w2
     top, left = int(round(pad_h // 2 - 0.1)), int(round(pad_w // 2 - 0.1))
     bottom, right = pad_h - top, pad_w - left
     if pad_h or pad_w:
         resized = cv2.copyMakeBorder(resized, top, bottom, left, right, cv2.BORDER_CONSTANT,
                                      value=(pad_value,) * (resized.shape[2] if resized.ndim == 3 else 1))
-    return resized, LetterboxInfo((h0, w0), (scale_x, scale_y), (top, bottom, left, right))
+    return resized, LetterboxInfo(tuple(orig_hw), scale_xy, (top, bottom, left, right))
 
 
-def letterbox_batch(images_bgr: list[np.ndarray], size: int = 640) -> tuple[np.ndarray, list[LetterboxInfo]]:
-    """BGR images -> the network input (B, 3, size, size) float32 RGB in [0, 1], and each image's mapping."""
-    boxed = [letterbox(image, size) for image in images_bgr]
+def rect_canvas(shapes_hw, stride: int = STRIDE) -> tuple[int, int]:
+    """The smallest canvas, in multiples of `stride`, that holds every resized image (Ultralytics' `rect`)."""
+    return (max(-(-h // stride) * stride for h, _ in shapes_hw), max(-(-w // stride) * stride for _, w in shapes_hw))
+
+
+def letterbox_batch(images_bgr: list[np.ndarray], size: int = 640, rect: bool = False
+                    ) -> tuple[np.ndarray, list[LetterboxInfo]]:
+    """BGR images -> the network input (B, 3, H, W) float32 RGB in [0, 1], and each image's mapping.
+
+    Square: H = W = `size` (the official test pipeline). `rect`: the long side still goes to `size`, but the
+    canvas shrinks to the smallest multiple of 32 that holds the batch, so a 16:9 image at 640 runs at 640x384
+    instead of 640x640 (40% fewer pixels) with the same resize."""
+    fitted = [fit(image, size) for image in images_bgr]
+    canvas = rect_canvas([r.shape[:2] for r, _ in fitted]) if rect else (size, size)
+    boxed = [pad_to(r, canvas, image.shape[:2], scale) for (r, scale), image in zip(fitted, images_bgr)]
     batch = np.stack([b[:, :, ::-1].transpose(2, 0, 1) for b, _ in boxed]).astype(np.float32) / 255
     return batch, [info for _, info in boxed]
 

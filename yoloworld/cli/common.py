@@ -72,7 +72,8 @@ def add_model_flags(parser: argparse.ArgumentParser, weights_required: bool = Tr
     """--weights, --text-model, --vision-model, --classes, --classes-file, --visual-prompt, --device, --imgsz: one
     spelling for every command."""
     parser.add_argument("--weights", required=weights_required,
-                        help="checkpoint (.pth/.pt, or .onnx where supported) or a name such as yolo_world_v2_s")
+                        help="checkpoint (.pth/.pt; where supported an .onnx file or an OpenVINO export folder / .xml) "
+                        "or a name such as yolo_world_v2_s")
     parser.add_argument("--text-model", help="Hugging Face CLIP folder or hub id (tokenizer / text weights), "
                         "optional when the weights hold a text tower")
     add_vision_flag(parser)
@@ -80,6 +81,11 @@ def add_model_flags(parser: argparse.ArgumentParser, weights_required: bool = Tr
         add_class_flags(parser)
     parser.add_argument("--device", default="auto", help=DEVICE_HELP + " (default auto)")
     parser.add_argument("--imgsz", type=image_size, help=imgsz_help)
+
+
+def add_rect_flag(parser) -> None:
+    parser.add_argument("--rect", action="store_true", help="letterbox to the smallest multiple of 32 holding the "
+                        "image instead of a square (faster on non-square images; exported models need --dynamic-shape)")
 
 
 def add_class_flags(parser, group=None, visual_flags: tuple[str, ...] = ("--visual-prompt",)) -> None:
@@ -136,11 +142,15 @@ def with_visual_prompts(classes: list[list], specs: list[str]) -> list[list]:
 
 
 def load_predictor(args, fuse: bool = True):
-    """The front object for --weights: `OnnxYOLOWorld` for an .onnx file, else `YOLOWorld`."""
-    if str(args.weights).lower().endswith(".onnx"):
-        from yoloworld.export.onnx_runtime import OnnxYOLOWorld
+    """The front object for --weights: `OnnxYOLOWorld` for an .onnx file, `OpenVinoYOLOWorld` for an OpenVINO
+    export (its folder or .xml), else `YOLOWorld`."""
+    from yoloworld.export.runners import is_exported, open_exported
 
-        return OnnxYOLOWorld(args.weights, imgsz=args.imgsz)
+    if is_exported(args.weights):
+        model = open_exported(args.weights, imgsz=args.imgsz)
+        if getattr(args, "rect", False):
+            model.check_rect()  # a fixed-size graph: say so before any image is read
+        return model
     from yoloworld.api import YOLOWorld
 
     return YOLOWorld.from_pretrained(args.weights, text_model=args.text_model, device=args.device,

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from yoloworld.cli.common import (
     add_model_flags,
+    add_rect_flag,
     add_selection_flags,
     apply_vocabulary,
     chosen_classes,
@@ -43,6 +44,7 @@ def add_parser(sub) -> None:
                    "(rtsp://, http://...)")
     add_model_flags(p, weights_required=False)
     add_selection_flags(p, conf=0.05)
+    add_rect_flag(p)
     p.add_argument("--batch", type=positive_int, default=4, help="images per forward pass (default 4)")
     p.add_argument("--save-dir", default="runs/predict", help="where annotated images/videos go")
     p.add_argument("--json", dest="json_path", help="write all detections to this JSON file")
@@ -112,7 +114,8 @@ def predict_files(model, paths: list[Path], args, save_dir: Path | None, sink: R
                 logger.warning(f"skipped: {exc}")
                 skipped += 1
         if batch:
-            for path, image, result in zip(batch, arrays, model.predict(arrays, args.conf, args.iou, args.max_det)):
+            results = model.predict(arrays, args.conf, args.iou, args.max_det, rect=args.rect)
+            for path, image, result in zip(batch, arrays, results):
                 result.file = str(path)
                 sink.add(result.to_dict())
                 if save_dir:
@@ -139,7 +142,7 @@ def predict_frames(model, frames, source: str, video: Path | None, fps: float, a
     writer = None
     try:
         for index, frame in islice(frames, args.max_frames):
-            result = model.predict([frame], args.conf, args.iou, args.max_det)[0]
+            result = model.predict([frame], args.conf, args.iou, args.max_det, rect=getattr(args, "rect", False))[0]
             result.file, result.extra = source, {"frame": index}
             emit(result.to_dict())
             if video:

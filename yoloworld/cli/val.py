@@ -8,6 +8,7 @@ from pathlib import Path
 
 from yoloworld.cli.common import (
     add_model_flags,
+    add_rect_flag,
     iou_threshold,
     load_predictor,
     positive_int,
@@ -47,6 +48,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=positive_int, default=8, help="images per forward pass (default 8)")
     parser.add_argument("--conf", type=probability, default=0.001, help="score threshold (official: 0.001)")
     parser.add_argument("--iou", type=iou_threshold, default=0.7, help="NMS IoU threshold (official: 0.7)")
+    add_rect_flag(parser)
     return parser
 
 
@@ -160,7 +162,7 @@ def predict_dataset(args: argparse.Namespace, annotations, max_det: int) -> list
     predictions = []
     for start in tqdm(range(0, len(paths), args.batch), desc="val", unit="batch"):  # chunks show progress
         results = model.predict(paths[start : start + args.batch], conf=args.conf, iou=args.iou, max_det=max_det,
-                                batch_size=args.batch)
+                                batch_size=args.batch, rect=args.rect)
         for image, result in zip(images[start : start + args.batch], results):
             predictions += results_to_coco(image["id"], result.xyxy, result.scores, result.class_ids, category_ids,
                                            result.masks)

@@ -4,7 +4,8 @@ Detector graph: images (B, 3, S, S) float32 RGB in [0, 1] (the letterboxed netwo
 dynamic vocabulary `text_embeds` (T, D) -> `scores` (B, P, T) sigmoid and `boxes` (B, P, 4) xyxy in
 input pixels. Every text column is kept (padding prompt included); the runner merges synonyms and drops
 the padding exactly as `yoloworld.postprocess` does. With NMS: `detections` (K, 7) rows
-[image index, x1, y1, x2, y2, score, class], class-aware and multi-label (one ONNX NonMaxSuppression).
+[image index, x1, y1, x2, y2, score, class], class-aware and multi-label, from the `nms_pre` best candidates
+(ONNX TopK + one NonMaxSuppression). Height and width may be dynamic (multiples of 32): priors follow the input.
 A segmentation detector adds `coeffs` (B, P, 32) and `protos` (B, 32, S / 4, S / 4); the runner selects the
 detections and assembles their masks with `yoloworld.masks`, as PyTorch prediction does.
 """
@@ -14,7 +15,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import batched_nms
 
 from yoloworld.models.boxes import decode_boxes, dfl_integral, flatten_levels
 from yoloworld.models.detector import YOLOWorldDetector
@@ -43,53 +43,76 @@ class DetectorGraph(nn.Module):
 
 
 class NonMaxSuppression(torch.autograd.Function):
-    """ONNX NonMaxSuppression: boxes (B, P, 4), scores (B, C, P) -> selected (K, 3) [image, class, prior].
+    """ONNX NonMaxSuppression of one class: boxes (B, K, 4), scores (B, 1, K) -> selected (N, 3) [image, 0, k],
+    per image in decreasing score order, at most `max_boxes` per image.
 
-    Per image and class, like the official class-aware NMS with multi_label=True. The PyTorch forward
-    (torchvision) gives the same selection, so the traced module also runs eagerly.
+    The PyTorch forward (torchvision) gives the same selection, so the traced module also runs eagerly.
     """
 
     @staticmethod
-    def forward(ctx, boxes, scores, max_per_class: int, iou: float, conf: float):
+    def forward(ctx, boxes, scores, max_boxes: int, iou: float, conf: float):
+        from torchvision.ops import nms
+
         selected = []
         for b in range(boxes.shape[0]):
-            classes, priors = (scores[b] > conf).nonzero(as_tuple=True)
-            keep = batched_nms(boxes[b, priors], scores[b, classes, priors], classes, iou)
-            classes, priors = classes[keep], priors[keep]
-            rank = torch.zeros_like(classes)  # keep the best `max_per_class` of each class
-            for c in classes.unique():
-                rank[classes == c] = torch.arange(int((classes == c).sum()))
-            mask = rank < max_per_class
-            image = torch.full_like(classes[mask], b)
-            selected.append(torch.stack([image, classes[mask], priors[mask]], dim=1))
-        return torch.cat(selected) if selected else boxes.new_zeros((0, 3), dtype=torch.long)
+            (candidates,) = (scores[b, 0] > conf).nonzero(as_tuple=True)
+            keep = candidates[nms(boxes[b, candidates], scores[b, 0, candidates], iou)][:max_boxes]
+            selected.append(torch.stack([torch.full_like(keep, b), torch.zeros_like(keep), keep], dim=1))
+        return torch.cat(selected)
 
     @staticmethod
-    def symbolic(g, boxes, scores, max_per_class: int, iou: float, conf: float):
-        def constant(value, dtype):
-            return g.op("Constant", value_t=torch.tensor([value], dtype=dtype))
+    def symbolic(g, boxes, scores, max_boxes: int, iou: float, conf: float):
+        return g.op("NonMaxSuppression", boxes, scores, _constant(g, max_boxes, torch.long),
+                    _constant(g, iou, torch.float), _constant(g, conf, torch.float), center_point_box_i=0)
 
-        return g.op("NonMaxSuppression", boxes, scores, constant(max_per_class, torch.long),
-                    constant(iou, torch.float), constant(conf, torch.float), center_point_box_i=0)
+
+class TopK(torch.autograd.Function):
+    """The `k` best of each row of (B, N) scores, k = min(`k`, N): ONNX TopK with k computed in the graph, so
+    a graph exported with dynamic height and width keeps `nms_pre` at every input size."""
+
+    @staticmethod
+    def forward(ctx, scores, k: int):
+        return scores.topk(min(k, scores.shape[1]), dim=1)
+
+    @staticmethod
+    def symbolic(g, scores, k: int):
+        count = g.op("Gather", g.op("Shape", scores), _constant(g, 1, torch.long), axis_i=0)
+        return g.op("TopK", scores, g.op("Min", count, _constant(g, k, torch.long)), axis_i=1, largest_i=1,
+                    sorted_i=1, outputs=2)
+
+
+def _constant(g, value, dtype):
+    return g.op("Constant", value_t=torch.tensor([value], dtype=dtype))
 
 
 class NmsGraph(nn.Module):
-    """DetectorGraph + synonym merge / padding drop + NMS -> detections (K, 7)."""
+    """DetectorGraph + synonym merge / padding drop + NMS -> detections (K, 7), as `yoloworld.postprocess.select`:
+    multi-label (prior, class) candidates, the `nms_pre` best scores, class-aware NMS, `max_det` per image.
 
-    def __init__(self, graph: DetectorGraph, groups: torch.Tensor, conf: float, iou: float, max_det: int):
+    Class-aware NMS runs as one NMS over boxes shifted apart by class (torchvision's `batched_nms` trick), so the
+    top-k cut, NMS and `max_det` act on one ranked list per image, exactly like PyTorch's `select`.
+    """
+
+    def __init__(self, graph: DetectorGraph, groups: torch.Tensor, conf: float, iou: float, max_det: int,
+                 nms_pre: int = 30000):
         super().__init__()
         self.graph = graph
         self.register_buffer("groups", groups.clone())
-        self.conf, self.iou, self.max_det = conf, iou, max_det
+        self.conf, self.iou, self.max_det, self.nms_pre = conf, iou, max_det, nms_pre
 
     def forward(self, images: torch.Tensor, text_embeds: torch.Tensor | None = None) -> torch.Tensor:
         scores, boxes = self.graph(images, text_embeds)[:2]
         batch, priors = scores.shape[0], scores.shape[1]
         class_scores = merge_synonyms(scores.reshape(batch * priors, -1), self.groups).reshape(batch, priors, -1)
-        selected = NonMaxSuppression.apply(boxes, class_scores.transpose(1, 2), self.max_det, self.iou, self.conf)
-        image, label, prior = selected[:, 0], selected[:, 1], selected[:, 2]
-        return torch.cat([image[:, None].float(), boxes[image, prior], class_scores[image, prior, label][:, None],
-                          label[:, None].float()], dim=1)
+        classes = class_scores.shape[2]
+        top_scores, index = TopK.apply(class_scores.flatten(1), self.nms_pre)  # (B, K) over (prior, class) pairs
+        prior, label = index // classes, index % classes
+        candidates = torch.gather(boxes, 1, prior[..., None].expand(-1, -1, 4))
+        shifted = candidates + (label * (boxes.max() + 1))[..., None].to(boxes.dtype)
+        selected = NonMaxSuppression.apply(shifted, top_scores[:, None], self.max_det, self.iou, self.conf)
+        image, k = selected[:, 0], selected[:, 2]
+        return torch.cat([image[:, None].float(), candidates[image, k], top_scores[image, k][:, None],
+                          label[image, k][:, None].float()], dim=1)
 
 
 class TextEncoderGraph(nn.Module):

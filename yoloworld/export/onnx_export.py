@@ -23,9 +23,9 @@ import torch
 
 from yoloworld.errors import InputError
 from yoloworld.export.graphs import DetectorGraph, NmsGraph, TextEncoderGraph
-from yoloworld.export.onnx_runtime import import_onnxruntime
 from yoloworld.files import atomic_write
 from yoloworld.models.reparam import reparameterize
+from yoloworld.predictor import check_imgsz
 from yoloworld.vocabulary import Vocabulary
 
 METADATA_KEY = "yoloworld"
@@ -83,30 +83,28 @@ def _baked_vocabulary(api, classes) -> tuple[Vocabulary, torch.Tensor]:
 
 def export_onnx(plan: ExportPlan, out: str | os.PathLike, imgsz: int = 640, nms: bool = False,
                 dynamic_batch: bool = False, conf: float = 0.05, iou: float = 0.7, max_det: int = 300,
-                opset: int = DEFAULT_OPSET) -> list[Path]:
-    """Write the detector graph (and, for dynamic vocabularies, the text encoder and tokenizer). Returns paths."""
+                opset: int = DEFAULT_OPSET, nms_pre: int = 30000, dynamic_shape: bool = False) -> list[Path]:
+    """Write the detector graph (and, for dynamic vocabularies, the text encoder and tokenizer). Returns paths.
+
+    `dynamic_shape`: height and width are graph inputs (any multiple of 32), for rect inference and other
+    sizes; `imgsz` stays the default long side written in the metadata."""
     out = Path(out)
     if out.suffix != ".onnx":
         raise InputError(f"{out}: the output file must end in .onnx")
+    check_imgsz(imgsz)
     out.parent.mkdir(parents=True, exist_ok=True)
     segments = plan.graph.detector.config.segments
     if nms and segments:
         raise InputError("a segmentation model exports without --nms: the runner selects detections and assembles "
                          "their masks from the coefficient and prototype outputs")
-    module, input_names, example = _detector_module(plan, imgsz, nms, conf, iou, max_det)
+    module, input_names, example = _detector_module(plan, imgsz, nms, conf, iou, max_det, nms_pre)
     output_names = ["detections"] if nms else ["scores", "boxes"] + (["coeffs", "protos"] if segments else [])
-    axes = {}
-    if dynamic_batch:
-        axes = {"images": {0: "batch"}, **({} if nms else {name: {0: "batch"} for name in output_names})}
-    if plan.dynamic:
-        axes["text_embeds"] = {0: "texts"}
-        if not nms:
-            axes.setdefault("scores", {})[2] = "texts"
-    _torch_export(module, example, out, input_names, output_names, axes, opset)
+    _torch_export(module, example, out, input_names, output_names,
+                  _dynamic_axes(plan.dynamic, nms, dynamic_batch, dynamic_shape, segments), opset)
     written = [out]
     meta = {"format": 1, "imgsz": imgsz, "vocabulary": "dynamic" if plan.dynamic else "baked", "nms": nms,
-            "dynamic_batch": dynamic_batch, "conf": conf, "iou": iou, "max_det": max_det,
-            "classes": _stored_classes(plan),
+            "dynamic_batch": dynamic_batch, "dynamic_shape": dynamic_shape, "conf": conf, "iou": iou,
+            "max_det": max_det, "nms_pre": nms_pre, "classes": _stored_classes(plan),
             "padded": plan.vocabulary.padded if plan.vocabulary else True, "masks": segments}
     if plan.dynamic:
         meta["embed_dims"] = plan.graph.detector.config.embed_dims
@@ -127,7 +125,28 @@ def _stored_classes(plan: ExportPlan) -> list | None:
     return stored
 
 
-def _detector_module(plan: ExportPlan, imgsz: int, nms: bool, conf: float, iou: float, max_det: int):
+def _dynamic_axes(dynamic_vocabulary: bool, nms: bool, dynamic_batch: bool, dynamic_shape: bool,
+                  segments: bool = False) -> dict:
+    """Named dynamic dimensions of the detector graph's inputs and outputs."""
+    per_prior = [] if nms else ["scores", "boxes"] + (["coeffs"] if segments else [])
+    axes = {"images": {}, **{name: {} for name in per_prior}, **({"protos": {}} if segments and not nms else {})}
+    if dynamic_batch:
+        for name in axes:
+            axes[name][0] = "batch"
+    if dynamic_shape:  # the number of priors (and the prototype map) follows height and width
+        axes["images"].update({2: "height", 3: "width"})
+        for name in per_prior:
+            axes[name][1] = "priors"
+        if "protos" in axes:
+            axes["protos"].update({2: "proto_height", 3: "proto_width"})
+    if dynamic_vocabulary:
+        axes["text_embeds"] = {0: "texts"}
+        if not nms:
+            axes["scores"][2] = "texts"
+    return {name: dims for name, dims in axes.items() if dims}
+
+
+def _detector_module(plan: ExportPlan, imgsz: int, nms: bool, conf: float, iou: float, max_det: int, nms_pre: int):
     graph = plan.graph.eval()
     images = torch.rand(1, 3, imgsz, imgsz)
     example, names = (images,), ["images"]
@@ -139,7 +158,7 @@ def _detector_module(plan: ExportPlan, imgsz: int, nms: bool, conf: float, iou: 
     if plan.dynamic:
         raise InputError("in-graph NMS needs a baked vocabulary (the class grouping is part of the graph); "
                          "export the dynamic vocabulary without --nms")
-    return NmsGraph(graph, plan.vocabulary.groups(), conf, iou, max_det).eval(), names, example
+    return NmsGraph(graph, plan.vocabulary.groups(), conf, iou, max_det, nms_pre).eval(), names, example
 
 
 def export_text_encoder(encoder, out: Path, opset: int = DEFAULT_OPSET) -> list[Path]:
@@ -190,40 +209,38 @@ def write_metadata(path: Path, meta: dict) -> None:
     onnx.save(model, str(path))
 
 
-def read_metadata(session) -> dict:
-    return json.loads(session.get_modelmeta().custom_metadata_map[METADATA_KEY])
-
-
 @torch.no_grad()
 def compare_with_pytorch(plan: ExportPlan, path: str | os.PathLike, images: torch.Tensor | None = None,
                          seed: int = 0) -> dict[str, float]:
-    """Max |ONNX Runtime - PyTorch| per output of the exported detector graph (`scores`, `boxes` in input
-    pixels, or `detections`), on `images` or a random batch (2 images when the batch is dynamic). NMS rows are
-    compared after sorting; a different number of kept boxes gives inf."""
-    session = import_onnxruntime().InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    meta = read_metadata(session)
+    """Max |exported - PyTorch| per output of the exported detector graph (`scores`, `boxes` in input pixels, or
+    `detections`), run by its runtime (ONNX Runtime for .onnx, OpenVINO for .xml), on `images` or a random batch
+    (2 images when the batch is dynamic). NMS rows are compared as sets; a different number of kept boxes gives
+    inf."""
+    from yoloworld.export.runners import open_exported
+
+    runner = open_exported(path)
+    meta = runner.meta
     generator = torch.Generator().manual_seed(seed)
     if images is None:
         size = (2 if meta["dynamic_batch"] else 1, 3, meta["imgsz"], meta["imgsz"])
         images = torch.rand(size, generator=generator)
-    args, feeds = (images,), {"images": images.numpy()}
+    args, text = (images,), None
     if plan.dynamic:
         if plan.text_encoder is not None:
             text = plan.text_encoder(plan.vocabulary.texts if _stored_classes(plan) else ["person", "car", " "]).float()
         else:
             text = torch.nn.functional.normalize(torch.randn(3, meta["embed_dims"], generator=generator), dim=-1)
-        args, feeds = (images, text), {**feeds, "text_embeds": text.numpy()}
+        args = (images, text)
     module = plan.graph
     if meta["nms"]:
-        module = NmsGraph(plan.graph, plan.vocabulary.groups(), meta["conf"], meta["iou"], meta["max_det"])
+        module = NmsGraph(plan.graph, plan.vocabulary.groups(), meta["conf"], meta["iou"], meta["max_det"],
+                          meta["nms_pre"])
     expected = module.eval()(*args)
-    expected = [expected] if meta["nms"] else list(expected)
-    got = session.run(None, feeds)
-    names = [o.name for o in session.get_outputs()]
+    got = runner.run(images.numpy(), None if text is None else text.numpy())
     if meta["nms"]:
-        return match_detections(expected[0].numpy(), got[0])
+        return match_detections(expected.numpy(), got[0])
     return {name: float(np.abs(np.asarray(e) - g).max()) if g.size else 0.0
-            for name, e, g in zip(names, expected, got)}
+            for name, e, g in zip(("scores", "boxes"), expected, got)}
 
 
 def match_detections(expected: np.ndarray, got: np.ndarray, min_iou: float = 0.99) -> dict[str, float]:
@@ -244,8 +261,8 @@ def match_detections(expected: np.ndarray, got: np.ndarray, min_iou: float = 0.9
         if ok.any():
             score_gap = max(score_gap, float(np.abs(mine[ok.numpy(), 5] - theirs[index[ok].numpy(), 5]).max()))
     return {"detections matched": matched / max(len(expected), 1), "score gap": score_gap,
-            "count pytorch": float(len(expected)), "count onnx": float(len(got))}
+            "count pytorch": float(len(expected)), "count exported": float(len(got))}
 
 
 __all__ = ["METADATA_KEY", "ExportPlan", "plan_export", "export_onnx", "export_text_encoder", "write_metadata",
-           "read_metadata", "compare_with_pytorch"]
+           "compare_with_pytorch"]

@@ -5,7 +5,8 @@
     results = model.predict(images, conf=0.05)    # list of Results, original-image pixels
 
 Only the graph run is specific: reading images, the letterbox, selection (synonym merge, padding prompt dropped,
-class-aware NMS) and mapping boxes back are `yoloworld.predictor.Predictor`'s, shared with `YOLOWorld`.
+class-aware NMS) and mapping boxes back are `yoloworld.predictor.Predictor`'s, shared with `YOLOWorld`. Another
+runtime of the same graphs (`yoloworld.export.openvino_runtime`) overrides only `_open`, `_open_text` and `_infer`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 
 from yoloworld.errors import CheckpointError, InputError
 from yoloworld.postprocess import Detections
-from yoloworld.predictor import Predictor, Settings
+from yoloworld.predictor import Predictor, Settings, check_imgsz
 from yoloworld.transforms import boxes_to_original
 from yoloworld.vocabulary import Vocabulary
 
@@ -46,8 +47,8 @@ def _session(path: Path, providers: list[str] | None):
         raise CheckpointError(f"{path}: not a loadable ONNX model ({type(exc).__name__})") from None
 
 
-def _metadata(path: Path, session) -> dict:
-    raw = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+def parse_metadata(path: Path, raw: str | None) -> dict:
+    """The `yoloworld` metadata (JSON) written at export, checked."""
     if raw is None:
         raise CheckpointError(f"{path}: not exported by yoloworld (no '{METADATA_KEY}' metadata); "
                               "export it with: yoloworld export --weights W --format onnx")
@@ -64,23 +65,49 @@ class OnnxYOLOWorld(Predictor):
 
     def __init__(self, path: str | os.PathLike, imgsz: int | None = None, providers: list[str] | None = None):
         self.path = Path(path)
-        self.session = _session(self.path, providers)
-        self.meta = _metadata(self.path, self.session)
-        self.imgsz = self.meta["imgsz"]
-        if imgsz is not None and imgsz != self.imgsz:
-            logger.warning(f"{self.path.name} was exported for {self.imgsz}x{self.imgsz} inputs; using that, not {imgsz}")
+        self.meta = self._open(providers)
+        self.imgsz = self._input_size(imgsz)
         self.dynamic = self.meta["vocabulary"] == "dynamic"
         self.embed_dims = self.meta.get("embed_dims")  # a class embedding of another width is a one-line error
         self.vocabulary: Vocabulary | None = None
         self.text_embeds: np.ndarray | None = None
         self._text_session = self._tokenizer = None
         if self.dynamic and self.meta.get("text_encoder"):
-            self._text_session = _session(self.path.parent / self.meta["text_encoder"], providers)
+            self._text_session = self._open_text(self.path.parent / self.meta["text_encoder"], providers)
         if self.meta.get("classes"):
             if self.dynamic:
                 self.set_classes(self.meta["classes"])
             else:
                 self.vocabulary = Vocabulary(self.meta["classes"], bool(self.meta["padded"]))
+
+    # ------------------------------------------------------------------ the runtime-specific part
+    def _open(self, providers) -> dict:
+        """Load the detector graph; returns its `yoloworld` metadata."""
+        self.session = _session(self.path, providers)
+        return parse_metadata(self.path, self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY))
+
+    def _open_text(self, path: Path, providers):
+        return _session(path, providers)
+
+    def _infer(self, feeds: dict, text: bool = False) -> list[np.ndarray]:
+        """Every output of the detector graph (or of the text encoder) for these named inputs."""
+        return (self._text_session if text else self.session).run(None, feeds)
+
+    # ------------------------------------------------------------------ input size
+    def _input_size(self, imgsz: int | None) -> int:
+        """The letterbox size: any multiple of 32 for a graph exported with dynamic height and width, else the
+        size it was exported for."""
+        if self.meta.get("dynamic_shape"):
+            return self.meta["imgsz"] if imgsz is None else check_imgsz(imgsz)
+        if imgsz is not None and imgsz != self.meta["imgsz"]:
+            logger.warning(f"{self.path.name} was exported for {self.meta['imgsz']}x{self.meta['imgsz']} inputs; "
+                           f"using that, not {imgsz} (export with --dynamic-shape for any size)")
+        return self.meta["imgsz"]
+
+    def check_rect(self) -> None:
+        if not self.meta.get("dynamic_shape"):
+            raise InputError(f"{self.path.name} was exported for fixed {self.imgsz}x{self.imgsz} inputs; rect "
+                             "inference needs a graph exported with --dynamic-shape")
 
     # ------------------------------------------------------------------ vocabulary
     def encode_text(self, texts: list[str]) -> np.ndarray:
@@ -96,7 +123,7 @@ class OnnxYOLOWorld(Predictor):
             self._tokenizer = TextEncoder(None, load_tokenizer(self.path.parent / self.meta["tokenizer"]))
         tokens = self._tokenizer.tokenize(list(texts))
         feeds = {"input_ids": tokens["input_ids"].numpy(), "attention_mask": tokens["attention_mask"].numpy()}
-        return self._text_session.run(["text_embeds"], feeds)[0]
+        return self._infer(feeds, text=True)[0]
 
     def set_classes(self, classes, padding: bool = True) -> "OnnxYOLOWorld":
         if self.dynamic:
@@ -118,8 +145,8 @@ class OnnxYOLOWorld(Predictor):
                 raise InputError("no classes set: call set_classes([...]) or pass --classes")
             feeds["text_embeds"] = np.asarray(text_embeds, dtype=np.float32)
         if self.meta["dynamic_batch"] or len(batch) == 1:
-            return self.session.run(None, feeds)
-        parts = [self.session.run(None, {**feeds, "images": batch[i:i + 1]}) for i in range(len(batch))]
+            return self._infer(feeds)
+        parts = [self._infer({**feeds, "images": batch[i:i + 1]}) for i in range(len(batch))]
         if self.meta["nms"]:  # rows carry the image index: renumber them
             for i, (detections,) in enumerate(parts):
                 detections[:, 0] = i
@@ -140,10 +167,12 @@ class OnnxYOLOWorld(Predictor):
     def detect(self, batch, infos, vocabularies, settings: Settings) -> list[Detections]:
         if not self.meta["nms"]:
             return super().detect(batch, infos, vocabularies, settings)
+        nms_pre = self.meta.get("nms_pre")  # None: exported before the in-graph top-k existed
         if (settings.conf < self.meta["conf"] or settings.iou != self.meta["iou"]
-                or settings.max_det > self.meta["max_det"]):
+                or settings.max_det > self.meta["max_det"] or (nms_pre is not None and settings.nms_pre != nms_pre)):
             logger.warning(f"{self.path.name} has NMS built in (conf {self.meta['conf']}, iou {self.meta['iou']}, "
-                        f"max_det {self.meta['max_det']}); lower conf / other iou / more detections need a re-export")
+                           f"max_det {self.meta['max_det']}, nms_pre {nms_pre}); lower conf / other iou / more "
+                           "detections / another nms_pre need a re-export")
         (rows,) = self.run(batch)
         return [self._from_nms_rows(rows, i, info, settings) for i, info in enumerate(infos)]
 
@@ -155,4 +184,4 @@ class OnnxYOLOWorld(Predictor):
         return Detections(boxes_to_original(rows[:, 1:5], info), rows[:, 5], rows[:, 6].long())
 
 
-__all__ = ["OnnxYOLOWorld", "import_onnxruntime"]
+__all__ = ["OnnxYOLOWorld", "import_onnxruntime", "parse_metadata"]
