@@ -240,7 +240,7 @@ def compare_with_pytorch(plan: ExportPlan, path: str | os.PathLike, images: torc
     if meta["nms"]:
         return match_detections(expected.numpy(), got[0])
     return {name: float(np.abs(np.asarray(e) - g).max()) if g.size else 0.0
-            for name, e, g in zip(("scores", "boxes"), expected, got)}
+            for name, e, g in zip(("scores", "boxes", "coeffs", "protos"), expected, got)}  # masks: 4 outputs
 
 
 def match_detections(expected: np.ndarray, got: np.ndarray, min_iou: float = 0.99) -> dict[str, float]:
