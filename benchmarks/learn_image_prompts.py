@@ -9,7 +9,7 @@ independently drawn test set, the same classes are detected three ways through t
     image prompts        set_classes([VisualPrompt([crops of training boxes], name="red circle"), ...])
     image, no projector  the same references, raw CLIP embeddings (what a model without a trained projector does)
 
-    python benchmarks/learn_image_prompts.py            # ~15-25 min on 2 CPU cores
+    python benchmarks/learn_image_prompts.py            # ~10-25 min on 2 CPU cores
     python benchmarks/learn_image_prompts.py --fresh    # retrain the projector
 
 Prints AP50 of each, the cost of encoding N references, and PASS when image-prompt AP50 >= 0.5 and >= 60% of the
@@ -116,7 +116,7 @@ def main() -> int:
     print(f"test AP50, image prompts         {image['AP50']:.4f}  (AP {image['AP']:.4f}; {args.references} training "
           f"crops per class, no class text; {ratio:.0%} of text)")
     print(f"test AP50, image, no projector   {raw['AP50']:.4f}  (AP {raw['AP']:.4f}; raw embeddings of the random tower)")
-    print(f"encoding {count} references      {seconds:.2f} s ({1000 * seconds / count:.1f} ms each: read, crop, tower)")
+    print(f"{f'encoding {count} references':<33}{seconds:.2f} s ({1000 * seconds / count:.1f} ms each: read, crop, tower)")
     print(f"result                           {'PASS' if passed else 'FAIL'}: image AP50 >= 0.5 and >= 60% of text")
     return 0 if passed else 1
 
