@@ -15,7 +15,6 @@ Not a timed test: it prints box and mask AP, iterations and wall time.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -26,7 +25,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from learn_synth import data_overrides, synth  # noqa: E402  (the same synthetic data as the detection learning check)
+from learn_synth import data_overrides, learning_check_parser, synth  # noqa: E402  (the same synthetic data as the detection learning check)
 
 
 def score(weights: Path, coco: Path, imgsz: int) -> tuple[dict, dict]:
@@ -48,12 +47,8 @@ def score(weights: Path, coco: Path, imgsz: int) -> tuple[dict, dict]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="runs/learn_synth_seg", help="work folder (data, run)")
-    parser.add_argument("--images", type=int, default=300, help="synthetic train+val images (val 20%%)")
-    parser.add_argument("--test-images", type=int, default=100, help="independent held-out test images")
+    parser = learning_check_parser(__doc__.split("\n\n")[0], "runs/learn_synth_seg")
     parser.add_argument("--picture", help="also draw a held-out image with `yoloworld predict` and copy it here")
-    parser.add_argument("overrides", nargs="*", help="recipe overrides, e.g. schedule.epochs=20")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
