@@ -25,11 +25,12 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def synth(out: Path, images: int, seed: int, val_fraction: float) -> Path:
+def synth(out: Path, images: int, seed: int, val_fraction: float, **options) -> Path:
+    """A synthetic set in `out` (kept when it is there already); `options` are further SynthConfig fields."""
     from yoloworld.data.synth import SynthConfig, synthesize
 
     if not (out / "coco" / "annotations.json").exists():
-        synthesize(out, SynthConfig(images=images, seed=seed, val_fraction=val_fraction), overwrite=True)
+        synthesize(out, SynthConfig(images=images, seed=seed, val_fraction=val_fraction, **options), overwrite=True)
     return out / "coco"
 
 

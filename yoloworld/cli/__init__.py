@@ -20,6 +20,7 @@ COMMANDS = {
     "texts": "texts",
     "embed": "embed",
     "reparam": "reparam",
+    "wise-ft": "wise_ft",
     "export": "export",
     "label": "label",
     "app": "app",

@@ -13,7 +13,7 @@ from yoloworld.data.augment import AugmentConfig
 from yoloworld.data.check import check_sources
 from yoloworld.data.problems import ProblemLog
 from yoloworld.data.sources import KINDS, DatasetConfig, load_dataset_yaml, read_source
-from yoloworld.data.synth import COLOURS, SHAPES, SynthConfig, synthesize
+from yoloworld.data.synth import COLOURS, SHAPES, TEXTURES, SynthConfig, synthesize
 from yoloworld.data.train_dataset import TrainDataset
 from yoloworld.data.visualize import write_grid
 from yoloworld.errors import DatasetError
@@ -52,6 +52,9 @@ def add_parser(subparsers) -> None:
     synth.add_argument("--min-side", type=side, default=320, help="shortest image side, 32..4096 (default 320)")
     synth.add_argument("--max-side", type=side, default=640, help="longest image side, 32..4096 (default 640)")
     synth.add_argument("--synonyms", action="store_true", help="give every class a second text ('red disc')")
+    synth.add_argument("--texture", choices=TEXTURES, default="solid",
+                       help="fill of the shapes: solid, or striped (a new appearance for fine-tuning experiments)")
+    synth.add_argument("--only", help="draw only these classes, comma-separated ('red circle,blue square')")
     synth.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
 
 
@@ -105,7 +108,8 @@ def run_synth(args: argparse.Namespace) -> int:
     check_output(args.out, "--out", folder=True)
     config = SynthConfig(images=args.images, seed=args.seed, colours=args.colours, shapes=args.shapes,
                          min_side=args.min_side, max_side=args.max_side, max_objects=args.max_objects,
-                         val_fraction=args.val_fraction, synonyms=args.synonyms)
+                         val_fraction=args.val_fraction, synonyms=args.synonyms, texture=args.texture,
+                         only=tuple(n.strip() for n in args.only.split(",")) if args.only else None)
     counts = synthesize(args.out, config, overwrite=args.overwrite)
     out = Path(args.out)
     written = ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in counts.items() if count)

@@ -30,6 +30,7 @@ COLOURS = {  # BGR
     "purple": (165, 45, 150), "orange": (25, 135, 250), "white": (245, 245, 245), "cyan": (225, 215, 40),
 }
 SHAPES = ("circle", "square", "triangle", "star", "cross", "diamond")
+TEXTURES = ("solid", "striped")
 SHAPE_SYNONYMS = {"circle": "disc", "square": "block", "triangle": "wedge", "star": "star shape",
                   "cross": "plus sign", "diamond": "rhombus"}
 
@@ -45,6 +46,8 @@ class SynthConfig:
     max_objects: int = 6  # 1..max_objects per image
     val_fraction: float = 0.0
     synonyms: bool = False  # add a second text per class ("red disc")
+    texture: str = "solid"  # solid | striped (diagonal stripes of the colour and a darker shade: a new appearance)
+    only: tuple[str, ...] | None = None  # draw only these classes (of the colours x shapes grid); they form the vocabulary
 
     def __post_init__(self):
         if not 1 <= self.colours <= len(COLOURS) or not 1 <= self.shapes <= len(SHAPES):
@@ -53,10 +56,21 @@ class SynthConfig:
             raise InputError("synth: need images >= 1, max_objects >= 1 and 0 <= val_fraction < 1")
         if not 32 <= self.min_side <= self.max_side:
             raise InputError("synth: need 32 <= min_side <= max_side")
+        if self.texture not in TEXTURES:
+            raise InputError(f"synth: texture {self.texture!r}: choose one of {', '.join(TEXTURES)}")
+        grid = self.grid_names
+        unknown = [name for name in self.only or () if name not in grid]
+        if unknown or (self.only is not None and not self.only):
+            raise InputError(f"synth: only {', '.join(unknown) or '(empty)'}: choose classes of {', '.join(grid)}")
+
+    @property
+    def grid_names(self) -> list[str]:
+        """Every colour x shape class of `colours` and `shapes`."""
+        return [f"{c} {s}" for c in list(COLOURS)[: self.colours] for s in SHAPES[: self.shapes]]
 
     @property
     def class_names(self) -> list[str]:
-        return [f"{c} {s}" for c in list(COLOURS)[: self.colours] for s in SHAPES[: self.shapes]]
+        return list(self.only) if self.only else self.grid_names
 
     @property
     def class_texts(self) -> list[list[str]]:
@@ -112,12 +126,32 @@ def draw_image(rng: np.random.Generator, config: SynthConfig) -> tuple[np.ndarra
                 break
         else:
             continue
-        colour, shape = int(rng.integers(len(colours))), int(rng.integers(len(shapes)))
-        polygon = shape_polygon(shapes[shape], cx, cy, r)
-        bgr = np.clip(np.asarray(COLOURS[colours[colour]]) + rng.integers(-15, 16, size=3), 0, 255)
+        if config.only:
+            label = int(rng.integers(len(config.only)))
+            colour_name, shape_name = config.only[label].split()
+        else:
+            colour, shape = int(rng.integers(len(colours))), int(rng.integers(len(shapes)))
+            label, colour_name, shape_name = colour * len(shapes) + shape, colours[colour], shapes[shape]
+        polygon = shape_polygon(shape_name, cx, cy, r)
+        bgr = np.clip(np.asarray(COLOURS[colour_name]) + rng.integers(-15, 16, size=3), 0, 255)
         cv2.fillPoly(image, [np.round(polygon).astype(np.int32)], tuple(int(v) for v in bgr), lineType=cv2.LINE_AA)
-        objects.append(SynthObject(colour * len(shapes) + shape, box, polygon))
+        if config.texture == "striped":
+            _stripe(image, polygon, box, bgr)
+        objects.append(SynthObject(label, box, polygon))
     return image, objects
+
+
+def _stripe(image: np.ndarray, polygon: np.ndarray, box, bgr: np.ndarray) -> None:
+    """Darken every other diagonal band inside the shape (half the colour), bands ~1/6 of the shape wide."""
+    x1, y1 = (max(0, int(v)) for v in box[:2])
+    x2, y2 = min(image.shape[1], int(np.ceil(box[2])) + 1), min(image.shape[0], int(np.ceil(box[3])) + 1)
+    mask = np.zeros((y2 - y1, x2 - x1), np.uint8)
+    cv2.fillPoly(mask, [np.round(polygon - [x1, y1]).astype(np.int32)], 1)
+    period = max(4.0, (box[2] - box[0]) / 3)
+    ys, xs = np.mgrid[y1:y2, x1:x2]
+    band = ((xs + ys) // (period / 2)).astype(np.int64) % 2 == 1
+    region = image[y1:y2, x1:x2]
+    region[(mask > 0) & band] = (bgr * 0.5).astype(np.uint8)
 
 
 def _apart(a, b, margin: float) -> bool:

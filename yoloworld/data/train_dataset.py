@@ -43,11 +43,18 @@ class TrainDataset(Dataset):
 
     def __init__(self, sources: DatasetSource | Sequence[DatasetSource], augment: AugmentConfig | None = None,
                  num_texts: int = 80, seed: int = 0, max_epochs: int | None = None,
-                 num_negatives: tuple[int, int] | None = None, with_masks: bool = False):
-        self.sources = [sources] if isinstance(sources, DatasetSource) else list(sources)
-        self.sources = [s for s in self.sources if len(s.records)]
+                 num_negatives: tuple[int, int] | None = None, with_masks: bool = False,
+                 per_epoch: Sequence[int | None] | None = None):
+        sources = [sources] if isinstance(sources, DatasetSource) else list(sources)
+        per_epoch = list(per_epoch) if per_epoch is not None else [None] * len(sources)
+        if len(per_epoch) != len(sources) or any(n is not None and n < 1 for n in per_epoch):
+            raise DatasetError("per_epoch: one count >= 1 (or None: every image) per source")
+        kept = [i for i, s in enumerate(sources) if len(s.records)]
+        self.sources = [sources[i] for i in kept]
         if not self.sources:
             raise DatasetError("the training set is empty: no source has any image")
+        # images drawn per epoch from each source: all of them, or a fresh random subset of a fixed size
+        self.per_epoch = [per_epoch[i] for i in kept]
         self.augment = augment or AugmentConfig()
         self.num_texts = num_texts
         self.num_negatives = num_negatives
@@ -57,12 +64,29 @@ class TrainDataset(Dataset):
         self.use_mosaic = self.augment.mosaic_prob > 0
         self.emit_masks = with_masks  # instance masks in every sample (segmentation training)
         self.with_masks = with_masks or self.augment.copy_paste_prob > 0  # polygons carried through the pipeline
-        self.offsets = np.cumsum([0] + [len(s.records) for s in self.sources])
+        self.offsets = np.cumsum([0] + [len(s.records) for s in self.sources])  # into the records of all sources
+        self.epoch_offsets = np.cumsum([0] + [n or len(s.records) for n, s in zip(self.per_epoch, self.sources)])
         self.skipped_images = 0
         self._unreadable: set[int] = set()
+        self._orders: dict[tuple[int, int, int], np.ndarray] = {}
 
     def __len__(self) -> int:
-        return int(self.offsets[-1])
+        return int(self.epoch_offsets[-1])
+
+    def record_index(self, index: int) -> int:
+        """Epoch position -> index into the records of all sources. A subsampled source walks a permutation of its
+        images drawn from (seed, epoch): every image once before any repeats, a different subset each epoch."""
+        source = int(np.searchsorted(self.epoch_offsets, index, side="right") - 1)
+        local = int(index - self.epoch_offsets[source])
+        if self.per_epoch[source] is None:
+            return int(self.offsets[source] + local)
+        count = len(self.sources[source].records)
+        key = (self.epoch, source, local // count)
+        if key not in self._orders:
+            if len(self._orders) > 8:
+                self._orders.clear()
+            self._orders[key] = np.random.default_rng([self.seed, self.epoch, source, key[2], 7]).permutation(count)
+        return int(self.offsets[source] + self._orders[key][local % count])
 
     def set_epoch(self, epoch: int, max_epochs: int | None = None) -> None:
         """Mosaic is switched off for the last `close_mosaic_epochs` epochs (when the total is known)."""
@@ -80,9 +104,10 @@ class TrainDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
         config = self.augment
         mosaic_stage = self.use_mosaic and rng.random() < config.mosaic_prob
-        sample = self._geometric(index, mosaic_stage, rng)
+        record = self.record_index(index)
+        sample = self._geometric(record, mosaic_stage, rng)
         if mosaic_stage and config.mixup_prob > 0 and rng.random() < config.mixup_prob:
-            sample = mixup(sample, self._geometric(self._partner(index, rng), True, rng), config, rng)
+            sample = mixup(sample, self._geometric(self._partner(record, rng), True, rng), config, rng)
         sample.image = photometric(sample.image, config, rng)
         if rng.random() < config.flip_prob:
             sample = horizontal_flip(sample)
@@ -100,6 +125,7 @@ class TrainDataset(Dataset):
         return random_affine(sample, config, config.mosaic_border, rng)
 
     def _locate(self, index: int) -> tuple[int, int]:
+        """Record index -> (source, image of that source)."""
         source = int(np.searchsorted(self.offsets, index, side="right") - 1)
         return source, int(index - self.offsets[source])
 

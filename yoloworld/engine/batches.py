@@ -38,7 +38,8 @@ def dataset_configs(config: TrainConfig) -> tuple[list[DatasetConfig], list[Data
     if not train:
         raise ConfigError("no training data: set data.train (a list of {kind, ann, images, classes_file}) "
                           "or data.dataset=DATASET.yaml")
-    for entry in train + val:
+    keep = [entry for entry in (config.keep.retain, config.keep.mix) if entry is not None]
+    for entry in train + val + keep:
         for name in ("ann", "images", "classes_file"):
             value = getattr(entry, name)
             if value is not None and not Path(value).exists():
@@ -48,12 +49,23 @@ def dataset_configs(config: TrainConfig) -> tuple[list[DatasetConfig], list[Data
 
 
 def build_training_set(config: TrainConfig, train: list[DatasetConfig], num_texts: int) -> TrainDataset:
+    """The fine-tuning sets, and keep.mix (other data with its own texts) drawn at keep.mix_ratio per epoch."""
     problems = ProblemLog()
     dataset = build_train_dataset(train, config.data.augment, num_texts=num_texts, seed=config.seed,
                                   max_epochs=config.schedule.epochs, with_masks=config.model.segment,
                                   problems=problems)
     report_problems(problems, "training data")
-    return dataset
+    if config.keep.mix is None:
+        return dataset
+    mix_problems = ProblemLog()
+    mixed = build_train_dataset(config.keep.mix, with_masks=config.model.segment, problems=mix_problems)
+    report_problems(mix_problems, "keep.mix data")
+    count = max(1, round(config.keep.mix_ratio * len(dataset)))
+    logger.info("keep.mix: %d of the %d images of %s join the %d fine-tuning images every epoch", count,
+                len(mixed), mixed.sources[0].name, len(dataset))
+    return TrainDataset([*dataset.sources, *mixed.sources], config.data.augment, num_texts=num_texts,
+                        seed=config.seed, max_epochs=config.schedule.epochs, with_masks=config.model.segment,
+                        per_epoch=[None] * len(dataset.sources) + [count])
 
 
 def report_problems(problems: ProblemLog, what: str) -> None:

@@ -6,12 +6,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Callable
+
+from .optim import describe_optimizer
+from .state import STATE_FILE
 
 logger = logging.getLogger(__name__)
 SCALARS = "scalars.jsonl"
@@ -185,5 +189,47 @@ class RunningMeans:
         self.sums, self.count = {}, 0
 
 
+def describe_run(run, source: str) -> None:
+    """The opening lines of a run: data, schedule, optimiser, and what looks wrong in the data."""
+    config = run.config
+    logger.info("training from %s (%s mode) on %d images, %d iterations/epoch x %d epochs, "
+                "batch %d x %d process(es), device %s, amp %s", source, config.model.mode, len(run.dataset),
+                run.iters_per_epoch, config.schedule.epochs, config.optim.batch_size, run.info.world_size,
+                run.device, config.amp)
+    logger.info(describe_optimizer(run.optimizer, config.optim, run.info.world_size))
+    logger.info("warmup %d iterations, then linear decay to lr x %g; EMA %s; output %s", run.schedule.warmup_iters,
+                config.schedule.final_lr_factor, "on" if run.ema else "off", run.out)
+    note = run.schedule.warmup_note()
+    if note:
+        logger.warning("warning: %s", note)
+    if not any(len(record.boxes) for source in run.dataset.sources for record in source.records):
+        names = ", ".join(source.ann_file or source.name for source in run.dataset.sources)
+        logger.warning("warning: the training set (%s) has no boxes in its %d images: the box losses stay 0 and "
+                       "the model learns to find nothing; check its labels with `yoloworld data check`", names,
+                       len(run.dataset))
+    if config.model.segment and not any(len(polygons) for source in run.dataset.sources
+                                        for record in source.records for polygons in (record.polygons or [])):
+        logger.warning("warning: model.segment is on but the training set has no polygons: every target mask "
+                       "is empty and the mask head learns to find nothing")
+
+
+def interrupt_notice(run) -> str:
+    """What Ctrl-C leaves behind and the command that continues the run."""
+    lines = [f"interrupted at epoch {run.epoch + 1}/{run.config.schedule.epochs}, iteration {run.batch}/"
+             f"{run.iters_per_epoch} (step {run.step}): stopping when the current step ends"]
+    if run.saved_at is None:
+        lines.append("  nothing saved yet (the first save comes at the end of epoch 1, or after "
+                     "checkpoint.every_minutes / every_iters): run the same command again to start over")
+        return "\n".join(lines)
+    epoch, batch, step = run.saved_at
+    weights = [name for name in ("last.pth", "best.pth") if (run.out / name).exists()]
+    lines.append(f"  saved: {run.out / STATE_FILE} (resumes at epoch {epoch + 1}, iteration {batch}, step "
+                 f"{step}; later steps are trained again)"
+                 + (f", weights {' and '.join(weights)} beside it" if weights else ""))
+    launcher = f"torchrun --nproc_per_node {run.info.world_size} -m " if run.info.enabled else ""
+    lines.append(f"  resume with: {launcher}yoloworld train --resume {shlex.quote(str(run.out))}")
+    return "\n".join(lines)
+
+
 __all__ = ["SCALARS", "ScalarLog", "read_scalars", "TensorBoard", "Progress", "RunningMeans", "InterruptNotice",
-           "format_seconds"]
+           "format_seconds", "describe_run", "interrupt_notice"]

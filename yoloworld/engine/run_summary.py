@@ -7,15 +7,15 @@ import json
 from pathlib import Path
 
 from .feedback import SCALARS, read_scalars
-from .validate import LOG_NAMES
+from .validate import LOG_NAMES, RETAIN_NAMES
 
-LOSS_KEYS = ("loss", "loss_cls", "loss_bbox", "loss_dfl", "loss_mask")
+LOSS_KEYS = ("loss", "loss_cls", "loss_bbox", "loss_dfl", "loss_mask", "loss_distill")
 
 
 def best_record(records: list[dict], metric: str) -> dict | None:
     """The validation record with the highest `metric` (our name, e.g. 'AP'); the earliest wins ties."""
     key = LOG_NAMES[metric]
-    scored = [r for r in records if key in r]
+    scored = [r for r in records if key in r and r["epoch"] >= 1]  # epoch 0: the starting model (keep.retain)
     return max(scored, key=lambda r: (r[key], -r["epoch"])) if scored else None
 
 
@@ -31,18 +31,31 @@ def write_report(out: Path, metric: str, extra: dict | None = None) -> dict:
                             [(k, [r["step"] for r in train if k in r], [r[k] for r in train if k in r])
                              for k in LOSS_KEYS]))
     if val:
+        series = [(name, LOG_NAMES[name]) for name in ("AP", "AP50", "AP75")]
+        series += [(f"retained {name}", RETAIN_NAMES[name]) for name in ("AP", "AP50")]
         curves.append(_plot(out / "map.png", "validation box AP", "epoch",
-                            [(name, [r["epoch"] for r in val], [r[LOG_NAMES[name]] for r in val])
-                             for name in ("AP", "AP50", "AP75")]))
+                            [(label, [r["epoch"] for r in val if key in r], [r[key] for r in val if key in r])
+                             for label, key in series]))
     best = best_record(records, metric)
     summary = {"metric": metric, "best_epoch": None if best is None else best["epoch"],
                "best": None if best is None else {k: v for k, v in best.items() if k.startswith("coco/")},
                "epochs_validated": len(val), "iterations": train[-1]["step"] if train else 0,
-               "curves": [str(p) for p in curves], **(extra or {})}
+               "curves": [str(p) for p in curves], **retention(val, best), **(extra or {})}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     if best is not None:
         (out / "best_epoch.txt").write_text("".join(f"{k}: {v}\n" for k, v in best.items()), encoding="utf-8")
     return summary
+
+
+def retention(val: list[dict], best: dict | None) -> dict:
+    """With keep.retain: retained and target AP of the starting model (epoch 0) and of the best epoch."""
+    start = next((r for r in val if r["epoch"] == 0 and RETAIN_NAMES["AP"] in r), None)
+    if start is None or best is None or RETAIN_NAMES["AP"] not in best:
+        return {}
+    retained_start, retained_best = start[RETAIN_NAMES["AP"]], best[RETAIN_NAMES["AP"]]
+    return {"retain": {"start_AP": retained_start, "best_AP": retained_best,
+                       "kept": retained_best / retained_start if retained_start > 0 else None,
+                       "target_start_AP": start[LOG_NAMES["AP"]], "target_best_AP": best[LOG_NAMES["AP"]]}}
 
 
 def format_summary(summary: dict, out: Path) -> str:
@@ -51,8 +64,20 @@ def format_summary(summary: dict, out: Path) -> str:
     metrics = "  ".join(f"{name.replace('segm_', 'mask ')} {summary['best'][LOG_NAMES[name]]:.4f}"
                         for name in ("AP", "AP50", "AP75", "segm_AP", "segm_AP50", "segm_AP75")
                         if LOG_NAMES[name] in summary["best"])
-    return (f"best epoch {summary['best_epoch']} by {summary['metric']}: {metrics}\n"
-            f"weights: {out / 'best.pth'} (best), {out / 'last.pth'} (last); curves and summary in {out}")
+    lines = [f"best epoch {summary['best_epoch']} by {summary['metric']}: {metrics}"]
+    retain = summary.get("retain")
+    if retain:
+        kept = "" if retain["kept"] is None else f"kept {retain['kept']:.0%} of the zero-shot AP on the retained " \
+                                                   "vocabulary, "
+        lines.append(f"{kept}retained AP {retain['start_AP']:.4f} -> {retain['best_AP']:.4f}; fine-tuning classes "
+                     f"AP {retain['target_start_AP']:.4f} -> {retain['target_best_AP']:.4f}")
+    wise = summary.get("wise_ft")
+    if wise:
+        chosen = wise["chosen"]
+        lines.append(f"WiSE-FT alpha {chosen['alpha']:.2f}: retained AP {chosen['retained_AP']:.4f}, fine-tuning "
+                     f"classes AP {chosen['target_AP']:.4f}: {wise['weights']}")
+    lines.append(f"weights: {out / 'best.pth'} (best), {out / 'last.pth'} (last); curves and summary in {out}")
+    return "\n".join(lines)
 
 
 def _plot(path: Path, title: str, xlabel: str, series) -> Path:

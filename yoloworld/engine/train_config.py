@@ -136,6 +136,20 @@ class CheckpointSection:
 
 
 @dataclass
+class KeepSection:
+    """Fine-tuning without forgetting: measure the zero-shot vocabulary a run keeps, and methods that keep more."""
+
+    retain: DatasetConfig | None = None  # held-out set of classes NOT in the fine-tuning data: AP logged as retain/*
+    mix: DatasetConfig | None = None  # (a) other detection / grounding data, with its own texts, mixed into training
+    mix_ratio: float = 0.5  # ... images drawn from it per fine-tuning image, a fresh random subset every epoch
+    distill: float = 0.0  # (b) weight of self-distillation from the frozen starting model (0 = off)
+    distill_classes: str | None = None  # ... class-text JSON of the vocabulary distilled (default: keep.retain's)
+    l2sp: float = 0.0  # (d) decay toward the starting weights instead of toward 0 (L2-SP, decoupled); 0 = off
+    wise_ft: bool = False  # (c) at the end, interpolate with the starting weights (WiSE-FT) and write wise_ft.pth
+    wise_min_target: float = 0.95  # ... the alpha kept: most retained AP with target AP >= this x fine-tuned's
+
+
+@dataclass
 class TrainConfig:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
@@ -144,6 +158,7 @@ class TrainConfig:
     ema: EMASection = field(default_factory=EMASection)
     eval: EvalSection = field(default_factory=EvalSection)
     checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
+    keep: KeepSection = field(default_factory=KeepSection)
     out: str = "runs/train/exp"
     device: str = "auto"  # auto, cpu, cuda, cuda:N (DDP: cuda:LOCAL_RANK)
     amp: str = "none"  # none | bf16 | fp16 (fp16 only on CUDA)
@@ -195,7 +210,35 @@ class TrainConfig:
             raise ConfigError("checkpoint.deploy bakes text embeddings; prompt and rep models carry their classes "
                               "already: use best.pth as it is")
         from_dict(ModelConfig, self.model.arch, "model.arch.")  # unknown architecture keys fail here
+        self._validate_keep()
         return self
+
+    def _validate_keep(self) -> None:
+        keep = self.keep
+        methods = [name for name, on in (("keep.distill", keep.distill > 0), ("keep.l2sp", keep.l2sp > 0),
+                                         ("keep.wise_ft", keep.wise_ft)) if on]
+        used = methods + [name for name, on in (("keep.retain", keep.retain), ("keep.mix", keep.mix)) if on]
+        if not used:
+            return
+        checks = [
+            (keep.mix_ratio > 0, "keep.mix_ratio must be > 0"),
+            (keep.distill >= 0 and keep.l2sp >= 0, "keep.distill and keep.l2sp must be >= 0"),
+            (0 < keep.wise_min_target <= 1, "keep.wise_min_target must be in (0, 1]"),
+            (self.model.mode in ("normal", "efficient"),
+             f"{used[0]}: keeping the open vocabulary applies to text models (model.mode=normal or efficient), "
+             f"not {self.model.mode}"),
+            (not methods or self.model.weights, f"{methods[0] if methods else ''}: needs the starting model: set "
+                                                "model.weights=FILE"),
+            (not keep.retain or self.data.val or self.data.dataset,
+             "keep.retain is scored beside the fine-tuning classes: set data.val too"),
+            (not keep.distill or keep.retain or keep.distill_classes,
+             "keep.distill: name the vocabulary to keep with keep.distill_classes=FILE (a class-text JSON) or "
+             "keep.retain"),
+            (not keep.wise_ft or keep.retain, "keep.wise_ft chooses alpha on the retained vocabulary: set keep.retain"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
 
     def model_config(self) -> ModelConfig:
         """The architecture of a freshly built model: the size preset, the mode's neck, then `model.arch`."""
@@ -297,8 +340,8 @@ def config_to_dict(config: TrainConfig) -> dict:
     return plain(dataclasses.asdict(config))
 
 
-__all__ = ["MODES", "METRICS", "RandomTextConfig", "RandomVisionConfig", "ModelSection", "DataSection", "OptimSection",
-           "ScheduleSection", "EMASection", "EvalSection", "CheckpointSection", "TrainConfig", "resolve_recipe",
+__all__ = ["MODES", "METRICS", "RandomTextConfig", "RandomVisionConfig", "KeepSection", "ModelSection", "DataSection",
+           "OptimSection", "ScheduleSection", "EMASection", "EvalSection", "CheckpointSection", "TrainConfig", "resolve_recipe",
            "load_recipe_dict", "build_train_config", "merge_overrides", "config_to_dict"]
 
 

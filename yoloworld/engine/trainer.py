@@ -28,14 +28,14 @@ from .batches import (
     vocabulary_of,
 )
 from .ema import ModelEMA
-from .feedback import InterruptNotice, Progress, RunningMeans, ScalarLog, TensorBoard
+from .feedback import InterruptNotice, Progress, RunningMeans, ScalarLog, TensorBoard, describe_run, interrupt_notice
 from .image_prompts import image_prompt_parts
+from .keep import AnchorDecay, SelfDistillation, distilled_texts
 from .modes import build_training_model
 from .optim import (
     LRSchedule,
     build_optimizer,
     clip_gradients,
-    describe_optimizer,
     effective_weight_decay,
 )
 from .run_summary import format_summary, write_report
@@ -48,7 +48,8 @@ from .state import (
     set_rng_state,
 )
 from .train_config import TrainConfig, config_to_dict
-from .validate import LOG_NAMES, Validator
+from .validate import RunScoring
+from .wise_ft import run_wise_ft
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,11 @@ class Trainer:
                                "its own BatchNorm statistics")
         self.model.train()
         self.optimizer = build_optimizer(self.model, config.optim, self.info.world_size)
+        self.anchor = AnchorDecay(self.optimizer, config.keep.l2sp) if config.keep.l2sp else None
+        self.distill = None
+        if config.keep.distill:  # built before a resume state is loaded: the teacher is the starting model
+            texts = distilled_texts(config, self.retain_source and self.retain_source.class_texts, self.taught)
+            self.distill = SelfDistillation.build(config, self.model, classes, texts, self.device)
         self.frozen_keys = {k for k, v in self.model.named_parameters() if k.startswith((TEXT_PREFIX, VISION_PREFIX))
                             and not v.requires_grad}  # frozen towers are rebuilt, not stored in resume states
         self.ema = ModelEMA(self.model, config.ema.momentum, config.ema.gamma) if config.ema.enabled else None
@@ -88,11 +94,9 @@ class Trainer:
             len(self.dataset), config.optim.batch_size, self.info.world_size)
         self.schedule = LRSchedule.from_config(config.optim, config.schedule, self.iters_per_epoch)
         self.has_val = val_source is not None
-        self.validator = None
-        if val_source is not None and self.info.is_main:
-            self.validator = Validator(val_source, config.data.augment.image_size, config.eval.batch_size,
-                                       config.data.workers, config.eval.conf, config.eval.iou, config.eval.max_det)
-        self.prompt_boxes, self.references = image_prompt_parts(config, self.dataset, self.validator, self.model)
+        self.scoring = RunScoring(config, val_source, self.retain_source) if val_source and self.info.is_main else None
+        self.prompt_boxes, self.references = image_prompt_parts(config, self.dataset, self.scoring and
+                                                                self.scoring.val, self.model)
         self.weights = WeightsWriter(self.out, built, self.texts, config_to_dict(config))
         self.epoch = self.batch = self.step = 0
         self.saved_at = None  # (epoch, batch, step) of the last resume state written
@@ -101,7 +105,8 @@ class Trainer:
             self._restore(saved)
         self.network = self._wrap_ddp()
         self._last_save = time.time()
-        self._describe(built.source)
+        if self.info.is_main:
+            describe_run(self, built.source)
 
     # ------------------------------------------------------------------ setup helpers
     def _setup_data(self, train_sets, val_sets):
@@ -110,6 +115,15 @@ class Trainer:
         val_source = read_val_source(val_sets, config.model.segment)
         self.dataset = build_training_set(config, train_sets, config.data.num_texts)
         classes = vocabulary_of(self.dataset, val_source)
+        self.retain_source = read_val_source([config.keep.retain]) if config.keep.retain else None
+        # the texts the fine-tuning labels teach (keep.mix data, drawn per epoch, is not fine-tuning data)
+        self.taught = {text for source, drawn in zip(self.dataset.sources, self.dataset.per_epoch) if drawn is None
+                       for synonyms in source.class_texts for text in synonyms}
+        if self.retain_source is not None and self.info.is_main:
+            shared = [group[0] for group in self.retain_source.class_texts if self.taught & set(group)]
+            if shared:
+                logger.warning("warning: keep.retain holds classes the training data labels (%s): their AP is not a "
+                               "zero-shot score", ", ".join(shared[:5]))
         self.fixed_vocabulary = config.model.mode in ("prompt", "rep")
         if self.fixed_vocabulary:
             if not classes or any(source.class_texts != classes for source in self.dataset.sources):
@@ -137,30 +151,6 @@ class Trainer:
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         return torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
 
-    def _describe(self, source: str) -> None:
-        if not self.info.is_main:
-            return
-        config = self.config
-        logger.info("training from %s (%s mode) on %d images, %d iterations/epoch x %d epochs, "
-                    "batch %d x %d process(es), device %s, amp %s", source, config.model.mode, len(self.dataset),
-                    self.iters_per_epoch, config.schedule.epochs, config.optim.batch_size, self.info.world_size,
-                    self.device, config.amp)
-        logger.info(describe_optimizer(self.optimizer, config.optim, self.info.world_size))
-        logger.info("warmup %d iterations, then linear decay to lr x %g; EMA %s; output %s", self.schedule.warmup_iters,
-                    config.schedule.final_lr_factor, "on" if self.ema else "off", self.out)
-        note = self.schedule.warmup_note()
-        if note:
-            logger.warning("warning: %s", note)
-        if not any(len(record.boxes) for source in self.dataset.sources for record in source.records):
-            names = ", ".join(source.ann_file or source.name for source in self.dataset.sources)
-            logger.warning("warning: the training set (%s) has no boxes in its %d images: the box losses stay 0 and "
-                           "the model learns to find nothing; check its labels with `yoloworld data check`", names,
-                           len(self.dataset))
-        if config.model.segment and not any(len(polygons) for source in self.dataset.sources
-                                            for record in source.records for polygons in (record.polygons or [])):
-            logger.warning("warning: model.segment is on but the training set has no polygons: every target mask "
-                           "is empty and the mask head learns to find nothing")
-
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict:
         started = time.time()
@@ -169,7 +159,9 @@ class Trainer:
         self.board = TensorBoard(self.out, self.config.tensorboard and main, self.step or None)
         bar = Progress(main, self.schedule.total_iters, self.step)
         try:
-            with InterruptNotice(main, self._interrupt_notice):
+            if self.step == 0 and self.config.keep.retain:
+                self._validate(epoch=0)  # the starting point: what fine-tuning may lose
+            with InterruptNotice(main, lambda: interrupt_notice(self)):
                 while self.epoch < self.config.schedule.epochs:
                     self._train_epoch(bar)
                     self._end_epoch()
@@ -181,6 +173,8 @@ class Trainer:
             extra = {"wall_time_s": round(time.time() - started, 1), "skipped_steps": self.progress["skipped_steps"],
                      "world_size": self.info.world_size, "max_param_difference_between_processes": sync,
                      "effective_weight_decay": effective_weight_decay(self.config.optim, self.info.world_size)}
+            if self.config.keep.wise_ft:
+                extra["wise_ft"] = run_wise_ft(self.out, self.config, self.scoring, self.device)
             summary = write_report(self.out, self.config.eval.metric, extra)
             self.weights.deploy(self.config.checkpoint, self.ema_or_model())
             print(format_summary(summary, self.out))
@@ -223,13 +217,21 @@ class Trainer:
             targets, text = self.class_labels(targets, batch["texts"]), None
         else:
             text = self.texts(batch["texts"])
+        if self.distill is not None:
+            text = self.distill.extend(text, self.texts.encode)
         prompts = self.prompt_boxes(targets, len(images)) if self.prompt_boxes else None
         with self.autocast():
             cls_logits, reg_logits, *seg = self.network(images, text, prompts)
+            distill = None if self.distill is None else self.distill.loss(images, text, cls_logits,
+                                                                          self.info.world_size)
+        if distill is not None:  # the distilled columns are not the detection loss's business
+            cls_logits = [m[:, :-len(self.distill.texts)] for m in cls_logits]
         masks = {}
         if seg:  # segmentation: coefficients, prototypes and the instance masks of the batch
             masks = {"coeffs": seg[0], "protos": seg[1], "gt_masks": batch["masks"].to(self.device, non_blocking=True)}
         parts = self.loss(cls_logits, reg_logits, targets.to(self.device), world_size=self.info.world_size, **masks)
+        if distill is not None:
+            parts["loss_distill"] = distill
         total = sum(parts.values())
         self.optimizer.zero_grad(set_to_none=True)
         # every process runs backward even on a bad loss: the all-reduce spreads NaN, so all skip together
@@ -250,6 +252,8 @@ class Trainer:
             self.scaler.update()
         else:
             self.optimizer.step()
+        if self.anchor is not None:
+            self.anchor.step()
         self.progress["bad_in_a_row"] = 0
         if self.ema is not None:
             self.ema.update(self.model)
@@ -311,45 +315,21 @@ class Trainer:
         interval = self.config.eval.interval_last if closed else self.config.eval.interval
         return epoch == epochs or epoch % interval == 0
 
-    def _validate(self) -> dict | None:
+    def _validate(self, epoch: int | None = None) -> dict | None:
+        """Score the EMA model on the val set (and the retained vocabulary); `epoch` 0 is the starting model."""
         metrics = None
-        if self.info.is_main and self.validator is not None:
+        if self.scoring is not None:
             model = self.ema_or_model()
             was_training = model.training
             model.eval()
             encode = None if self.texts is None else self.texts.encode
             if self.references is not None:  # image-prompt runs are scored prompted by training crops
                 encode = self.references.encoder(model, encode)
-            metrics = self.validator(model, self.device, self.fixed_vocabulary, encode, self.autocast)
+            metrics = self.scoring(model, self.device, self.fixed_vocabulary, encode, self.autocast,
+                                   self.epoch + 1 if epoch is None else epoch, self.step, self.scalars, self.board)
             model.train(was_training)
-            record = {"step": self.step, "epoch": self.epoch + 1,
-                      **{LOG_NAMES[k]: metrics[k] for k in LOG_NAMES if k in metrics}}
-            self.scalars.write(record)
-            self.board.scalars({f"val/{k}": metrics[k] for k in LOG_NAMES if k in metrics}, self.step)
-            logger.info("epoch %d validation: AP %.4f  AP50 %.4f  AP75 %.4f", self.epoch + 1, metrics["AP"],
-                        metrics["AP50"], metrics["AP75"])
-            if "segm_AP" in metrics:
-                logger.info("epoch %d validation: mask AP %.4f  AP50 %.4f  AP75 %.4f", self.epoch + 1,
-                            metrics["segm_AP"], metrics["segm_AP50"], metrics["segm_AP75"])
         dist_utils.barrier(self.info)
         return metrics
-
-    def _interrupt_notice(self) -> str:
-        """What Ctrl-C leaves behind and the command that continues the run."""
-        lines = [f"interrupted at epoch {self.epoch + 1}/{self.config.schedule.epochs}, iteration {self.batch}/"
-                 f"{self.iters_per_epoch} (step {self.step}): stopping when the current step ends"]
-        if self.saved_at is None:
-            lines.append("  nothing saved yet (the first save comes at the end of epoch 1, or after "
-                         "checkpoint.every_minutes / every_iters): run the same command again to start over")
-            return "\n".join(lines)
-        epoch, batch, step = self.saved_at
-        weights = [name for name in ("last.pth", "best.pth") if (self.out / name).exists()]
-        lines.append(f"  saved: {self.out / STATE_FILE} (resumes at epoch {epoch + 1}, iteration {batch}, step "
-                     f"{step}; later steps are trained again)"
-                     + (f", weights {' and '.join(weights)} beside it" if weights else ""))
-        launcher = f"torchrun --nproc_per_node {self.info.world_size} -m " if self.info.enabled else ""
-        lines.append(f"  resume with: {launcher}yoloworld train --resume {shlex.quote(str(self.out))}")
-        return "\n".join(lines)
 
     def ema_or_model(self):
         return self.ema.module if self.ema is not None else self.model

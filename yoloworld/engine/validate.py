@@ -8,6 +8,7 @@ prompt appended and never reported); fixed-vocabulary models (prompt / rep) scor
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import torch
 from torch.utils.data import DataLoader
@@ -20,10 +21,16 @@ from yoloworld.eval.evaluate import has_masks
 from yoloworld.postprocess import postprocess
 from yoloworld.vocabulary import Vocabulary
 
+from .feedback import read_scalars
+
+logger = logging.getLogger(__name__)
+
 # our metric names -> the names in the official logs (scalars.json of mmengine), used in scalars.jsonl
 LOG_NAMES = {"AP": "coco/bbox_mAP", "AP50": "coco/bbox_mAP_50", "AP75": "coco/bbox_mAP_75",
              "APs": "coco/bbox_mAP_s", "APm": "coco/bbox_mAP_m", "APl": "coco/bbox_mAP_l",
              "segm_AP": "coco/segm_mAP", "segm_AP50": "coco/segm_mAP_50", "segm_AP75": "coco/segm_mAP_75"}
+# the retained vocabulary (keep.retain): box metrics under their own names
+RETAIN_NAMES = {name: "retain/" + LOG_NAMES[name].split("/")[1] for name in ("AP", "AP50", "AP75")}
 
 
 class Validator:
@@ -74,6 +81,51 @@ class Validator:
         return self.source.category_ids or list(range(len(self.source.class_texts)))
 
 
+class RunScoring:
+    """What a training run scores at each validation: the val set (the fine-tuning classes) and, with keep.retain,
+    the retained vocabulary; both go to the log, scalars.jsonl and TensorBoard."""
+
+    def __init__(self, config, val_source: DatasetSource, retain_source: DatasetSource | None = None):
+        def validator(source):
+            return Validator(source, config.data.augment.image_size, config.eval.batch_size, config.data.workers,
+                             config.eval.conf, config.eval.iou, config.eval.max_det)
+        self.val = validator(val_source)
+        self.retain = None if retain_source is None else validator(retain_source)
+        self.retain_start: float | None = None  # retained AP of the starting model (epoch 0)
+
+    def __call__(self, model, device, fixed_vocabulary: bool, encode, autocast, epoch: int, step: int, scalars,
+                 board) -> dict:
+        metrics = self.val(model, device, fixed_vocabulary, encode, autocast)
+        retained = None if self.retain is None else self.retain(model, device, False, encode, autocast)
+        record = log_record(metrics, retained)
+        scalars.write({"step": step, "epoch": epoch, **record})
+        board.scalars({f"val/{k}" if k.startswith("coco/") else k: v for k, v in record.items()}, step)
+        logger.info("epoch %d validation: AP %.4f  AP50 %.4f  AP75 %.4f", epoch, metrics["AP"], metrics["AP50"],
+                    metrics["AP75"])
+        if "segm_AP" in metrics:
+            logger.info("epoch %d validation: mask AP %.4f  AP50 %.4f  AP75 %.4f", epoch, metrics["segm_AP"],
+                        metrics["segm_AP50"], metrics["segm_AP75"])
+        if retained is not None:
+            if epoch == 0:
+                self.retain_start = retained["AP"]
+            elif self.retain_start is None:  # a resumed run: the starting score is in the log
+                self.retain_start = next((r[RETAIN_NAMES["AP"]] for r in read_scalars(scalars.path)
+                                          if r.get("epoch") == 0 and RETAIN_NAMES["AP"] in r), None)
+            kept = f" (kept {retained['AP'] / self.retain_start:.0%} of the starting AP)" \
+                if epoch and self.retain_start else ""
+            logger.info("epoch %d retained vocabulary: AP %.4f  AP50 %.4f  AP75 %.4f%s", epoch, retained["AP"],
+                        retained["AP50"], retained["AP75"], kept)
+        return metrics
+
+
+def log_record(metrics: dict, retained: dict | None) -> dict:
+    """Validation metrics (and the retained vocabulary's) under the names scalars.jsonl and TensorBoard use."""
+    record = {LOG_NAMES[k]: metrics[k] for k in LOG_NAMES if k in metrics}
+    if retained is not None:
+        record.update({RETAIN_NAMES[k]: retained[k] for k in RETAIN_NAMES})
+    return record
+
+
 def _annotations(source: DatasetSource):
     """The annotation file when there is one (crowd regions and all), else ground truth built from the records.
     Returns the checked annotations and record image id -> evaluation image id."""
@@ -94,4 +146,4 @@ def _annotations(source: DatasetSource):
     return load_annotations({"images": images, "annotations": annotations, "categories": categories}, "coco"), ids
 
 
-__all__ = ["LOG_NAMES", "Validator"]
+__all__ = ["LOG_NAMES", "RETAIN_NAMES", "Validator", "RunScoring", "log_record"]
