@@ -200,3 +200,40 @@ def test_keep_options_that_cannot_work_are_one_line_errors(sets, tmp_path, keep,
         config["data"]["val"] = sections["data_val"]
     with pytest.raises(ConfigError, match=message):
         build_train_config(data=config)
+
+
+def test_two_processes_keep_the_vocabulary_in_sync(sets, tmp_path):
+    from test_ddp import torchrun
+
+    keep = {"retain": sets["retain"], "mix": sets["mix"], "distill": 1.0, "l2sp": 0.5}
+    config = keep_config(sets, tmp_path / "ddp", keep, schedule={"epochs": 1, "warmup_min_iters": 1,
+                                                                 "warmup_epochs": 0.0})
+    result = torchrun(write_yaml(tmp_path / "ddp.yaml", config))
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["max_param_difference_between_processes"] == 0.0
+    records = scalars(tmp_path / "ddp")
+    assert [r["epoch"] for r in records if "retain/bbox_mAP" in r] == [0, 1]
+    assert any("loss_distill" in r for r in records) and "retain" in summary
+
+
+def test_synthetic_shapes_with_a_new_appearance_and_unlabelled_objects(tmp_path):
+    config = SynthConfig(images=6, seed=0, only=("red circle",), unlabelled=("blue square",), texture="striped",
+                         max_objects=6, min_side=160, max_side=160)
+    synthesize(tmp_path, config)
+    data = json.loads((tmp_path / "coco" / "annotations.json").read_text())
+    assert [c["name"] for c in data["categories"]] == ["red circle"]
+    import cv2
+
+    blue_outside = 0
+    for image in data["images"]:
+        pixels = cv2.imread(str(tmp_path / "coco" / "images" / image["file_name"])).astype(int)
+        inside = np.zeros(pixels.shape[:2], bool)
+        for ann in (a for a in data["annotations"] if a["image_id"] == image["id"]):
+            x, y, w, h = (int(round(v)) for v in ann["bbox"])
+            inside[y:y + h, x:x + w] = True
+            red = pixels[y + h // 4: y + 3 * h // 4, x + w // 4: x + 3 * w // 4, 2]
+            assert red.max() - red.min() > 60  # striped: the colour and its darker shade
+        blue = (pixels[..., 0] > 170) & (pixels[..., 2] < 90)
+        blue_outside += int((blue & ~inside).sum())
+    assert blue_outside > 100  # the unlabelled squares are drawn, never annotated

@@ -55,6 +55,7 @@ def add_parser(subparsers) -> None:
     synth.add_argument("--texture", choices=TEXTURES, default="solid",
                        help="fill of the shapes: solid, or striped (a new appearance for fine-tuning experiments)")
     synth.add_argument("--only", help="draw only these classes, comma-separated ('red circle,blue square')")
+    synth.add_argument("--unlabelled", help="with --only: also draw these classes, solid and never annotated")
     synth.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
 
 
@@ -104,12 +105,17 @@ def run_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def names(text: str | None) -> tuple[str, ...]:
+    """'red circle, blue square' -> ('red circle', 'blue square')."""
+    return tuple(n.strip() for n in (text or "").split(",") if n.strip())
+
+
 def run_synth(args: argparse.Namespace) -> int:
     check_output(args.out, "--out", folder=True)
     config = SynthConfig(images=args.images, seed=args.seed, colours=args.colours, shapes=args.shapes,
                          min_side=args.min_side, max_side=args.max_side, max_objects=args.max_objects,
                          val_fraction=args.val_fraction, synonyms=args.synonyms, texture=args.texture,
-                         only=tuple(n.strip() for n in args.only.split(",")) if args.only else None)
+                         only=names(args.only) or None, unlabelled=names(args.unlabelled))
     counts = synthesize(args.out, config, overwrite=args.overwrite)
     out = Path(args.out)
     written = ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in counts.items() if count)

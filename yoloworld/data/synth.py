@@ -48,6 +48,7 @@ class SynthConfig:
     synonyms: bool = False  # add a second text per class ("red disc")
     texture: str = "solid"  # solid | striped (diagonal stripes of the colour and a darker shade: a new appearance)
     only: tuple[str, ...] | None = None  # draw only these classes (of the colours x shapes grid); they form the vocabulary
+    unlabelled: tuple[str, ...] = ()  # with `only`: also draw these, solid and never annotated (what a dataset ignores)
 
     def __post_init__(self):
         if not 1 <= self.colours <= len(COLOURS) or not 1 <= self.shapes <= len(SHAPES):
@@ -59,9 +60,11 @@ class SynthConfig:
         if self.texture not in TEXTURES:
             raise InputError(f"synth: texture {self.texture!r}: choose one of {', '.join(TEXTURES)}")
         grid = self.grid_names
-        unknown = [name for name in self.only or () if name not in grid]
+        unknown = [name for name in (*(self.only or ()), *self.unlabelled) if name not in grid]
         if unknown or (self.only is not None and not self.only):
-            raise InputError(f"synth: only {', '.join(unknown) or '(empty)'}: choose classes of {', '.join(grid)}")
+            raise InputError(f"synth: {', '.join(unknown) or 'only (empty)'}: choose classes of {', '.join(grid)}")
+        if self.unlabelled and not self.only:
+            raise InputError("synth: unlabelled classes are drawn beside `only` classes: give both")
 
     @property
     def grid_names(self) -> list[str]:
@@ -117,24 +120,28 @@ def draw_image(rng: np.random.Generator, config: SynthConfig) -> tuple[np.ndarra
     image = np.clip(noise + base, 0, 255).astype(np.uint8)
     colours, shapes = list(COLOURS)[: config.colours], SHAPES[: config.shapes]
     objects: list[SynthObject] = []
+    placed: list[tuple] = []  # every drawn box, annotated or not
     for _ in range(int(rng.integers(1, config.max_objects + 1))):
         for _attempt in range(30):  # rejection sampling: shapes never overlap
             r = rng.uniform(0.06, 0.16) * min(width, height)
             cx, cy = rng.uniform(r + 1, width - r - 1), rng.uniform(r + 1, height - r - 1)
             box = (cx - r, cy - r, cx + r, cy + r)
-            if all(_apart(box, o.box, margin=4) for o in objects):
+            if all(_apart(box, other, margin=4) for other in placed):
                 break
         else:
             continue
         if config.only:
-            label = int(rng.integers(len(config.only)))
-            colour_name, shape_name = config.only[label].split()
+            label = int(rng.integers(len(config.only) + len(config.unlabelled)))
+            colour_name, shape_name = (*config.only, *config.unlabelled)[label].split()
         else:
             colour, shape = int(rng.integers(len(colours))), int(rng.integers(len(shapes)))
             label, colour_name, shape_name = colour * len(shapes) + shape, colours[colour], shapes[shape]
         polygon = shape_polygon(shape_name, cx, cy, r)
         bgr = np.clip(np.asarray(COLOURS[colour_name]) + rng.integers(-15, 16, size=3), 0, 255)
         cv2.fillPoly(image, [np.round(polygon).astype(np.int32)], tuple(int(v) for v in bgr), lineType=cv2.LINE_AA)
+        placed.append(box)
+        if config.only and label >= len(config.only):  # an unlabelled distractor: drawn, not annotated
+            continue
         if config.texture == "striped":
             _stripe(image, polygon, box, bgr)
         objects.append(SynthObject(label, box, polygon))
