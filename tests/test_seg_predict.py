@@ -30,10 +30,11 @@ def image(fixtures):
     return fixture_image(fixtures)
 
 
-def test_masks_are_boolean_at_the_original_size_one_per_detection(api, image):
+@pytest.mark.parametrize("rect", [False, True], ids=["square", "rect"])
+def test_masks_are_boolean_at_the_original_size_one_per_detection(api, image, rect):
     small = cv2.resize(image, (200, 133))
     for picture in (image, small):
-        result = api.predict(picture, conf=CONF)[0]
+        result = api.predict(picture, conf=CONF, rect=rect)[0]
         assert len(result) > 0
         assert result.masks.dtype == bool and result.masks.shape == (len(result), *picture.shape[:2])
         assert result.masks.any(axis=(1, 2)).mean() > 0.5

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from yoloworld.errors import InputError
-from yoloworld.images import as_bgr
+from yoloworld.images import as_bgr, video_writer
 from yoloworld.masks import attach_masks
 from yoloworld.postprocess import Detections, select
 from yoloworld.prompts import encode_prompts
@@ -169,4 +170,23 @@ class Predictor:
         return detections
 
 
-__all__ = ["Predictor", "Settings", "check_imgsz", "MAX_IMGSZ"]
+
+
+def predict_frames(model, frames, source: str, video: Path | None, fps: float, args, emit) -> None:
+    """Detect in each (index, frame) of a video or stream; each record goes to `emit` as soon as it is made, the
+    annotated frames to `video`, which is closed properly however the loop ends (Ctrl-C included)."""
+    writer = None
+    try:
+        for index, frame in islice(frames, args.max_frames):
+            result = model.predict([frame], args.conf, args.iou, args.max_det, rect=getattr(args, "rect", False))[0]
+            result.file, result.extra = source, {"frame": index}
+            emit(result.to_dict())
+            if video:
+                writer = writer or video_writer(video, fps, frame.shape)
+                writer.write(result.plot(frame))
+    finally:
+        if writer is not None:
+            writer.release()
+
+
+__all__ = ["Predictor", "Settings", "check_imgsz", "MAX_IMGSZ", "predict_frames"]

@@ -92,8 +92,8 @@ class AppSession:
 
     def detect_video(self, video: str | None, weights: str, classes: str, max_boxes: int, score: float,
                      iou: float) -> Detection:
-        from yoloworld.cli.predict import predict_frames
         from yoloworld.images import video_frames, video_info
+        from yoloworld.predictor import predict_frames
 
         if not video:
             raise InputError("upload a video first")

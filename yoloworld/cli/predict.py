@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from itertools import islice
 from pathlib import Path
 
 import cv2
@@ -29,7 +28,6 @@ from yoloworld.images import (
     read_image,
     video_frames,
     video_info,
-    video_writer,
 )
 from yoloworld.streams import Stream, is_stream, stream_name
 
@@ -56,6 +54,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from yoloworld.predictor import predict_frames
+
     if args.demo:
         return run_demo(args)
     if not args.sources:
@@ -91,6 +91,8 @@ def run(args) -> int:
 
 def predict_files(model, paths: list[Path], args, save_dir: Path | None, sink: RecordSink) -> int:
     """Videos, then images in batches; returns the number of unreadable files skipped."""
+    from yoloworld.predictor import predict_frames
+
     skipped, used_names = 0, set()
     images = [p for p in paths if not is_video(p)]
     for video in (p for p in paths if is_video(p)):
@@ -134,23 +136,6 @@ def unique_name(save_dir: Path, path: Path, used: set[Path]) -> Path:
         target = save_dir / f"{path.stem}_{count}{path.suffix}"
     used.add(target)
     return target
-
-
-def predict_frames(model, frames, source: str, video: Path | None, fps: float, args, emit) -> None:
-    """Detect in each (index, frame) of a video or stream; each record goes to `emit` as soon as it is made, the
-    annotated frames to `video`, which is closed properly however the loop ends (Ctrl-C included)."""
-    writer = None
-    try:
-        for index, frame in islice(frames, args.max_frames):
-            result = model.predict([frame], args.conf, args.iou, args.max_det, rect=getattr(args, "rect", False))[0]
-            result.file, result.extra = source, {"frame": index}
-            emit(result.to_dict())
-            if video:
-                writer = writer or video_writer(video, fps, frame.shape)
-                writer.write(result.plot(frame))
-    finally:
-        if writer is not None:
-            writer.release()
 
 
 def write_outputs(sink: RecordSink, json_path: str | None, save_dir: Path | None, skipped: int,
