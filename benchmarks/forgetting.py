@@ -103,9 +103,9 @@ def evaluate(weights: Path, data: dict[str, Path], imgsz: int = 256) -> dict:
 
 
 def main() -> int:
-    parser = learning_check_parser(__doc__.split("\n\n")[0], "runs/forgetting")
+    parser = learning_check_parser(__doc__.split("\n\n")[0], "runs/forgetting",
+                                   "retrain the fine-tuning runs (keeps the pretrained one)")
     parser.add_argument("--scenario", choices=("absent", "unlabelled", "both"), default="both")
-    parser.add_argument("--fresh", action="store_true", help="retrain the fine-tuning runs (keeps the pretrained one)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     work = Path(args.out)

@@ -18,7 +18,6 @@ text-prompt AP50.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -27,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from learn_synth import score, synth
+from learn_synth import learning_check_parser, score, synth
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
@@ -74,15 +73,11 @@ def encoding_cost(model, prompts) -> tuple[int, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="runs/learn_image_prompts", help="work folder (data, run)")
+    parser = learning_check_parser(__doc__.split("\n\n")[0], "runs/learn_image_prompts",
+                                   "delete a previous run in --out first")
     parser.add_argument("--base", default=str(REPO / "yoloworld" / "assets" / "demo.pt"),
                         help="text-trained synthetic-shapes model to start from (default: the built-in demo.pt)")
-    parser.add_argument("--images", type=int, default=300, help="synthetic train+val images (val 20%%)")
-    parser.add_argument("--test-images", type=int, default=100, help="independent held-out test images")
     parser.add_argument("--references", type=int, default=16, help="reference crops per class (default 16)")
-    parser.add_argument("--fresh", action="store_true", help="delete a previous run in --out first")
-    parser.add_argument("overrides", nargs="*", help="recipe overrides, e.g. schedule.epochs=10")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 

@@ -63,20 +63,20 @@ def score(model, coco: Path) -> dict:
     return evaluate(annotations, predictions).metrics
 
 
-def learning_check_parser(description: str, out: str) -> argparse.ArgumentParser:
-    """The flags every learning check shares: work folder, data sizes, recipe overrides."""
+def learning_check_parser(description: str, out: str, fresh: str) -> argparse.ArgumentParser:
+    """The flags every learning check shares: work folder, data sizes, what --fresh retrains, recipe overrides."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", default=out, help="work folder (data, run, outputs)")
     parser.add_argument("--images", type=int, default=300, help="synthetic train+val images (val 20%%)")
     parser.add_argument("--test-images", type=int, default=100, help="independent held-out test images")
+    parser.add_argument("--fresh", action="store_true", help=fresh)
     parser.add_argument("overrides", nargs="*", help="recipe overrides, e.g. schedule.epochs=20")
     return parser
 
 
 def main() -> int:
-    parser = learning_check_parser(__doc__.split("\n\n")[0], "runs/learn_synth")
+    parser = learning_check_parser(__doc__.split("\n\n")[0], "runs/learn_synth", "delete a previous run in --out first")
     parser.add_argument("--deploy", help="also copy the deployed model here (e.g. yoloworld/assets/demo.pt)")
-    parser.add_argument("--fresh", action="store_true", help="delete a previous run in --out first")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 

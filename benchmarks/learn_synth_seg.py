@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -47,7 +48,8 @@ def score(weights: Path, coco: Path, imgsz: int) -> tuple[dict, dict]:
 
 
 def main() -> int:
-    parser = learning_check_parser(__doc__.split("\n\n")[0], "runs/learn_synth_seg")
+    parser = learning_check_parser(__doc__.split("\n\n")[0], "runs/learn_synth_seg",
+                                   "delete a previous run in --out first")
     parser.add_argument("--picture", help="also draw a held-out image with `yoloworld predict` and copy it here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -56,6 +58,8 @@ def main() -> int:
     from yoloworld.engine.trainer import train
 
     work = Path(args.out)
+    if args.fresh and (work / "run").exists():
+        shutil.rmtree(work / "run")
     data = synth(work / "data", args.images, seed=0, val_fraction=0.2)
     test = synth(work / "test", args.test_images, seed=12345, val_fraction=0.0)
     overrides = [*data_overrides(data), "model.segment=true", "eval.metric=segm_AP", f"out={work / 'run'}", *args.overrides]

@@ -76,7 +76,7 @@ def test_only_the_projector_trains_and_the_run_saves_official_keys(coco, text_mo
 
 def test_validation_is_prompted_by_training_crops(coco, text_model, tmp_path):
     trainer = Trainer(build_train_config(data=image_prompt_config(coco, text_model, tmp_path / "run")))
-    texts = trainer.validator.vocabulary.texts
+    texts = trainer.scoring.val.vocabulary.texts
     text_rows = trainer.texts.encode(texts)
     rows = trainer.references.encoder(trainer.model, trainer.texts.encode)(texts)
     with_crops = [texts.index(t) for t, c in trainer.references.class_of_text.items() if c in trainer.references.raw]
