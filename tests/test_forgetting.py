@@ -237,3 +237,15 @@ def test_synthetic_shapes_with_a_new_appearance_and_unlabelled_objects(tmp_path)
         blue = (pixels[..., 0] > 170) & (pixels[..., 2] < 90)
         blue_outside += int((blue & ~inside).sum())
     assert blue_outside > 100  # the unlabelled squares are drawn, never annotated
+
+
+def test_wise_ft_refuses_what_it_cannot_score_in_one_line(sets, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    write_yaml(run / "config.yaml", keep_config(sets, run, {}))
+    result = run_cli("wise-ft", str(run))
+    assert result.returncode == 2 and "no retained vocabulary to choose alpha on" in result.stderr
+    result = run_cli("wise-ft", str(run), *(f"keep.retain.{k}={sets['retain'][k]}" for k in ("ann", "images",
+                                                                                          "classes_file")))
+    assert result.returncode == 2 and "best.pth: no such checkpoint" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from yoloworld.cli.common import probability
 from yoloworld.errors import ConfigError, InputError
 
 
@@ -20,7 +21,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. keep.retain.ann=held_out.json")
     parser.add_argument("--weights", help="the fine-tuned checkpoint (default: RUN/best.pth, else RUN/last.pth)")
     parser.add_argument("--alphas", type=alpha_list, default=None, help="comma-separated grid (default 0,0.1,...,1)")
-    parser.add_argument("--min-target", type=float, default=None,
+    parser.add_argument("--min-target", type=probability, default=None,
                         help="keep target AP >= this x the fine-tuned model's (default: the run's keep.wise_min_target)")
     parser.add_argument("--out", help="output checkpoint (default RUN/wise_ft.pth; the table goes beside it as .json)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -28,11 +29,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def alpha_list(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected numbers in [0, 1] separated by commas") from None
-    if not values or not all(0 <= v <= 1 for v in values):
+    """'0,0.5,1' -> [0.0, 0.5, 1.0], each checked as a number in [0, 1]."""
+    values = [probability(v) for v in text.split(",") if v.strip()]
+    if not values:
         raise argparse.ArgumentTypeError(f"{text!r}: expected numbers in [0, 1] separated by commas")
     return values
 
