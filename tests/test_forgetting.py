@@ -77,6 +77,14 @@ def test_retained_vocabulary_is_scored_before_training_and_at_every_validation(s
     assert (run / "map.png").stat().st_size > 0
     assert "retained vocabulary: AP" in result.stderr and "retained AP" in result.stdout
     assert "epoch 0 validation" in result.stderr
+    # against a plain run on the same data (its summary.json), the summary says what share of its AP this run reached
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "summary.json").write_text(json.dumps({"best": {"coco/bbox_mAP": 0.25}}))
+    other = Trainer(build_train_config(data=keep_config(sets, tmp_path / "other", {"retain": sets["retain"],
+                                                                                   "compare_to": str(plain)})))
+    compared = other.fit()["retain"]
+    assert compared["reference_AP"] == 0.25 and compared["of_reference"] == compared["target_best_AP"] / 0.25
 
 
 def test_mixed_data_is_a_fresh_subset_of_fixed_size_every_epoch():
@@ -190,6 +198,7 @@ def test_wise_ft_choice_and_interpolation_ends():
     ({"retain": {"ann": "x.json", "images": "."}}, {"data_val": []}, "keep.retain is scored beside"),
     ({"distill": 1.0}, {}, "keep.distill: name the vocabulary"),
     ({"wise_ft": True}, {}, "keep.wise_ft chooses alpha on the retained vocabulary"),
+    ({"compare_to": "runs/plain"}, {}, "keep.compare_to is reported beside the retained vocabulary"),
     ({"l2sp": 1.0}, {"model": {"mode": "prompt", "weights": "w.pt"}}, "applies to text models"),
 ])
 def test_keep_options_that_cannot_work_are_one_line_errors(sets, tmp_path, keep, sections, message):

@@ -39,6 +39,9 @@ def dataset_configs(config: TrainConfig) -> tuple[list[DatasetConfig], list[Data
         raise ConfigError("no training data: set data.train (a list of {kind, ann, images, classes_file}) "
                           "or data.dataset=DATASET.yaml")
     keep = [entry for entry in (config.keep.retain, config.keep.mix) if entry is not None]
+    reference = config.keep.compare_to
+    if reference and not (Path(reference) / "summary.json").is_file():
+        raise ConfigError(f"{reference}: keep.compare_to needs a finished training run folder (no summary.json)")
     for entry in train + val + keep:
         for name in ("ann", "images", "classes_file"):
             value = getattr(entry, name)

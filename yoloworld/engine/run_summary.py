@@ -19,8 +19,9 @@ def best_record(records: list[dict], metric: str) -> dict | None:
     return max(scored, key=lambda r: (r[key], -r["epoch"])) if scored else None
 
 
-def write_report(out: Path, metric: str, extra: dict | None = None) -> dict:
-    """Curves and summary from `scalars.jsonl`; returns the summary dict."""
+def write_report(out: Path, metric: str, extra: dict | None = None, compare_to: str | None = None) -> dict:
+    """Curves and summary from `scalars.jsonl`; returns the summary dict. `compare_to`: a plain run whose best AP
+    this run's is stated as a share of."""
     out = Path(out)
     records = read_scalars(out / SCALARS)
     train = [r for r in records if "loss" in r]
@@ -40,22 +41,29 @@ def write_report(out: Path, metric: str, extra: dict | None = None) -> dict:
     summary = {"metric": metric, "best_epoch": None if best is None else best["epoch"],
                "best": None if best is None else {k: v for k, v in best.items() if k.startswith("coco/")},
                "epochs_validated": len(val), "iterations": train[-1]["step"] if train else 0,
-               "curves": [str(p) for p in curves], **retention(val, best), **(extra or {})}
+               "curves": [str(p) for p in curves], **retention(val, best, compare_to), **(extra or {})}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     if best is not None:
         (out / "best_epoch.txt").write_text("".join(f"{k}: {v}\n" for k, v in best.items()), encoding="utf-8")
     return summary
 
 
-def retention(val: list[dict], best: dict | None) -> dict:
-    """With keep.retain: retained and target AP of the starting model (epoch 0) and of the best epoch."""
+def retention(val: list[dict], best: dict | None, compare_to: str | None = None) -> dict:
+    """With keep.retain: retained and target AP of the starting model (epoch 0) and of the best epoch; with
+    `compare_to`, the best target AP as a share of that run's."""
     start = next((r for r in val if r["epoch"] == 0 and RETAIN_NAMES["AP"] in r), None)
     if start is None or best is None or RETAIN_NAMES["AP"] not in best:
         return {}
     retained_start, retained_best = start[RETAIN_NAMES["AP"]], best[RETAIN_NAMES["AP"]]
-    return {"retain": {"start_AP": retained_start, "best_AP": retained_best,
-                       "kept": retained_best / retained_start if retained_start > 0 else None,
-                       "target_start_AP": start[LOG_NAMES["AP"]], "target_best_AP": best[LOG_NAMES["AP"]]}}
+    retain = {"start_AP": retained_start, "best_AP": retained_best,
+              "kept": retained_best / retained_start if retained_start > 0 else None,
+              "target_start_AP": start[LOG_NAMES["AP"]], "target_best_AP": best[LOG_NAMES["AP"]]}
+    if compare_to:
+        other = (json.loads((Path(compare_to) / "summary.json").read_text(encoding="utf-8")).get("best") or {})
+        reference = other.get(LOG_NAMES["AP"])
+        retain.update(compared_to=str(compare_to), reference_AP=reference,
+                      of_reference=best[LOG_NAMES["AP"]] / reference if reference else None)
+    return {"retain": retain}
 
 
 def format_summary(summary: dict, out: Path) -> str:
@@ -69,8 +77,10 @@ def format_summary(summary: dict, out: Path) -> str:
     if retain:
         kept = "" if retain["kept"] is None else f"kept {retain['kept']:.0%} of the zero-shot AP on the retained " \
                                                    "vocabulary, "
+        reached = "" if retain.get("of_reference") is None else \
+            f" ({retain['of_reference']:.0%} of {retain['compared_to']}'s {retain['reference_AP']:.4f})"
         lines.append(f"{kept}retained AP {retain['start_AP']:.4f} -> {retain['best_AP']:.4f}; fine-tuning classes "
-                     f"AP {retain['target_start_AP']:.4f} -> {retain['target_best_AP']:.4f}")
+                     f"AP {retain['target_start_AP']:.4f} -> {retain['target_best_AP']:.4f}{reached}")
     wise = summary.get("wise_ft")
     if wise:
         chosen = wise["chosen"]

@@ -147,6 +147,7 @@ class KeepSection:
     l2sp: float = 0.0  # (d) decay toward the starting weights instead of toward 0 (L2-SP, decoupled); 0 = off
     wise_ft: bool = False  # (c) at the end, interpolate with the starting weights (WiSE-FT) and write wise_ft.pth
     wise_min_target: float = 0.95  # ... the alpha kept: most retained AP with target AP >= this x fine-tuned's
+    compare_to: str | None = None  # a finished plain run on the same data: the summary gives this run's share of its AP
 
 
 @dataclass
@@ -217,7 +218,8 @@ class TrainConfig:
         keep = self.keep
         methods = [name for name, on in (("keep.distill", keep.distill > 0), ("keep.l2sp", keep.l2sp > 0),
                                          ("keep.wise_ft", keep.wise_ft)) if on]
-        used = methods + [name for name, on in (("keep.retain", keep.retain), ("keep.mix", keep.mix)) if on]
+        used = methods + [name for name, on in (("keep.retain", keep.retain), ("keep.mix", keep.mix),
+                                                ("keep.compare_to", keep.compare_to)) if on]
         if not used:
             return
         checks = [
@@ -235,6 +237,8 @@ class TrainConfig:
              "keep.distill: name the vocabulary to keep with keep.distill_classes=FILE (a class-text JSON) or "
              "keep.retain"),
             (not keep.wise_ft or keep.retain, "keep.wise_ft chooses alpha on the retained vocabulary: set keep.retain"),
+            (not keep.compare_to or keep.retain, "keep.compare_to is reported beside the retained vocabulary: set "
+                                                 "keep.retain"),
         ]
         for ok, message in checks:
             if not ok:

@@ -175,7 +175,7 @@ class Trainer:
                      "effective_weight_decay": effective_weight_decay(self.config.optim, self.info.world_size)}
             if self.config.keep.wise_ft:
                 extra["wise_ft"] = run_wise_ft(self.out, self.config, self.scoring, self.device)
-            summary = write_report(self.out, self.config.eval.metric, extra)
+            summary = write_report(self.out, self.config.eval.metric, extra, self.config.keep.compare_to)
             self.weights.deploy(self.config.checkpoint, self.ema_or_model())
             print(format_summary(summary, self.out))
         dist_utils.barrier(self.info)
