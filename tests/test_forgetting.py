@@ -258,3 +258,14 @@ def test_wise_ft_refuses_what_it_cannot_score_in_one_line(sets, tmp_path):
                                                                                           "classes_file")))
     assert result.returncode == 2 and "best.pth: no such checkpoint" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_efficient_neck_run_distils_from_the_original_text_guided_model(sets):
+    config = build_train_config(data=keep_config(sets, "unused", {"distill": 1.0, "retain": sets["retain"]}))
+    config.model.mode = "efficient"
+    student = build_training_model(config, []).model
+    distill = SelfDistillation.build(config, student, [], ["red square"], torch.device("cpu"))
+    assert student.config.neck_block == "efficient" and distill.teacher.config.neck_block != "efficient"
+    start = read_checkpoint(sets["base"])["state_dict"]
+    teacher = distill.teacher.state_dict()
+    assert all(torch.equal(teacher[k], v) for k, v in start.items() if not k.startswith("backbone.text_model."))
