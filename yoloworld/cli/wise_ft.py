@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from yoloworld.cli.common import probability
+from yoloworld.devices import DEVICE_HELP
 from yoloworld.errors import ConfigError, InputError
 
 
@@ -24,7 +25,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--min-target", type=probability, default=None,
                         help="keep target AP >= this x the fine-tuned model's (default: the run's keep.wise_min_target)")
     parser.add_argument("--out", help="output checkpoint (default RUN/wise_ft.pth; the table goes beside it as .json)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP + " (default auto)")
     return parser
 
 
