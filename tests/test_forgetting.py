@@ -159,10 +159,15 @@ def test_l2sp_at_full_strength_keeps_every_trained_weight_at_its_start(sets, tmp
 
 def test_wise_ft_command_writes_the_chosen_mix(sets, tmp_path):
     run = tmp_path / "run"
-    config = keep_config(sets, run, {"retain": sets["retain"], "wise_ft": True})
+    config = keep_config(sets, run, {"retain": sets["retain"], "wise_ft": True},
+                         checkpoint={"every_minutes": 0.0, "deploy": str(tmp_path / "deploy.pt")})
     result = run_cli("train", str(write_yaml(tmp_path / "w.yaml", config)))
     assert result.returncode == 0, result.stderr
     table = json.loads((run / "wise_ft.json").read_text())
+    deployed, mixed = (read_checkpoint(p) for p in (tmp_path / "deploy.pt", run / "wise_ft.pth"))
+    assert deployed["meta"]["yoloworld"]["trained_from"] == "wise_ft.pth"  # the deployable copy is the chosen mix
+    assert all(torch.equal(v, mixed["state_dict"][k].half()) for k, v in deployed["state_dict"].items()
+               if v.is_floating_point())
     assert [row["alpha"] for row in table["grid"]] == [i / 10 for i in range(11)]
     assert json.loads((run / "summary.json").read_text())["wise_ft"]["chosen"] == table["chosen"]
     # the command: another grid, another file; the file is the chosen interpolation and predicts as any checkpoint

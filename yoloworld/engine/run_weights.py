@@ -71,14 +71,16 @@ class WeightsWriter:
                                       "with the run's own config.yaml (yoloworld train --resume RUN_DIR)")
 
     # ------------------------------------------------------------------ deployment copy
-    def deploy(self, checkpoint: CheckpointSection, template) -> Path | None:
-        """Rebuild best.pth (else last.pth) into a copy of `template` and save it with the vocabulary baked in
-        (class embeddings stored, text tower dropped), the training image size and its provenance."""
+    def deploy(self, checkpoint: CheckpointSection, template, source: Path | None = None) -> Path | None:
+        """Rebuild `source` (default best.pth, else last.pth) into a copy of `template` and save it with the
+        vocabulary baked in (class embeddings stored, text tower dropped), the training image size and its
+        provenance."""
         if not checkpoint.deploy:
             return None
         if not self.classes:
             raise CheckpointError("checkpoint.deploy: the training data has no class list to bake in")
-        source = self.out / "best.pth" if (self.out / "best.pth").exists() else self.out / "last.pth"
+        if source is None:
+            source = self.out / "best.pth" if (self.out / "best.pth").exists() else self.out / "last.pth"
         stored = read_checkpoint(source)
         model = _cpu_copy(template)
         model.load_state_dict(stored["state_dict"])

@@ -176,7 +176,8 @@ class Trainer:
             if self.config.keep.wise_ft:
                 extra["wise_ft"] = run_wise_ft(self.out, self.config, self.scoring, self.device)
             summary = write_report(self.out, self.config.eval.metric, extra, self.config.keep.compare_to)
-            self.weights.deploy(self.config.checkpoint, self.ema_or_model())
+            wise = self.out / "wise_ft.pth" if self.config.keep.wise_ft else None  # the chosen mix is what ships
+            self.weights.deploy(self.config.checkpoint, self.ema_or_model(), wise)
             print(format_summary(summary, self.out))
         dist_utils.barrier(self.info)
         return summary
