@@ -74,12 +74,9 @@ def learning_check_parser(description: str, out: str, fresh: str) -> argparse.Ar
     return parser
 
 
-def main() -> int:
-    parser = learning_check_parser(__doc__.split("\n\n")[0], "runs/learn_synth", "delete a previous run in --out first")
-    parser.add_argument("--deploy", help="also copy the deployed model here (e.g. yoloworld/assets/demo.pt)")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-
+def train_on_synth(args, overrides: list[str]):
+    """The learning checks' run: synth_demo on a fresh (or, after an interruption, resumed) synthetic train split in
+    `args.out`/run; returns (config, summary, wall seconds, resumed?, held-out test set)."""
     from yoloworld.engine.train_config import build_train_config
     from yoloworld.engine.trainer import train
 
@@ -88,13 +85,22 @@ def main() -> int:
         shutil.rmtree(work / "run")
     data = synth(work / "data", args.images, seed=0, val_fraction=0.2)
     test = synth(work / "test", args.test_images, seed=12345, val_fraction=0.0)
-    deployed = work / "demo.pt"
-    overrides = [*data_overrides(data), f"out={work / 'run'}", f"checkpoint.deploy={deployed}", *args.overrides]
-    config = build_train_config("synth_demo", overrides)
+    config = build_train_config("synth_demo", [*data_overrides(data), f"out={work / 'run'}", *overrides,
+                                               *args.overrides])
     resume = (work / "run" / "last_state.pt").exists()
     started = time.time()
     summary = train(config, resume=resume)
-    wall = time.time() - started
+    return config, summary, time.time() - started, resume, test
+
+
+def main() -> int:
+    parser = learning_check_parser(__doc__.split("\n\n")[0], "runs/learn_synth", "delete a previous run in --out first")
+    parser.add_argument("--deploy", help="also copy the deployed model here (e.g. yoloworld/assets/demo.pt)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    deployed = Path(args.out) / "demo.pt"
+    config, summary, wall, resume, test = train_on_synth(args, [f"checkpoint.deploy={deployed}"])
 
     imgsz = config.data.augment.image_size
     test_metrics = score_deployed(deployed, test, imgsz)

@@ -20,13 +20,12 @@ import logging
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from learn_synth import data_overrides, learning_check_parser, synth  # noqa: E402  (the same synthetic data as the detection learning check)
+from learn_synth import learning_check_parser, train_on_synth  # noqa: E402  (the same synthetic data as the detection learning check)
 
 
 def score(weights: Path, coco: Path, imgsz: int) -> tuple[dict, dict]:
@@ -54,20 +53,8 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    from yoloworld.engine.train_config import build_train_config
-    from yoloworld.engine.trainer import train
-
     work = Path(args.out)
-    if args.fresh and (work / "run").exists():
-        shutil.rmtree(work / "run")
-    data = synth(work / "data", args.images, seed=0, val_fraction=0.2)
-    test = synth(work / "test", args.test_images, seed=12345, val_fraction=0.0)
-    overrides = [*data_overrides(data), "model.segment=true", "eval.metric=segm_AP", f"out={work / 'run'}", *args.overrides]
-    config = build_train_config("synth_demo", overrides)
-    resume = (work / "run" / "last_state.pt").exists()
-    started = time.time()
-    summary = train(config, resume=resume)
-    wall = time.time() - started
+    config, summary, wall, resume, test = train_on_synth(args, ["model.segment=true", "eval.metric=segm_AP"])
 
     imgsz = config.data.augment.image_size
     box, mask = score(work / "run" / "best.pth", test, imgsz)
@@ -90,7 +77,6 @@ def main() -> int:
 def draw(weights: Path, coco: Path, imgsz: int, picture: Path) -> None:
     """`yoloworld predict` on the first held-out image (masks, boxes, names), the annotated image written to
     `picture` (its suffix chooses the format)."""
-    import shutil
 
     import cv2
 

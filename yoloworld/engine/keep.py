@@ -53,7 +53,7 @@ class SelfDistillation:
               device: torch.device) -> "SelfDistillation":
         """The teacher is the starting model as loaded (an efficient-neck run keeps the original text-guided neck)."""
         if config.model.mode == "normal" and not config.model.segment:
-            teacher = copy.deepcopy(student)
+            teacher = copy.deepcopy(student, {id(student.text_model): None})  # the text tower is not copied
         else:
             from .modes import build_training_model  # the checkpoint again, in plain detection form
 

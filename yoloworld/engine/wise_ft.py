@@ -17,23 +17,25 @@ from yoloworld.errors import CheckpointError
 from yoloworld.files import write_json
 from yoloworld.models.checkpoint import load_detector, open_checkpoint, save_checkpoint
 from yoloworld.models.text import TextEmbeddingCache
+from yoloworld.models.weights import resolve_weights
 
 logger = logging.getLogger(__name__)
 ALPHAS = tuple(i / 10 for i in range(11))
 
 
+def mixable(start: dict, tuned: dict) -> set[str]:
+    """The floating tensors the two states share (same name and shape)."""
+    return {key for key, value in tuned.items() if value.is_floating_point() and key in start
+            and start[key].shape == value.shape}
+
+
 def interpolate(start: dict, tuned: dict, alpha: float) -> tuple[dict, int]:
-    """(1 - alpha) start + alpha tuned for every floating tensor the two share (same name and shape); the rest
-    (integer buffers, layers the start lacks) stay fine-tuned. Returns the state and how many tensors were mixed."""
-    mixed, count = {}, 0
-    for key, value in tuned.items():
-        begin = start.get(key)
-        if begin is not None and value.is_floating_point() and begin.shape == value.shape:
-            mixed[key] = torch.lerp(begin.to(value.dtype), value, alpha)
-            count += 1
-        else:
-            mixed[key] = value
-    return mixed, count
+    """(1 - alpha) start + alpha tuned for every mixable tensor; the rest (integer buffers, layers the start lacks)
+    stay fine-tuned. Returns the state and how many tensors were mixed."""
+    keys = mixable(start, tuned)
+    mixed = {key: torch.lerp(start[key].to(value.dtype), value, alpha) if key in keys else value
+             for key, value in tuned.items()}
+    return mixed, len(keys)
 
 
 def choose(rows: list[dict], min_target: float) -> dict:
@@ -52,7 +54,7 @@ def wise_ft(start: str | Path, tuned: str | Path, scoring, out: str | Path, devi
         raise CheckpointError(f"{tuned}: WiSE-FT scores vocabularies: the fine-tuned file must keep its text tower")
     finetuned = {k: v.clone() for k, v in model.state_dict().items()}
     starting = open_checkpoint(start).state
-    _, shared = interpolate(starting, finetuned, 1.0)
+    shared = len(mixable(starting, finetuned))
     if not shared:
         raise CheckpointError(f"{start}: shares no weights with {tuned}; WiSE-FT needs the model fine-tuning started "
                               "from")
@@ -82,9 +84,8 @@ def wise_ft(start: str | Path, tuned: str | Path, scoring, out: str | Path, devi
 
 def run_wise_ft(out: Path, config, scoring, device: torch.device) -> dict:
     """keep.wise_ft at the end of a run: best.pth (else last.pth) mixed with model.weights -> wise_ft.pth."""
-    tuned = out / "best.pth" if (out / "best.pth").exists() else out / "last.pth"
-    return wise_ft(config.model.weights, tuned, scoring, out / "wise_ft.pth", device,
+    return wise_ft(config.model.weights, resolve_weights(out), scoring, out / "wise_ft.pth", device,
                    min_target=config.keep.wise_min_target)
 
 
-__all__ = ["ALPHAS", "interpolate", "choose", "wise_ft", "run_wise_ft"]
+__all__ = ["ALPHAS", "mixable", "interpolate", "choose", "wise_ft", "run_wise_ft"]
