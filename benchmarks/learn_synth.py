@@ -48,19 +48,28 @@ def score_deployed(weights: Path, coco: Path, imgsz: int) -> dict:
     return score(YOLOWorld.from_pretrained(weights, imgsz=imgsz), coco)
 
 
-def score(model, coco: Path) -> dict:
-    """COCO box AP of a front object (its vocabulary in the set's class order) on a synthetic set."""
+def predict_set(model, coco: Path, max_det: int = 300, masks: bool = False) -> tuple[dict, list]:
+    """A front object's detections (its vocabulary in the set's class order) on every image of a synthetic set, in
+    COCO results format (with masks if asked); returns (the set's annotations, the detections)."""
     import json
 
-    from yoloworld.eval import evaluate, results_to_coco
+    from yoloworld.eval import results_to_coco
 
     annotations = json.loads((coco / "annotations.json").read_text())
     category_ids = [c["id"] for c in annotations["categories"]]
     predictions = []
     for image in annotations["images"]:
-        result = model.predict(str(coco / "images" / image["file_name"]), conf=0.001, max_det=300)[0]
-        predictions += results_to_coco(image["id"], result.xyxy, result.scores, result.class_ids, category_ids)
-    return evaluate(annotations, predictions).metrics
+        result = model.predict(str(coco / "images" / image["file_name"]), conf=0.001, max_det=max_det)[0]
+        predictions += results_to_coco(image["id"], result.xyxy, result.scores, result.class_ids, category_ids,
+                                       result.masks if masks else None)
+    return annotations, predictions
+
+
+def score(model, coco: Path) -> dict:
+    """COCO box AP of a front object (its vocabulary in the set's class order) on a synthetic set."""
+    from yoloworld.eval import evaluate
+
+    return evaluate(*predict_set(model, coco)).metrics
 
 
 def learning_check_parser(description: str, out: str, fresh: str) -> argparse.ArgumentParser:

@@ -15,7 +15,6 @@ Not a timed test: it prints box and mask AP, iterations and wall time.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -25,24 +24,18 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from learn_synth import learning_check_parser, train_on_synth  # noqa: E402  (the same synthetic data as the detection learning check)
+from learn_synth import learning_check_parser, predict_set, train_on_synth  # noqa: E402  (the same synthetic data as the detection learning check)
 
 
 def score(weights: Path, coco: Path, imgsz: int) -> tuple[dict, dict]:
     """COCO box and mask AP of a checkpoint on a synthetic set, via YOLOWorld.from_pretrained + predict."""
     from yoloworld.api import YOLOWorld
-    from yoloworld.eval import evaluate, results_to_coco
+    from yoloworld.eval import evaluate
     from yoloworld.vocabulary import load_class_file
 
     model = YOLOWorld.from_pretrained(weights, imgsz=imgsz)
     model.set_classes(load_class_file(coco / "class_texts.json"))
-    annotations = json.loads((coco / "annotations.json").read_text())
-    category_ids = [c["id"] for c in annotations["categories"]]
-    predictions = []
-    for image in annotations["images"]:
-        result = model.predict(str(coco / "images" / image["file_name"]), conf=0.001, max_det=100)[0]
-        predictions += results_to_coco(image["id"], result.xyxy, result.scores, result.class_ids, category_ids,
-                                       result.masks)
+    annotations, predictions = predict_set(model, coco, max_det=100, masks=True)
     return evaluate(annotations, predictions).metrics, evaluate(annotations, predictions, iou_type="segm").metrics
 
 

@@ -39,6 +39,16 @@ def torchrun(config_path, processes: int = 2) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=300)
 
 
+def train_in_sync(config: dict, out, tmp_path) -> tuple[dict, subprocess.CompletedProcess]:
+    """Train `config` (its out= is `out`) with 2 processes; the run must succeed with identical weights in both.
+    Returns its summary and the finished process."""
+    result = torchrun(write_yaml(tmp_path / f"{out.name}.yaml", config))
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["max_param_difference_between_processes"] == 0.0
+    return summary, result
+
+
 def with_batch(data: dict, batch: int) -> dict:
     data["optim"]["batch_size"] = batch
     data["data"]["val"] = []
@@ -52,12 +62,9 @@ def coco(tmp_path, monkeypatch):
 
 
 def test_two_processes_train_the_whole_model_in_sync(coco, tmp_path):
-    data = with_batch(tiny_config(coco, tmp_path / "ddp", **SGD), 2)
-    result = torchrun(write_yaml(tmp_path / "ddp.yaml", data))
-    assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
-    assert summary["world_size"] == 2 and summary["iterations"] == 3  # 12 images / (2 x 2)
-    assert summary["max_param_difference_between_processes"] == 0.0  # weights identical in both processes
+    summary, result = train_in_sync(with_batch(tiny_config(coco, tmp_path / "ddp", **SGD), 2), tmp_path / "ddp",
+                                    tmp_path)
+    assert summary["iterations"] == 3  # 12 images / (2 x 2)
     assert "batch 2 x 2 process(es)" in result.stderr
     assert result.stderr.count("effective weight decay") == 1  # one process speaks for the run
     lines = [json.loads(line) for line in (tmp_path / "ddp" / "scalars.jsonl").read_text().splitlines()]
@@ -74,12 +81,9 @@ def test_two_processes_match_one_process_on_the_same_global_batch(coco, tmp_path
     settings = {**SGD, "optim": {"optimizer": "sgd", "lr": 1.0e4, "momentum": 0.0, "nesterov": False}}
     ddp_data = with_batch(finetune_config(coco, tmp_path / "ddp", "prompt", weights, embeddings, **settings), 2)
     single_data = with_batch(finetune_config(coco, tmp_path / "single", "prompt", weights, embeddings, **settings), 4)
-    result = torchrun(write_yaml(tmp_path / "ddp.yaml", ddp_data))
-    assert result.returncode == 0, result.stderr[-3000:]
+    train_in_sync(ddp_data, tmp_path / "ddp", tmp_path)
     single = run_cli("train", str(write_yaml(tmp_path / "single.yaml", single_data)))
     assert single.returncode == 0, single.stderr[-3000:]
-    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
-    assert summary["max_param_difference_between_processes"] == 0.0
 
     initial = torch.nn.functional.normalize(torch.from_numpy(__import__("numpy").load(embeddings)), dim=-1)
     ddp_delta = state_weights(tmp_path / "ddp")["embeddings"] - initial

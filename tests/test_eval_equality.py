@@ -21,7 +21,7 @@ COCO_KEYS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", 
 LVIS_KEYS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf"]
 
 
-def pycocotools_stats(ground_truth: dict, predictions: list) -> np.ndarray:
+def pycocotools_stats(ground_truth: dict, predictions: list, iou_type: str = "bbox") -> np.ndarray:
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -29,7 +29,7 @@ def pycocotools_stats(ground_truth: dict, predictions: list) -> np.ndarray:
         reference = COCO()
         reference.dataset = copy.deepcopy(ground_truth)
         reference.createIndex()
-        evaluator = COCOeval(reference, reference.loadRes(copy.deepcopy(predictions)), "bbox")
+        evaluator = COCOeval(reference, reference.loadRes(copy.deepcopy(predictions)), iou_type)
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()

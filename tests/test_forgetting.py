@@ -217,15 +217,12 @@ def test_keep_options_that_cannot_work_are_one_line_errors(sets, tmp_path, keep,
 
 
 def test_two_processes_keep_the_vocabulary_in_sync(sets, tmp_path):
-    from test_ddp import torchrun
+    from test_ddp import train_in_sync
 
     keep = {"retain": sets["retain"], "mix": sets["mix"], "distill": 1.0, "l2sp": 0.5}
     config = keep_config(sets, tmp_path / "ddp", keep, schedule={"epochs": 1, "warmup_min_iters": 1,
                                                                  "warmup_epochs": 0.0})
-    result = torchrun(write_yaml(tmp_path / "ddp.yaml", config))
-    assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
-    assert summary["world_size"] == 2 and summary["max_param_difference_between_processes"] == 0.0
+    summary, _ = train_in_sync(config, tmp_path / "ddp", tmp_path)
     records = scalars(tmp_path / "ddp")
     assert [r["epoch"] for r in records if "retain/bbox_mAP" in r] == [0, 1]
     assert any("loss_distill" in r for r in records) and "retain" in summary

@@ -135,15 +135,11 @@ def test_val_prompts_named_categories_by_reference_images(coco, text_model, tmp_
 
 
 def test_two_processes_train_the_projector_in_sync(coco, text_model, tmp_path):
-    from test_ddp import torchrun
-    from test_train_support import write_yaml
+    from test_ddp import train_in_sync
 
     config = image_prompt_config(coco, text_model, tmp_path / "ddp", schedule={"epochs": 1, "warmup_min_iters": 1,
                                                                                "warmup_epochs": 0.0})
-    result = torchrun(write_yaml(tmp_path / "ddp.yaml", config))
-    assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
-    assert summary["world_size"] == 2 and summary["max_param_difference_between_processes"] == 0.0
+    summary, _ = train_in_sync(config, tmp_path / "ddp", tmp_path)
     start = read_checkpoint(text_model)["state_dict"]
     saved = read_checkpoint(tmp_path / "ddp" / "last.pth")["state_dict"]
     assert all(torch.equal(saved[k], v.float()) for k, v in start.items())  # frozen in both processes

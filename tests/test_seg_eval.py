@@ -1,9 +1,7 @@
 """Mask AP: our evaluator (faster-coco-eval, iou_type='segm') equals pycocotools and lvis-api on the same masks;
 `yoloworld val` reports it next to box AP for a segmentation model."""
 
-import contextlib
 import copy
-import io
 import json
 import logging
 
@@ -13,11 +11,9 @@ import pytest
 from helpers import run_cli
 from seg_helpers import official_seg_checkpoint
 from synthetic_coco import make_dataset
+from test_eval_equality import COCO_KEYS, LVIS_KEYS, pycocotools_stats
 
 from yoloworld.eval import evaluate
-
-COCO_KEYS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
-LVIS_KEYS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf"]
 
 
 def ellipse(box: list[float], points: int = 16) -> list[float]:
@@ -41,28 +37,13 @@ def with_masks(ground_truth: dict, predictions: list) -> tuple[dict, list]:
     return ground_truth, predictions
 
 
-def pycocotools_segm_stats(ground_truth: dict, predictions: list) -> np.ndarray:
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        reference = COCO()
-        reference.dataset = copy.deepcopy(ground_truth)
-        reference.createIndex()
-        evaluator = COCOeval(reference, reference.loadRes(copy.deepcopy(predictions)), "segm")
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return evaluator.stats
-
-
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools under numpy 2
 def test_coco_mask_ap_equals_pycocotools():
     ground_truth, predictions = with_masks(*make_dataset(num_images=60, num_categories=6, seed=11))
     ours = evaluate(ground_truth, predictions, iou_type="segm").metrics
     box = evaluate(ground_truth, predictions).metrics
     assert ours["iou_type"] == "segm" and 0.05 < ours["AP"] < 0.95 and ours["AP"] != box["AP"]
-    np.testing.assert_allclose([ours[k] for k in COCO_KEYS], pycocotools_segm_stats(ground_truth, predictions),
+    np.testing.assert_allclose([ours[k] for k in COCO_KEYS], pycocotools_stats(ground_truth, predictions, "segm"),
                                atol=1e-4, rtol=0)
 
 
