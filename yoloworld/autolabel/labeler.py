@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import shutil
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,14 +14,15 @@ from tqdm import tqdm
 from yoloworld.errors import InputError
 from yoloworld.files import write_json
 from yoloworld.images import read_image
+from yoloworld.outputs import MANIFEST_NAME, OutputFolder
+from yoloworld.prompts import Embedding, VisualPrompt
 
 from .ledger import LEDGER_NAME, SETTINGS_NAME, Ledger
 from .review import class_summary, review_grid
-from .writers import FORMATS, image_target, place_image, write_dataset
+from .writers import FORMATS, dataset_files, image_target, place_image, write_dataset
 
 logger = logging.getLogger(__name__)
-OUR_FILES = (LEDGER_NAME, SETTINGS_NAME, "images", "labels", "annotations.json", "annotations_val.json",
-             "class_texts.json", "dataset.yaml", "data.yaml", "summary.json", "review.png")
+KIND = "label"  # what the output manifest says wrote these files
 
 
 @dataclass
@@ -58,34 +59,70 @@ class LabelReport:
     unreadable: int
 
 
+@dataclass
+class LabelRun:
+    """What one labelling run writes into and keeps track of."""
+    out: Path
+    settings: LabelSettings
+    ledger: Ledger
+    outputs: OutputFolder
+    used: set[str] = field(default_factory=set)  # dataset file stems taken
+    counts: dict = field(default_factory=lambda: {"labelled": 0, "unreadable": 0})
+
+
 def label_images(model, sources: list[Path], out: Path, settings: LabelSettings, batch: int = 8,
                  review: int = 16, weights: str = "") -> LabelReport:
     """Label `sources` with `model` (its vocabulary set) into `out`; images recorded by an earlier run are skipped.
     Stopped by Ctrl-C, the dataset of the images done so far is still written before the interrupt goes on."""
-    names = model.class_names
-    thresholds = settings.thresholds(names)
-    ledger = Ledger(out)
-    done = ledger.start({**asdict(settings), "classes": model.vocabulary.classes, "weights": weights})
+    thresholds = settings.thresholds(model.class_names)
+    outputs = OutputFolder(out)
+    outputs.claim([out / LEDGER_NAME, out / SETTINGS_NAME], KIND)
+    run = LabelRun(out, settings, Ledger(out), outputs)
+    done = run.ledger.start({**asdict(settings), "classes": describe_classes(model.vocabulary.classes),
+                             "weights": weights})
     inside_out = out.resolve()
     todo = list(dict.fromkeys(p.resolve() for p in sources))  # a file named twice is labelled once
     todo = [p for p in todo if str(p) not in done and inside_out not in p.parents]  # never our own copies
-    used = {Path(entry["name"]).stem for entry in done.values()}
-    counts = {"labelled": 0, "unreadable": 0}
+    run.used.update(Path(entry["name"]).stem for entry in done.values())
+    classes = model.vocabulary.stored_classes()
     try:
         for start in tqdm(range(0, len(todo), batch), unit="batch", disable=len(todo) <= batch):
-            _label_batch(model, todo[start:start + batch], out, settings, thresholds, ledger, used, counts)
+            _label_batch(model, todo[start:start + batch], run, thresholds)
     except KeyboardInterrupt:
-        if ledger.read():
-            finish(out, ledger, settings, model.vocabulary.classes, review)
+        if run.ledger.read():
+            finish(run, classes, review)
         logger.warning("stopped: %d image(s) labelled so far are in %s; run the same command again to continue",
-                       len(ledger.read()), out)
+                       len(run.ledger.read()), out)
         raise
-    dataset, summary, grid = finish(out, ledger, settings, model.vocabulary.classes, review)
-    return LabelReport(dataset, summary, grid, counts["labelled"], len(done), counts["unreadable"])
+    dataset, summary, grid = finish(run, classes, review)
+    return LabelReport(dataset, summary, grid, run.counts["labelled"], len(done), run.counts["unreadable"])
 
 
-def _label_batch(model, paths: list[Path], out: Path, settings: LabelSettings, thresholds: np.ndarray,
-                 ledger: Ledger, used: set[str], counts: dict) -> None:
+def describe_classes(classes: list[list]) -> list[list]:
+    """The vocabulary as JSON (kept in the settings, compared on a resume): texts as they are, an image prompt by
+    its name and references, an embedding by its name and a digest of its values."""
+    return [[describe_prompt(prompt) for prompt in group] for group in classes]
+
+
+def describe_prompt(prompt):
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, VisualPrompt):
+        return {"image_prompt": prompt.name,
+                "references": [[_describe_source(source), None if box is None else [float(v) for v in box]]
+                               for source, box in prompt.references]}
+    if isinstance(prompt, Embedding):
+        return {"embedding": prompt.name, "sha256": hashlib.sha256(prompt.vector.tobytes()).hexdigest()[:16]}
+    raise InputError(f"class {prompt!r}: not a text, an image prompt or an embedding")
+
+
+def _describe_source(source) -> str:
+    if isinstance(source, (str, Path)):
+        return str(Path(source).resolve())
+    return "image sha256 " + hashlib.sha256(np.ascontiguousarray(np.asarray(source)).tobytes()).hexdigest()[:16]
+
+
+def _label_batch(model, paths: list[Path], run: LabelRun, thresholds: np.ndarray) -> None:
     readable, images = [], []
     for path in paths:
         try:
@@ -93,21 +130,23 @@ def _label_batch(model, paths: list[Path], out: Path, settings: LabelSettings, t
             readable.append(path)
         except InputError as exc:
             logger.warning("skipped: %s", exc)
-            counts["unreadable"] += 1
+            run.counts["unreadable"] += 1
     if not images:
         return
-    results = model.predict(images, float(thresholds.min()), settings.iou, settings.max_det)
-    for path, result in zip(readable, results):
+    fmt, fraction = run.settings.format, run.settings.val_fraction
+    names = [unique_name(path, run.used) for path in readable]
+    splits = ["val" if zlib.crc32(name.encode()) % 1000 < fraction * 1000 else "train" for name in names]
+    targets = run.outputs.claim([image_target(run.out, fmt, n, s) for n, s in zip(names, splits)], KIND)
+    results = model.predict(images, float(thresholds.min()), run.settings.iou, run.settings.max_det)
+    for path, name, split, target, result in zip(readable, names, splits, targets, results):
         keep = result.scores >= thresholds[result.class_ids]
-        name = unique_name(path, used)
-        split = "val" if zlib.crc32(name.encode()) % 1000 < settings.val_fraction * 1000 else "train"
         boxes = [[*(round(float(v), 2) for v in box), int(c), round(float(s), 4)]
                  for box, c, s in zip(result.xyxy[keep], result.class_ids[keep], result.scores[keep])]
-        place_image(path, image_target(out, settings.format, name, split))
+        place_image(path, target)
         h, w = result.orig_shape
-        ledger.append({"source": str(path.resolve()), "name": name, "split": split, "width": w, "height": h,
-                       "boxes": boxes})
-        counts["labelled"] += 1
+        run.ledger.append({"source": str(path.resolve()), "name": name, "split": split, "width": w, "height": h,
+                           "boxes": boxes})
+        run.counts["labelled"] += 1
 
 
 def unique_name(path: Path, used: set[str]) -> str:
@@ -120,13 +159,16 @@ def unique_name(path: Path, used: set[str]) -> str:
     return stem + path.suffix.lower()
 
 
-def finish(out: Path, ledger: Ledger, settings: LabelSettings, classes: list[list[str]], review: int):
+def finish(run: LabelRun, classes: list[list[str]], review: int):
     """The dataset, summary and review grid from every image recorded so far (this run's and earlier ones')."""
-    entries = list(ledger.read().values())
+    out, settings = run.out, run.settings
+    entries = list(run.ledger.read().values())
     kept = [e for e in entries if e["boxes"]] if settings.drop_empty else entries
     if not kept:
         raise InputError(f"{out}: no image to write ({len(entries)} labelled, none with a box)")
     names = [group[0] for group in classes]
+    extras = [out / "summary.json"] + ([out / "review.png"] if review > 0 else [])
+    run.outputs.claim(dataset_files(out, settings.format, kept) + extras, KIND)
     dataset = write_dataset(out, settings.format, kept, classes)
     summary = class_summary(entries, names)
     write_json(out / "summary.json", summary, indent=1)
@@ -136,16 +178,12 @@ def finish(out: Path, ledger: Ledger, settings: LabelSettings, classes: list[lis
 
 
 def prepare_out(out: Path, overwrite: bool) -> None:
-    """Refuse a folder holding files that are not an earlier labelling's; with `overwrite`, remove our files."""
+    """Refuse a folder holding files that are not an earlier labelling's; with `overwrite`, remove the files an
+    earlier labelling wrote there (its manifest's), and nothing else."""
     if not out.exists():
         return
     if overwrite:
-        for name in OUR_FILES:
-            target = out / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-    elif not (out / SETTINGS_NAME).exists() and any(out.iterdir()):
+        OutputFolder(out).remove([KIND])
+    elif not (out / SETTINGS_NAME).exists() and any(p.name != MANIFEST_NAME for p in out.iterdir()):
         raise InputError(f"--out {out}: holds other files and no earlier labelling to continue; choose a new or "
                          "empty folder")

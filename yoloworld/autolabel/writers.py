@@ -26,7 +26,7 @@ def image_target(out: Path, fmt: str, name: str, split: str) -> Path:
 def place_image(source: Path, target: Path) -> None:
     """The labelled image inside the dataset: a hard link where the file system allows (no extra disk), else a copy."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():
+    if target.exists() or target.is_symlink():  # the link itself, never a file it points to
         target.unlink()
     try:
         os.link(source, target)
@@ -34,10 +34,30 @@ def place_image(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
+def by_split(entries: list[dict]) -> dict[str, list[dict]]:
+    splits = {split: [e for e in entries if e["split"] == split] for split in ("train", "val")}
+    return {split: items for split, items in splits.items() if items}
+
+
+def dataset_files(out: Path, fmt: str, entries: list[dict]) -> list[Path]:
+    """The files `write_dataset` writes for `entries` (claimed as this command's before they are written)."""
+    splits = by_split(entries)
+    if fmt == "coco":
+        return [out / coco_name(split) for split in splits] + [out / "class_texts.json", out / "dataset.yaml"]
+    return [yolo_label(out, split, e) for split, items in splits.items() for e in items] + [out / "data.yaml"]
+
+
+def coco_name(split: str) -> str:
+    return "annotations.json" if split == "train" else f"annotations_{split}.json"
+
+
+def yolo_label(out: Path, split: str, entry: dict) -> Path:
+    return out / "labels" / split / Path(entry["name"]).with_suffix(".txt")
+
+
 def write_dataset(out: Path, fmt: str, entries: list[dict], classes: list[list[str]]) -> Path:
     """Write the annotation files for every entry; returns the file to hand to `data check` / training first."""
-    splits = {split: [e for e in entries if e["split"] == split] for split in ("train", "val")}
-    splits = {split: items for split, items in splits.items() if items}
+    splits = by_split(entries)
     if fmt == "coco":
         return write_coco(out, splits, classes)
     return write_yolo(out, splits, [group[0] for group in classes])
@@ -47,7 +67,7 @@ def write_coco(out: Path, splits: dict[str, list[dict]], classes: list[list[str]
     categories = [{"id": i + 1, "name": group[0], "supercategory": "object"} for i, group in enumerate(classes)]
     datasets = {}
     for split, items in splits.items():
-        ann = "annotations.json" if split == "train" else f"annotations_{split}.json"
+        ann = coco_name(split)
         write_json(out / ann, coco_dict(items, categories))
         datasets[split] = [{"kind": "coco", "ann": ann, "images": "images", "classes_file": "class_texts.json"}]
     write_json(out / "class_texts.json", classes, indent=1)
@@ -71,7 +91,7 @@ def write_yolo(out: Path, splits: dict[str, list[dict]], names: list[str]) -> Pa
     for split, items in splits.items():
         for entry in items:
             lines = [yolo_line(box, entry["width"], entry["height"]) for box in entry["boxes"]]
-            label = out / "labels" / split / Path(entry["name"]).with_suffix(".txt")
+            label = yolo_label(out, split, entry)
             label.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(label, "".join(line + "\n" for line in lines))
     data = {split: f"images/{split}" for split in splits}

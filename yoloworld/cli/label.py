@@ -41,7 +41,8 @@ def add_parser(sub) -> None:
     p.add_argument("--drop-empty", action="store_true", help="leave images without any box out of the dataset")
     p.add_argument("--review", type=non_negative_int, default=16, help="labelled samples in review.png (default 16)")
     p.add_argument("--batch", type=positive_int, default=8, help="images per forward pass (default 8)")
-    p.add_argument("--overwrite", action="store_true", help="remove an earlier labelling in --out and start over")
+    p.add_argument("--overwrite", action="store_true",
+                   help="remove the files an earlier labelling wrote in --out (only those) and start over")
 
 
 def run(args) -> int:
@@ -50,8 +51,10 @@ def run(args) -> int:
     from yoloworld.autolabel.review import summary_table
     from yoloworld.files import check_output
     from yoloworld.images import expand_sources, is_video
+    from yoloworld.outputs import check_apart
 
     out = check_output(args.out, "--out", folder=True)
+    check_apart(out, args.sources, "--out")
     settings = LabelSettings(args.format, args.conf, dict(args.class_conf), args.iou, args.max_det,
                              args.val_fraction, args.drop_empty)
     sources = [p for p in expand_sources(args.sources) if not is_video(p)]
