@@ -156,11 +156,12 @@ def test_per_class_thresholds_drop_only_that_class(demo, tmp_path):
 def test_a_line_cut_short_by_a_kill_is_labelled_again(tmp_path):
     ledger = Ledger(tmp_path)
     ledger.start({"format": "coco"})
-    ledger.append({"source": "/a.jpg", "name": "a.jpg"})
+    entry = {"split": "train", "width": 8, "height": 8, "boxes": []}
+    ledger.append({"source": "/a.jpg", "name": "a.jpg", **entry})
     with open(ledger.path, "a") as handle:
         handle.write('{"source": "/b.jp')  # killed mid-write
     assert list(ledger.read()) == ["/a.jpg"]
-    ledger.append({"source": "/c.jpg", "name": "c.jpg"})
+    ledger.append({"source": "/c.jpg", "name": "c.jpg", **entry})
     assert list(ledger.read()) == ["/a.jpg", "/c.jpg"]
 
 

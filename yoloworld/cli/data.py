@@ -56,7 +56,7 @@ def add_parser(subparsers) -> None:
                        help="fill of the shapes: solid, or striped (a new appearance for fine-tuning experiments)")
     synth.add_argument("--only", help="draw only these classes, comma-separated ('red circle,blue square')")
     synth.add_argument("--unlabelled", help="with --only: also draw these classes, solid and never annotated")
-    synth.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
+    synth.add_argument("--overwrite", action="store_true", help="replace the files an earlier synth wrote in --out (only those)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -29,10 +29,12 @@ from yoloworld.images import (
     video_frames,
     video_info,
 )
+from yoloworld.outputs import OutputFolder, check_apart
 from yoloworld.streams import Stream, is_stream, stream_name
 
 logger = logging.getLogger(__name__)
 
+PREDICT_KIND = "predict"  # what the --save-dir manifest says wrote its files
 DEMO_MODEL = Path(__file__).resolve().parents[1] / "assets" / "demo.pt"
 
 
@@ -63,9 +65,12 @@ def run(args) -> int:
     if not args.weights:
         raise InputError("no --weights given: pass a checkpoint file or a name such as yolo_world_v2_s")
     save_dir = None if args.no_save else check_output(args.save_dir, "--save-dir", folder=True)
+    if save_dir:
+        check_apart(save_dir, [s for s in args.sources if not is_stream(s)], "--save-dir")
     check_output(args.json_path, "--json")
     check_output(None if args.stream_json == "-" else args.stream_json, "--stream-json")
     paths = expand_sources([s for s in args.sources if not is_stream(s)])
+    targets = annotated_files(save_dir, paths)
     classes = chosen_classes(args)
     model = apply_vocabulary(load_predictor(args), classes)
     streams = [Stream(s, stream_options(args)) for s in args.sources if is_stream(s)]  # a bad address fails first
@@ -73,9 +78,10 @@ def run(args) -> int:
         save_dir.mkdir(parents=True, exist_ok=True)
     sink, skipped, interrupted = RecordSink(args.stream_json, keep=bool(args.json_path)), 0, False
     try:
-        skipped = predict_files(model, paths, args, save_dir, sink)
+        skipped = predict_files(model, paths, args, targets, sink)
         for stream in streams:
             video = save_dir / f"{stream_name(stream.source)}.mp4" if save_dir else None
+            claim_outputs(save_dir, [video] if video else [])
             predict_frames(model, stream, stream.source, video, stream.fps, args, sink.add)
     except KeyboardInterrupt:  # a live stream ends this way: finish the files written so far, then stop
         interrupted = True
@@ -89,18 +95,35 @@ def run(args) -> int:
     return 130 if interrupted else 0
 
 
-def predict_files(model, paths: list[Path], args, save_dir: Path | None, sink: RecordSink) -> int:
-    """Videos, then images in batches; returns the number of unreadable files skipped."""
+def claim_outputs(save_dir: Path | None, files: list[Path]) -> list[Path]:
+    """Record `files` as predict's in --save-dir before writing them: a file there that predict did not write
+    is never replaced (one line instead)."""
+    return OutputFolder(save_dir, "--save-dir").claim(files, PREDICT_KIND) if save_dir and files else files
+
+
+def annotated_files(save_dir: Path | None, paths: list[Path]) -> dict[Path, Path]:
+    """Each source's annotated file in --save-dir (none without one), claimed before any work."""
+    if not save_dir:
+        return {}
+    used: set[Path] = set()
+    targets = {p: save_dir / f"{p.stem}.mp4" if is_video(p) else unique_name(save_dir, p, used) for p in paths}
+    claim_outputs(save_dir, list(targets.values()))
+    return targets
+
+
+def predict_files(model, paths: list[Path], args, targets: dict[Path, Path], sink: RecordSink) -> int:
+    """Videos, then images in batches, each annotated into `targets[path]` if given; returns the number of
+    unreadable files skipped."""
     from yoloworld.predictor import predict_frames
 
-    skipped, used_names = 0, set()
+    skipped = 0
     images = [p for p in paths if not is_video(p)]
     for video in (p for p in paths if is_video(p)):
         try:
             fps, count = video_info(video)
             frames = tqdm(video_frames(video), total=min(count, args.max_frames or count) or None, unit="frame",
                           desc=video.name)
-            annotated = save_dir / f"{video.stem}.mp4" if save_dir else None
+            annotated = targets.get(video)
             predict_frames(model, frames, str(video), annotated, fps, args, sink.add)
         except InputError as exc:  # an unreadable video is skipped like an unreadable image
             logger.warning(f"skipped: {exc}")
@@ -120,8 +143,8 @@ def predict_files(model, paths: list[Path], args, save_dir: Path | None, sink: R
             for path, image, result in zip(batch, arrays, results):
                 result.file = str(path)
                 sink.add(result.to_dict())
-                if save_dir:
-                    cv2.imwrite(str(unique_name(save_dir, path, used_names)), result.plot(image))
+                if path in targets:
+                    cv2.imwrite(str(targets[path]), result.plot(image))
         progress.update(len(images[start:start + args.batch]))
     progress.close()
     return skipped
@@ -162,12 +185,14 @@ def run_demo(args) -> int:
     model = YOLOWorld.from_pretrained(DEMO_MODEL, device=args.device, imgsz=args.imgsz, fuse=True)
     image, _ = draw_image(np.random.default_rng(args.seed), SynthConfig(images=1))
     result = model.predict([image], conf=max(args.conf, 0.25), iou=args.iou, max_det=args.max_det)[0]
-    save_dir = Path(args.save_dir)
+    save_dir = check_output(args.save_dir, "--save-dir", folder=True)
+    json_path = args.json_path or str(save_dir / "demo.json")
+    claim_outputs(save_dir, [save_dir / "demo_input.png", save_dir / "demo.png"]
+                  + ([] if args.json_path else [Path(json_path)]))
     save_dir.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(save_dir / "demo_input.png"), image)
     cv2.imwrite(str(save_dir / "demo.png"), result.plot(image))
     result.file = str(save_dir / "demo_input.png")
-    json_path = args.json_path or str(save_dir / "demo.json")
     Path(json_path).write_text(json.dumps([result.to_dict()], indent=1))
     for name, score in zip(result.class_names, result.scores):
         print(f"  {name:<16} {score:.2f}")

@@ -24,6 +24,7 @@ import numpy as np
 import yaml
 
 from yoloworld.errors import InputError
+from yoloworld.outputs import OutputFolder
 
 COLOURS = {  # BGR
     "red": (40, 40, 220), "green": (50, 185, 50), "blue": (215, 70, 35), "yellow": (35, 220, 230),
@@ -33,6 +34,9 @@ SHAPES = ("circle", "square", "triangle", "star", "cross", "diamond")
 TEXTURES = ("solid", "striped")
 SHAPE_SYNONYMS = {"circle": "disc", "square": "block", "triangle": "wedge", "star": "star shape",
                   "cross": "plus sign", "diamond": "rhombus"}
+
+
+SYNTH_KIND = "data synth"
 
 
 @dataclass
@@ -179,12 +183,13 @@ def caption_for(objects: list[SynthObject], names: list[str]) -> tuple[str, dict
 def synthesize(out_dir: str | Path, config: SynthConfig, overwrite: bool = False) -> dict[str, int]:
     """Write the dataset; returns image and box counts per split."""
     out = Path(out_dir)
-    _clear_previous(out, overwrite)
+    outputs = _clear_previous(out, overwrite)
     image_dir = out / "coco" / "images"
+    num_val = min(int(round(config.images * config.val_fraction)), config.images - 1)
+    outputs.claim(_synth_files(out, config.images, num_val), SYNTH_KIND)
     image_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(config.seed)
     names = config.class_names
-    num_val = min(int(round(config.images * config.val_fraction)), config.images - 1)
     splits = {"train": [], "val": []}
     for index in range(config.images):
         image, objects = draw_image(rng, config)
@@ -207,14 +212,29 @@ def synthesize(out_dir: str | Path, config: SynthConfig, overwrite: bool = False
             for what, count in (("images", len(items)), ("boxes", sum(len(i[4]) for i in items)))}
 
 
-def _clear_previous(out: Path, overwrite: bool) -> None:
-    """Stale images of an earlier, larger run would leak into the YOLO folders: refuse or remove our folders."""
+def _clear_previous(out: Path, overwrite: bool) -> OutputFolder:
+    """Stale images of an earlier, larger run would leak into the YOLO folders: refuse, or remove the files an
+    earlier synth run recorded (and nothing else: a file of the user's there stays)."""
     ours = [out / name for name in ("coco", "grounding", "yolo") if (out / name).exists()]
     if ours and not overwrite:
         raise InputError(f"{out}: already holds a dataset ({', '.join(p.name for p in ours)}); "
                          "pass --overwrite or choose another --out")
-    for path in ours:
-        shutil.rmtree(path)
+    outputs = OutputFolder(out)
+    outputs.remove([SYNTH_KIND])
+    return outputs
+
+
+def _synth_files(out: Path, images: int, num_val: int) -> list[Path]:
+    """Every file `synthesize` writes, recorded as its own before any is written."""
+    splits = {"train": range(images - num_val), "val": range(images - num_val, images)}
+    files = [out / "coco" / "images" / f"{index:06d}.jpg" for index in range(images)]
+    for split, indices in splits.items():
+        if indices:
+            suffix = "" if split == "train" else "_val"
+            files += [out / "coco" / f"annotations{suffix}.json", out / "grounding" / f"annotations{suffix}.json"]
+            files += [out / "yolo" / kind / split / f"{index:06d}{ext}" for index in indices
+                      for kind, ext in (("images", ".jpg"), ("labels", ".txt"))]
+    return files + [out / "coco" / "class_texts.json", out / "yolo" / "classes.txt", out / "yolo" / "data.yaml"]
 
 
 def _xywh(box) -> list[float]:
@@ -257,7 +277,7 @@ def _write_yolo_split(root: Path, split: str, items, image_dir: Path) -> None:
     labels.mkdir(parents=True, exist_ok=True)
     for _, file_name, width, height, objects in items:
         target = images / file_name
-        if target.exists():
+        if target.exists() or target.is_symlink():  # the link itself, never what it points to
             target.unlink()
         try:
             os.link(image_dir / file_name, target)  # same bytes as the COCO copy, no extra disk
