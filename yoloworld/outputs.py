@@ -124,6 +124,16 @@ def _prune_empty(folder: Path, rel: PurePosixPath) -> None:
         rel = rel.parent
 
 
+def claim_files(paths: Iterable[str | os.PathLike], kind: str, flag: str = "--out",
+                replace_kinds: bool = False) -> None:
+    """`OutputFolder.claim` for single files that may lie in several folders (each folder keeps its record)."""
+    by_folder: dict[Path, list[Path]] = {}
+    for path in map(Path, paths):
+        by_folder.setdefault(path.parent, []).append(path)
+    for folder, files in by_folder.items():
+        OutputFolder(folder, flag).claim(files, kind, replace_kinds)
+
+
 def check_apart(out: str | os.PathLike, sources: Iterable[str | os.PathLike], flag: str = "--out") -> None:
     """One InputError when the output folder `out` is, holds or lies inside one of `sources` (files or folders)."""
     real_out = Path(os.path.realpath(out))
@@ -135,4 +145,4 @@ def check_apart(out: str | os.PathLike, sources: Iterable[str | os.PathLike], fl
                              "your inputs")
 
 
-__all__ = ["MANIFEST_NAME", "OutputFolder", "check_apart"]
+__all__ = ["MANIFEST_NAME", "OutputFolder", "check_apart", "claim_files"]

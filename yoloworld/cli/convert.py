@@ -10,10 +10,11 @@ import argparse
 from pathlib import Path
 
 from yoloworld.data.class_texts import write_class_texts
-from yoloworld.data.convert import yolo_to_coco
+from yoloworld.data.convert import output_path, yolo_to_coco
 from yoloworld.data.problems import ProblemLog
 from yoloworld.data.yolo_format import find_yolo_splits
 from yoloworld.files import check_output
+from yoloworld.outputs import claim_files
 
 
 def add_parser(subparsers) -> None:
@@ -37,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
     if args.convert_command == "ultralytics":
         return convert_ultralytics(args)
     check_output(args.texts, "--texts")
+    claim_files(planned_coco_files(args.source, args.out), "convert yolo2coco", "--out")
+    if args.texts:
+        claim_files([args.texts], "convert yolo2coco", "--texts")
     problems = ProblemLog()
     written = yolo_to_coco(args.source, args.out, problems)
     for line in problems.lines():
@@ -53,6 +57,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def planned_coco_files(source: str, out: str | None) -> list[Path]:
+    """The JSON files `yolo_to_coco` writes (one per split with images), recorded as convert's before writing:
+    an annotations file of the user's there is refused in one line, never replaced."""
+    splits, _ = find_yolo_splits(source)
+    root = Path(source)
+    base = root.parent if root.is_file() else root
+    several = len(splits) > 1
+    return [output_path(Path(out) if out else None, base, split, several) for split, images in splits.items()
+            if images]
+
+
 def convert_ultralytics(args: argparse.Namespace) -> int:
     from yoloworld.errors import CheckpointError
     from yoloworld.models.checkpoint import TEXT_PREFIX, infer_config, is_fused, load_weights, resolve_weights, save_checkpoint
@@ -62,6 +77,8 @@ def convert_ultralytics(args: argparse.Namespace) -> int:
 
     check_output(args.out, "--out")
     source = resolve_weights(args.source)
+    out = Path(args.out) if args.out else source.with_suffix(".pth")
+    claim_files([out], "convert ultralytics", "--out")
     converted = read_ultralytics(source)
     if converted is None:
         raise CheckpointError(f"{source}: not an Ultralytics YOLO-World file (a torch zip pickling a WorldModel)")
@@ -73,7 +90,6 @@ def convert_ultralytics(args: argparse.Namespace) -> int:
     if is_fused(state):  # the official layout has no fused form
         state = unfused_state(model, state)
     load_weights(model, state, str(source), (TEXT_PREFIX,) if encoder is not None else ())
-    out = Path(args.out) if args.out else source.with_suffix(".pth")
     vocabulary = converted["meta"]["yoloworld"]
     save_checkpoint(out, model, vocabulary, class_embeddings=converted["class_embeddings"])
     names = [group[0] for group in vocabulary["classes"]]

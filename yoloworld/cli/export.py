@@ -20,7 +20,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_model_flags(parser, imgsz_help="input size, a multiple of 32 (default: the model's own, else 640); with "
                     "--dynamic-shape the default long side")
     parser.add_argument("--format", choices=("onnx", "openvino"), default="onnx",
-                        help="onnx: one .onnx file (ONNX Runtime); openvino: a NAME_openvino_model/ folder")
+                        help="onnx: one .onnx file (ONNX Runtime); openvino: a NAME_openvino_model/ folder "
+                        "(NAME_openvino_int8_model/ with --int8)")
     parser.add_argument("--vocab", choices=("baked", "dynamic"), default="baked",
                         help="baked: classes fixed in the graph (default: the vocabulary stored with the model); "
                         "dynamic: text embeddings are a graph input")
@@ -39,8 +40,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="with --int8: calibration images taken from --calib (default 300)")
     parser.add_argument("--opset", type=int, choices=range(12, 22), default=17, metavar="{12..21}",
                         help="ONNX opset (default 17)")
-    parser.add_argument("--out", help="output .onnx file, or OpenVINO folder (default: ./<weights name>.onnx or "
-                        "./<weights name>_openvino_model)")
+    parser.add_argument("--out", help="output .onnx file, or OpenVINO folder (default: ./<weights name>.onnx, "
+                        "./<weights name>_openvino_model or, INT8, ./<weights name>_openvino_int8_model)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier export of another kind (INT8 "
+                        "or fp32, baked or dynamic vocabulary) at --out; files not written by an export never are")
     parser.add_argument("--no-check", action="store_true", help="skip the exported vs PyTorch comparison")
     return parser
 
@@ -59,11 +62,12 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "openvino":
         from yoloworld.export.openvino_export import export_openvino
 
-        written = export_openvino(plan, out, api.imgsz, calibration, **options)
+        written = export_openvino(plan, out, api.imgsz, calibration, args.overwrite, **options)
     else:
         from yoloworld.export.onnx_export import export_onnx
 
         written = export_onnx(plan, out, api.imgsz, **options)
+        _claim(out.parent, written, _kind(args))  # the tokenizer folder's files, known only now
     names = ", ".join(plan.vocabulary.names) if plan.vocabulary else "set at run time"
     shape = "any multiple of 32, default long side" if args.dynamic_shape else "input"
     print(f"wrote {', '.join(str(p) for p in written)} ({args.vocab} vocabulary: {names}; {api.imgsz} px {shape}"
@@ -83,7 +87,7 @@ def _check_request(args) -> tuple[Path, list | None]:
         from yoloworld.export.openvino_runtime import import_openvino
 
         import_openvino()
-        out = Path(args.out) if args.out else default_folder(args.weights)
+        out = Path(args.out) if args.out else default_folder(args.weights, args.int8)
         check_output(out, "--out", folder=True)
     else:
         out = Path(args.out) if args.out else Path(Path(str(args.weights)).stem + ".onnx")
@@ -94,7 +98,36 @@ def _check_request(args) -> tuple[Path, list | None]:
     from yoloworld.export.onnx_runtime import import_onnxruntime
 
     import_onnx(), import_onnxruntime()
+    _claim_planned(args, out)
     return out, calibration
+
+
+def _claim_planned(args, out: Path) -> None:
+    """Before any work: the files this export will write are recorded as its own (or refused in one line)."""
+    dynamic = args.vocab == "dynamic"
+    if args.format == "openvino":
+        from yoloworld.export.openvino_export import expected_files
+
+        _claim(out, expected_files(out, dynamic), _kind(args), args.overwrite)
+    else:
+        tokenizer = out.with_suffix(".tokenizer")  # its files are checked if it is there, claimed once written
+        text = [out.with_suffix(".text.onnx"), *([tokenizer] if tokenizer.is_dir() else [])] if dynamic else []
+        _claim(out.parent, [out, *text], _kind(args), args.overwrite)
+
+
+def _kind(args) -> str:
+    from yoloworld.export.openvino_export import export_kind
+
+    return export_kind(args.format, args.vocab, args.int8)
+
+
+def _claim(folder: Path, paths: list[Path], kind: str, overwrite: bool = False) -> None:
+    """Record the export's files before they are written: a file there that no export wrote, or (without
+    --overwrite) an earlier export of another kind, is refused in one line instead of replaced."""
+    from yoloworld.outputs import OutputFolder
+
+    files = [f for p in paths for f in ([p] if not p.is_dir() else sorted(q for q in p.rglob("*") if q.is_file()))]
+    OutputFolder(folder, "--out").claim(files, kind, replace_kinds=overwrite)
 
 
 def _calibration(args) -> list | None:

@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from yoloworld.engine.validate import RunScoring
     from yoloworld.engine.wise_ft import ALPHAS, wise_ft
     from yoloworld.files import check_output
+    from yoloworld.outputs import claim_files
     from yoloworld.readers import read_yaml
 
     folder = Path(args.run)
@@ -61,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{tuned}: no such checkpoint (the run has not saved weights yet)")
     out = Path(args.out) if args.out else folder / "wise_ft.pth"
     check_output(out, "--out")
+    if args.out:  # the default, RUN/wise_ft.pth, is the run's own (train writes it too with keep.wise_ft)
+        claim_files([out, out.with_suffix(".json")], "wise-ft", "--out")
     _, val = dataset_configs(config)
     if not val:
         raise ConfigError(f"{folder}: the run has no val set (data.val) to score the fine-tuning classes on")
