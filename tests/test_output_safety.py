@@ -191,3 +191,33 @@ def test_an_output_record_is_written_before_the_file_and_refuses_a_link_out(tmp_
     assert json.loads((folder / MANIFEST_NAME).read_text())["files"] == {"a.txt": "test"}
     assert OutputFolder(folder).remove() == 0 and not (folder / MANIFEST_NAME).read_text().count("a.txt")
     assert outside.is_dir() and (folder / "sub").is_symlink()
+
+
+def test_an_int8_export_never_replaces_the_fp32_one(tmp_path, photos):
+    """Issue 22 point 7: both defaulted to ./W_openvino_model/; an export of another kind needs --overwrite."""
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    export = ["export", "--weights", DEMO, "--imgsz", 64, "--format", "openvino", "--no-check"]
+    int8 = ["--int8", "--calib", photos, "--calib-images", 2]
+    assert run_cli(*export, cwd=tmp_path).returncode == 0
+    fp32 = tmp_path / "demo_openvino_model"
+    (fp32 / "notes.txt").write_text("mine")
+    before = snapshot(fp32)
+    result = run_cli(*export, *int8, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "demo_openvino_int8_model" / "demo.xml").is_file() and snapshot(fp32) == before
+    err = one_line_error(run_cli(*export, *int8, "--out", fp32, cwd=tmp_path))
+    assert "another kind (export openvino fp32" in err and "--overwrite" in err and snapshot(fp32) == before
+    result = run_cli(*export, "--out", tmp_path / "demo_openvino_int8_model", "--overwrite", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "demo_openvino_int8_model" / MANIFEST_NAME).read_text())["files"]
+    assert set(record.values()) == {"export openvino fp32, baked vocabulary"}
+    assert snapshot(fp32) == before  # notes.txt included
+
+
+def test_an_onnx_export_never_replaces_a_file_it_did_not_write(tmp_path):
+    pytest.importorskip("onnx")
+    (tmp_path / "demo.onnx").write_bytes(b"my own model")
+    err = one_line_error(run_cli("export", "--weights", DEMO, "--imgsz", 64, "--no-check", cwd=tmp_path))
+    assert "demo.onnx" in err and "did not write" in err
+    assert (tmp_path / "demo.onnx").read_bytes() == b"my own model"
