@@ -170,6 +170,22 @@ def test_convert_yolo2coco_never_replaces_the_users_annotations(tmp_path):
     assert run_cli("convert", "yolo2coco", out / "yolo", "--out", out / "mine.json").returncode == 0  # its own: rerun
 
 
+def test_wise_ft_out_never_replaces_a_file_it_did_not_write(tmp_path):
+    synthesize(tmp_path / "synth", SynthConfig(images=2, seed=3, min_side=64, max_side=64))
+    coco = tmp_path / "synth" / "coco"
+    sets = {"kind": "coco", "ann": str(coco / "annotations.json"), "images": str(coco / "images"),
+            "classes_file": str(coco / "class_texts.json")}
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(json.dumps({"model": {"weights": str(DEMO)}, "data": {"val": [sets]},
+                                                 "keep": {"retain": sets}}))
+    shutil.copyfile(DEMO, run / "best.pth")
+    (tmp_path / "mine.pth").write_bytes(b"my own weights")
+    err = one_line_error(run_cli("wise-ft", run, "--out", tmp_path / "mine.pth"))
+    assert "mine.pth" in err and "did not write" in err
+    assert (tmp_path / "mine.pth").read_bytes() == b"my own weights"
+
+
 def test_a_training_run_never_writes_into_a_folder_holding_files(tmp_path):
     (tmp_path / "project").mkdir()
     (tmp_path / "project" / "config.yaml").write_text("mine")

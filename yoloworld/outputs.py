@@ -65,14 +65,14 @@ class OutputFolder:
         for name in names:
             target = self.folder / name
             if root != Path(os.path.realpath(target.parent)) and root not in Path(os.path.realpath(target.parent)).parents:
-                raise InputError(f"{self.flag} {self.folder}: {name} would be written through a link leading out of "
-                                 "the folder; remove the link or choose another folder")
+                raise InputError(f"{target}: would be written through a link leading out of {self.folder}; remove "
+                                 f"the link or choose another {self.flag}")
             if name not in self.files and (target.exists() or target.is_symlink()):
-                raise InputError(f"{self.flag} {self.folder}: {name} is already there and yoloworld did not write "
-                                 f"it; move it away or choose another {self.flag}")
+                raise InputError(f"{target}: already there and yoloworld did not write it (not in {MANIFEST_NAME}); "
+                                 f"move it away or choose another {self.flag}")
             if self.files.get(name, kind) != kind and not replace_kinds:
-                raise InputError(f"{self.flag} {self.folder}: {name} holds an earlier output of another kind "
-                                 f"({self.files[name]}); pass --overwrite to replace it, or choose another {self.flag}")
+                raise InputError(f"{target}: holds an earlier output of another kind ({self.files[name]}); pass "
+                                 f"--overwrite to replace it, or choose another {self.flag}")
         new = {name: kind for name in names if self.files.get(name) != kind}
         if new:
             self.files.update(new)

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         from yoloworld.export.onnx_export import export_onnx
 
         written = export_onnx(plan, out, api.imgsz, **options)
-        _claim(out.parent, written, _kind(args))  # the tokenizer folder's files, known only now
+        _claim(out.parent, written, _kind(args), args.overwrite)  # the tokenizer folder's files, known only now
     names = ", ".join(plan.vocabulary.names) if plan.vocabulary else "set at run time"
     shape = "any multiple of 32, default long side" if args.dynamic_shape else "input"
     print(f"wrote {', '.join(str(p) for p in written)} ({args.vocab} vocabulary: {names}; {api.imgsz} px {shape}"
