@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 from yoloworld.errors import InputError
-from yoloworld.files import write_json
+from yoloworld.files import check_output, write_json
 
 MANIFEST_NAME = ".yoloworld-outputs.json"
 
@@ -94,8 +94,13 @@ class OutputFolder:
         return removed
 
     def _save(self) -> None:
-        if self.files or self.manifest.exists():
+        if not self.files and not self.manifest.exists():
+            return
+        try:
             write_json(self.manifest, {"written_by": "yoloworld", "files": dict(sorted(self.files.items()))}, indent=0)
+        except OSError as exc:  # a read-only folder, a parent that is a file: check_output names which
+            check_output(self.folder, self.flag, folder=True)
+            raise InputError(f"{self.flag} {self.folder}: cannot write there ({exc.strerror or exc})") from None
 
 
 def _inside(root: Path, path: Path) -> bool:
