@@ -64,7 +64,7 @@ class OutputFolder:
         root = Path(os.path.realpath(self.folder))
         for name in names:
             target = self.folder / name
-            if root != Path(os.path.realpath(target.parent)) and root not in Path(os.path.realpath(target.parent)).parents:
+            if not _inside(root, target.parent):
                 raise InputError(f"{target}: would be written through a link leading out of {self.folder}; remove "
                                  f"the link or choose another {self.flag}")
             if name not in self.files and (target.exists() or target.is_symlink()):
