@@ -75,7 +75,8 @@ def test_single_split_and_json_out_names(tmp_path):
     for split in ("train", "val"):
         write_yolo_split(tmp_path / "two" / split, rng, ["a", "b"])
     assert main(["convert", "yolo2coco", str(tmp_path / "two"), "--out", str(tmp_path / "out" / "ann.json")]) == 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ann_train.json", "ann_val.json"]
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == [".yoloworld-outputs.json", "ann_train.json", "ann_val.json"]  # + the record of convert's files
 
 
 def test_texts_from_coco_lvis_and_names(tmp_path):

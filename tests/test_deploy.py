@@ -103,7 +103,7 @@ def test_openvino_baked_graph_equals_pytorch(v2, openvino_baked, images):
 def test_openvino_dynamic_vocabulary_changes_classes_like_pytorch(v2, images, tmp_path):
     out = tmp_path / "v2_n_openvino_model"
     export_openvino(plan_export(v2, None, vocabulary="dynamic"), out, IMGSZ)
-    assert sorted(p.name for p in out.iterdir()) == ["v2_n.bin", "v2_n.text.bin", "v2_n.text.xml",
+    assert sorted(p.name for p in out.iterdir()) == [".yoloworld-outputs.json", "v2_n.bin", "v2_n.text.bin", "v2_n.text.xml",
                                                      "v2_n.tokenizer", "v2_n.xml"]
     runner = OpenVinoYOLOWorld(out)
     texts = ["dog", "traffic light", " "]
