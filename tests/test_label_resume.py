@@ -162,3 +162,26 @@ def test_every_kind_of_class_is_described_as_json_that_tells_runs_apart(tmp_path
     assert described[0][1] == {"image_prompt": "mug", "references": [[str(ref.resolve()), [1.0, 2.0, 3.0, 4.0]]]}
     assert described == describe_classes(classes)  # the same on every run: a resume compares them
     assert described != describe_classes([classes[0], [Embedding(vector * 2, "thing")], classes[2]])
+
+
+def test_a_visual_prompt_labels_and_resumes(fixtures, tmp_path):
+    """Finding 6: `label --visual-prompt` crashed with "VisualPrompt is not JSON serializable"."""
+    import cv2
+    from test_visual_prompts import save_tower
+
+    tower = save_tower(tmp_path / "clip-vision")
+    image = np.load(fixtures / "inputs.npz")["image_raw"][:, :, ::-1].copy()
+    (tmp_path / "photos").mkdir()
+    cv2.imwrite(str(tmp_path / "photos" / "a.png"), image)
+    cv2.imwrite(str(tmp_path / "ref.png"), image[:100, :120])
+    command = ["label", tmp_path / "photos", "--weights", fixtures / "v2_n.pth", "--text-model",
+               fixtures / "tiny-clip", "--vision-model", tower, "--classes", "dog", "--visual-prompt",
+               f"cup={tmp_path / 'ref.png'}", "--conf", 0.9, "--out", tmp_path / "ds"]
+    for resumed in (False, True):
+        result = run_cli(*command)
+        assert result.returncode == 0, result.stderr
+        assert ("1 done by an earlier run" in result.stdout) == resumed, result.stdout
+    settings = json.loads((tmp_path / "ds" / SETTINGS_NAME).read_text())
+    assert settings["classes"] == [["dog"], [{"image_prompt": "cup",
+                                              "references": [[str((tmp_path / "ref.png").resolve()), None]]}]]
+    assert json.loads((tmp_path / "ds" / "class_texts.json").read_text()) == [["dog"], ["cup"]]

@@ -78,7 +78,7 @@ class Ledger:
         if damaged and not self._warned:
             self._warned = True
             more = f" (and {len(damaged) - 1} more damaged line(s))" if len(damaged) > 1 else ""
-            logger.warning("warning: %s %s, skipped%s; an image it recorded is labelled again", self.path,
+            logger.warning("warning: %s %s, skipped%s; any image it recorded is labelled again", self.path,
                            damaged[0], more)
         return done
 
