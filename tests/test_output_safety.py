@@ -237,3 +237,17 @@ def test_an_onnx_export_never_replaces_a_file_it_did_not_write(tmp_path):
     err = one_line_error(run_cli("export", "--weights", DEMO, "--imgsz", 64, "--no-check", cwd=tmp_path))
     assert "demo.onnx" in err and "did not write" in err
     assert (tmp_path / "demo.onnx").read_bytes() == b"my own model"
+
+
+def test_a_labelling_written_before_output_records_still_resumes_and_overwrites_only_its_files(tmp_path, photos):
+    out = tmp_path / "ds"
+    args = ["label", photos, *MODEL, "--out", out, "--format", "yolo", "--conf", 0.01, "--val-fraction", 0]
+    assert run_cli(*args).returncode == 0
+    (out / MANIFEST_NAME).unlink()  # as an earlier version left it
+    (out / "notes.txt").write_text("mine")
+    resumed = run_cli(*args)
+    assert resumed.returncode == 0 and "3 done by an earlier run" in resumed.stdout, resumed.stderr
+    (out / MANIFEST_NAME).unlink()
+    again = run_cli(*args, "--overwrite", "--review", 0)
+    assert again.returncode == 0 and "labelled 3 image(s)" in again.stdout, again.stderr
+    assert (out / "notes.txt").read_text() == "mine" and not (out / "review.png").exists()

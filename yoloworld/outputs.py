@@ -79,6 +79,16 @@ class OutputFolder:
             self._save()
         return [self.folder / name for name in names]
 
+    def adopt(self, paths: Iterable[str | os.PathLike], kind: str) -> None:
+        """Record files an earlier run of `kind` wrote before output records existed (its own record, such as
+        `label`'s ledger, names them); links and paths through a link out of the folder are left out."""
+        root = Path(os.path.realpath(self.folder))
+        found = {self.key(p): kind for p in map(Path, paths)
+                 if p.is_file() and not p.is_symlink() and _inside(root, p.parent)}
+        if found:
+            self.files.update(found)
+            self._save()
+
     def remove(self, kinds: Iterable[str] | None = None) -> int:
         """Remove the recorded files (of `kinds`, or all) and the folders they leave empty; returns the count."""
         wanted = None if kinds is None else set(kinds)

@@ -76,6 +76,7 @@ def label_images(model, sources: list[Path], out: Path, settings: LabelSettings,
     Stopped by Ctrl-C, the dataset of the images done so far is still written before the interrupt goes on."""
     thresholds = settings.thresholds(model.class_names)
     outputs = OutputFolder(out)
+    adopt_earlier_labelling(out, outputs)
     outputs.claim([out / LEDGER_NAME, out / SETTINGS_NAME], KIND)
     run = LabelRun(out, settings, Ledger(out), outputs)
     done = run.ledger.start({**asdict(settings), "classes": describe_classes(model.vocabulary.classes),
@@ -183,7 +184,26 @@ def prepare_out(out: Path, overwrite: bool) -> None:
     if not out.exists():
         return
     if overwrite:
-        OutputFolder(out).remove([KIND])
+        outputs = OutputFolder(out)
+        adopt_earlier_labelling(out, outputs)
+        outputs.remove([KIND])
     elif not (out / SETTINGS_NAME).exists() and any(p.name != MANIFEST_NAME for p in out.iterdir()):
         raise InputError(f"--out {out}: holds other files and no earlier labelling to continue; choose a new or "
                          "empty folder")
+
+
+def adopt_earlier_labelling(out: Path, outputs: OutputFolder) -> None:
+    """A folder labelled before output records existed: its ledger names the files that labelling wrote (images,
+    labels, dataset files), so they are recorded as `label`'s and a resume or --overwrite handles them as before."""
+    ledger = Ledger(out)
+    if outputs.key(ledger.settings_path) in outputs.files or not ledger.settings_path.is_file() \
+            or not ledger.path.is_file():
+        return
+    settings = ledger.read_settings()
+    if settings.get("format") not in FORMATS:
+        return
+    fmt, ledger.num_classes = settings["format"], len(settings.get("classes") or []) or None
+    entries = list(ledger.read(warn=False).values())  # the run's own read warns about damaged lines
+    files = [ledger.path, ledger.settings_path, out / "summary.json", out / "review.png"]
+    files += [image_target(out, fmt, e["name"], e["split"]) for e in entries] + dataset_files(out, fmt, entries)
+    outputs.adopt(files, KIND)

@@ -55,7 +55,7 @@ class Ledger:
                              f"remove it with {LEDGER_NAME} to start over, or choose another --out")
         return previous
 
-    def read(self) -> dict[str, dict]:
+    def read(self, warn: bool = True) -> dict[str, dict]:
         """Every valid entry (source -> entry), in order; damaged lines are skipped with one warning."""
         if not self.path.exists():
             return {}
@@ -75,7 +75,7 @@ class Ledger:
             entry = json.loads(line)
             done[entry["source"]] = entry
             names.add(entry["name"])
-        if damaged and not self._warned:
+        if damaged and warn and not self._warned:
             self._warned = True
             more = f" (and {len(damaged) - 1} more damaged line(s))" if len(damaged) > 1 else ""
             logger.warning("warning: %s %s, skipped%s; any image it recorded is labelled again", self.path,
