@@ -31,8 +31,7 @@ class Vocabulary:
             if not kept:
                 raise InputError("the class list holds only a padding embedding: give at least one class")
             return cls(kept, True, rows[-1][0])
-        has_padding = any(isinstance(t, str) and t.strip() == "" for group in normalised for t in group)
-        return cls(normalised, padding and not has_padding)
+        return cls(normalised, padding)
 
     @property
     def names(self) -> list[str]:
@@ -74,6 +73,9 @@ def normalise_classes(classes) -> list[list]:
         group = [entry] if isinstance(entry, PROMPT_TYPES) else entry
         if not isinstance(group, (list, tuple)) or not group or not all(isinstance(t, PROMPT_TYPES) for t in group):
             raise InputError(f"class entry {entry!r} is not a text, a VisualPrompt or a non-empty list of them")
+        if any(isinstance(t, str) and not t.strip() for t in group):
+            raise InputError(f"class {len(normalised) + 1} ({entry!r}) is blank: give every class a name (the padding "
+                             "prompt is added for you; padding=False leaves it out)")
         normalised.append(list(group))
     return normalised
 
