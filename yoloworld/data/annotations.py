@@ -75,7 +75,7 @@ def read_image_entries(data: dict, name: str, images_dir: Path, problems: Proble
                                "bits) and a 'file_name' string")
         width, height = info.get("width"), info.get("height")
         if not _pixel_size(width) or not _pixel_size(height):
-            if width is not None or height is not None:
+            if any(value not in (None, 0) and not _pixel_size(value) for value in (width, height)):  # 0: unknown
                 problems.add("bad_size", name, f"images[{position}] has width {str(width)[:24]}, height "
                              f"{str(height)[:24]}: not a pixel size up to {MAX_SIDE}; the image's own size is used")
             size = image_size(images_dir / file)

@@ -315,7 +315,6 @@ def build_train_config(recipe: str | Path | None = None, overrides: list[str] | 
         raise ConfigError(f"recipe {resolve_recipe(recipe)}: {exc}") from None
 
 
-
 SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 
