@@ -150,7 +150,7 @@ EXPECTED = {  # case -> words its one line must hold
     "Ultralytics big weight (convert)": "claims 460800000 elements",
     "Ultralytics deep nesting": "nested more than 32 deep",
     "num_prompts 100000": "num_prompts 100000: at most 16384",
-    "num_prompts 16000, no such weights": "settings and weights disagree",
+    "num_prompts 16000, no such weights": "missing keys (e.g. embeddings",
     "NaN weight": "holds NaN or infinite values",
     "fewer classes than embeddings": "names 3 class texts (padding included) but its class_embeddings have shape (10,",
     "truncated --vision-model": "model.safetensors: truncated or damaged safetensors file",
@@ -252,7 +252,8 @@ def test_absurd_settings_are_refused_before_building(tmp_path, settings):
 
 def test_settings_within_bounds_must_match_the_weights(tmp_path):
     """widen 2.0 is allowed, but this 2 KB file holds no such weights: refused from a meta-device skeleton."""
-    with pytest.raises(CheckpointError, match="settings and weights disagree"):
+    with pytest.raises(CheckpointError, match="stem.conv.weight has shape \\(16, 3, 3, 3\\), the model expects "
+                                              "\\(128, 3, 3, 3\\)"):
         open_checkpoint(absurd_settings(tmp_path / "wide.pth", widen=2.0, deepen=2.0))
 
 
@@ -288,3 +289,21 @@ def test_persistent_ids_name_only_storages(tmp_path):
     path = write_torch_zip(tmp_path / "pid.pt", p_dict({"x": p_str("a") + b"Q"}))
     with pytest.raises(UnreadableFile, match="unsupported persistent record"):
         scan_archive(path)
+
+
+def test_tower_settings_must_match_the_towers_weights():
+    """A stored text/vision config is checked against the tower's weights before the tower is built."""
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    from yoloworld.models.checkpoint_checks import check_tower
+
+    small = CLIPTextConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           projection_dim=32, vocab_size=100, max_position_embeddings=16)
+    state = {f"tower.{k}": v for k, v in CLIPTextModelWithProjection(small).state_dict().items()}
+    check_tower(CLIPTextModelWithProjection, small, state, "tower.", "file.pth", "text tower")
+    deep = CLIPTextConfig(**{**small.to_dict(), "num_hidden_layers": 100_000})
+    with pytest.raises(CheckpointError, match="file.pth: the text tower config has 100000 layers, the file's weights 2"):
+        check_tower(CLIPTextModelWithProjection, deep, state, "tower.", "file.pth", "text tower")
+    wide = CLIPTextConfig(**{**small.to_dict(), "intermediate_size": 1 << 20})
+    with pytest.raises(CheckpointError, match="fc1.weight has shape \\(64, 32\\), the model expects \\(1048576, 32\\)"):
+        check_tower(CLIPTextModelWithProjection, wide, state, "tower.", "file.pth", "text tower")

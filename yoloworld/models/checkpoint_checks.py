@@ -37,19 +37,20 @@ def check_settings_against_shapes(config: ModelConfig, state: dict, source: str)
 
 
 def check_shapes(expected: dict, state: dict, prefix: str, source: str, ignore: tuple[str, ...] = ()) -> None:
-    """Every key of `expected` (a module's state_dict) is in `state` under `prefix`, with the same shape."""
+    """Every key of `expected` (a module's state_dict) is in `state` under `prefix`, with the same shape (the same
+    messages as `checkpoint.check_state_dict`, which later also refuses unexpected keys)."""
     from yoloworld.models.checkpoint import BENIGN_SUFFIXES
 
-    for key, tensor in expected.items():
-        if key.endswith(BENIGN_SUFFIXES) or key.startswith(ignore):
-            continue
+    keys = [key for key in expected if not key.endswith(BENIGN_SUFFIXES) and not key.startswith(ignore)]
+    for key in keys:
         stored = state.get(prefix + key)
-        if stored is None:
-            raise CheckpointError(f"{source}: its settings describe a model with {prefix + key}, which the file "
-                                  "lacks (settings and weights disagree)")
-        if tuple(stored.shape) != tuple(tensor.shape):
-            raise CheckpointError(f"{source}: {prefix + key} has shape {tuple(stored.shape)}, its settings describe "
-                                  f"{tuple(tensor.shape)} (settings and weights disagree)")
+        if stored is not None and tuple(stored.shape) != tuple(expected[key].shape):
+            raise CheckpointError(f"{source}: {prefix + key} has shape {tuple(stored.shape)}, the model expects "
+                                  f"{tuple(expected[key].shape)}")
+    missing = [prefix + key for key in keys if prefix + key not in state]
+    if missing:
+        raise CheckpointError(f"{source}: weights do not fit this model: {len(missing)} missing keys (e.g. "
+                              f"{', '.join(missing[:3])}; the file's settings describe a model it holds no weights for)")
 
 
 def check_tower(model_class, tower_config, state: dict, prefix: str, source: str, what: str) -> None:

@@ -196,10 +196,13 @@ class _GuardedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every 
 
     # ---------------------------------------------------------------- filling objects
     def load_build(self):
-        state = self.stack.pop()
-        if not isinstance(self.stack[-1], Record):  # never __setstate__ / setattr on a real object
-            raise HostileFile(f"BUILD on {_name_of(self.stack[-1])} (only pickled objects may be built)")
-        self.stack[-1].state = state
+        state, target = self.stack.pop(), self.stack[-1]
+        if isinstance(target, Record):
+            target.state = state
+        elif type(target) is not collections.OrderedDict or not isinstance(state, dict):
+            # never __setstate__ / setattr on a real object
+            raise HostileFile(f"BUILD on {_name_of(target)} (only pickled objects may be built)")
+        # a state_dict's `_metadata` (module versions): not needed to read the weights, dropped
 
     def load_append(self):
         item = self.stack.pop()
@@ -308,8 +311,8 @@ def _build_value(func, args: tuple):
 
 
 def _name_of(func) -> str:
-    names = {token: f"{module}.{name}" for (module, name), token in _ALLOWED.items()}
-    return names.get(func, type(func).__name__)
+    names = [f"{module}.{name}" for (module, name), token in _ALLOWED.items() if token is func]
+    return names[0] if names else type(func).__name__
 
 
 def _member(archive: zipfile.ZipFile, name: str) -> zipfile.ZipInfo:
