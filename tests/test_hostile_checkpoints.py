@@ -307,3 +307,24 @@ def test_tower_settings_must_match_the_towers_weights():
     wide = CLIPTextConfig(**{**small.to_dict(), "intermediate_size": 1 << 20})
     with pytest.raises(CheckpointError, match="fc1.weight has shape \\(64, 32\\), the model expects \\(1048576, 32\\)"):
         check_tower(CLIPTextModelWithProjection, wide, state, "tower.", "file.pth", "text tower")
+
+
+def test_storage_records_must_hold_what_they_claim(tmp_path):
+    path = write_torch_zip(tmp_path / "claims.pt", p_dict({"w": p_tensor("0", (1,), (1,), numel=500_000_000)}),
+                           {"0": bytes(4)})
+    with pytest.raises(UnreadableFile, match="holds 4 bytes, not the 500000000 elements its record claims"):
+        scan_archive(path)
+
+
+def test_duplicate_members_are_refused(tmp_path):
+    """Python's zipfile reads the last copy of a name, other readers the first: a small copy must not vouch for a
+    big one."""
+    import warnings
+    import zipfile
+
+    path = write_torch_zip(tmp_path / "twice.pt", p_dict({"w": p_tensor("0", (1,), (1,))}), {"0": bytes(4)})
+    with zipfile.ZipFile(path, "a") as archive, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate name: that is the point
+        archive.writestr("archive/data/0", bytes(4))
+    with pytest.raises(UnreadableFile, match="two members of the same name"):
+        scan_archive(path)

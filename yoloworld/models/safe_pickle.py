@@ -134,20 +134,21 @@ class _GuardedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every 
             raise UnreadableFile(f"unsupported persistent record ({type(pid).__name__})")
         key, dtype = str(pid[2]), pid[1].dtype
         if key not in self.storages:
-            self.storages[key] = self._storage(f"{self.prefix}/data/{key}", dtype)
+            self.storages[key] = self._storage(f"{self.prefix}/data/{key}", dtype, pid[4] if len(pid) > 4 else None)
         elif self.storages[key].dtype != dtype:
             raise HostileFile(f"storage {key} read as two dtypes")
         return self.storages[key]
 
-    def _storage(self, member: str, dtype: torch.dtype) -> torch.Tensor:
+    def _storage(self, member: str, dtype: torch.dtype, claimed) -> torch.Tensor:
         info = _member(self.archive, member)
-        self.stored_bytes += info.file_size
         itemsize = torch.empty(0, dtype=dtype).element_size()
+        if info.file_size % itemsize or (claimed is not None and claimed != info.file_size // itemsize):
+            raise HostileFile(f"{member} holds {info.file_size} bytes, not the {claimed} elements its record claims")
+        self.stored_bytes += info.file_size
         if not self.read_data:  # shape only: a meta tensor costs no memory
             return torch.empty(info.file_size // itemsize, dtype=dtype, device="meta")
         raw = bytearray(read_member(self.archive, info))
-        usable = len(raw) - len(raw) % itemsize
-        return torch.frombuffer(raw, dtype=dtype, count=usable // itemsize) if usable else torch.empty(0, dtype=dtype)
+        return torch.frombuffer(raw, dtype=dtype) if raw else torch.empty(0, dtype=dtype)
 
     # ---------------------------------------------------------------- calls
     def _call(self, func, args, kwargs=None):
@@ -340,6 +341,8 @@ def _unpickle(path: str | Path, read_data: bool) -> tuple[object, bool]:
     """(the pickled object, whether it named any non-allow-listed global)."""
     try:
         with zipfile.ZipFile(path) as archive:
+            if len(set(archive.namelist())) != len(archive.namelist()):  # two readers could pick different copies
+                raise HostileFile("the archive holds two members of the same name")
             pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
             if len(pickles) != 1:
                 raise UnreadableFile("not a torch zip file (no single data.pkl)")
