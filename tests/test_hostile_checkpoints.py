@@ -148,7 +148,7 @@ EXPECTED = {  # case -> words its one line must hold
     "Ultralytics stride0 txt_feats (predict)": "claims 102400000 elements",
     "Ultralytics stride0 txt_feats (convert)": "claims 102400000 elements",
     "Ultralytics big weight (convert)": "claims 460800000 elements",
-    "Ultralytics deep nesting": "nested more than 32 deep",
+    "Ultralytics deep nesting": "objects nested more than 100 deep",
     "num_prompts 100000": "num_prompts 100000: at most 16384",
     "num_prompts 16000, no such weights": "missing keys (e.g. embeddings",
     "NaN weight": "holds NaN or infinite values",
@@ -328,3 +328,18 @@ def test_duplicate_members_are_refused(tmp_path):
         archive.writestr("archive/data/0", bytes(4))
     with pytest.raises(UnreadableFile, match="two members of the same name"):
         scan_archive(path)
+
+
+def test_deeply_nested_containers_are_refused(tmp_path):
+    """10000 nested lists (a few bytes each): any recursive reader of the result would hit the recursion limit."""
+    path = write_torch_zip(tmp_path / "nested.pt", p_dict({"meta": b"]" * 10_000 + b"a" * 9_999}))
+    start = time.monotonic()
+    for reader in (scan_archive, load_inert):
+        with pytest.raises(UnreadableFile, match="nested more than 100 deep"):
+            reader(path)
+    assert time.monotonic() - start < 2
+    # 60 levels, each holding the previous one twice (2^60 paths): 60 deep, walked in linear time
+    shared = b"]q\x00" + b"".join(bytes([0x68, i - 1, 0x68, i - 1, 0x86, 0x71, i]) for i in range(1, 61))
+    start = time.monotonic()
+    assert isinstance(load_inert(write_torch_zip(tmp_path / "dag.pt", shared)), tuple)
+    assert time.monotonic() - start < 2

@@ -10,7 +10,7 @@ state is the same afterwards), and memory stays bounded by the bytes in the file
   refused), all tensors together at most VIEW_FACTOR times the stored bytes;
 - set, frozenset and torch.Size are built only from the pickle's own lists and tuples (never by iterating a tensor);
 - a compressed member may expand at most MAX_EXPANSION times (or to MIN_EXPANSION_BYTES), and is read with that cap;
-- at most MAX_DIMS dimensions per tensor; nesting too deep for Python ends as an `UnreadableFile` too.
+- at most MAX_DIMS dimensions per tensor, containers nested at most MAX_NESTING deep.
 
 `scan_archive` checks a file without reading any tensor data (storages become `meta` tensors) before
 `torch.load(weights_only=True)` reads it: torch's own unpickler would resize storages on BUILD, iterate stride-0
@@ -35,6 +35,7 @@ MAX_EXPANSION = 8  # decompressed / compressed size of a member (torch.save neve
 MIN_EXPANSION_BYTES = 1 << 20  # a member may always decompress to this much
 VIEW_FACTOR = 4  # tensors may share storage (tied weights, views); together at most this many times the stored bytes
 VIEW_SLACK_BYTES = 1 << 20
+MAX_NESTING = 100  # containers within containers (Ultralytics modules: ~25); recursive readers fail near 1000
 
 
 class UnreadableFile(Exception):
@@ -352,7 +353,9 @@ def _unpickle(path: str | Path, read_data: bool) -> tuple[object, bool]:
                 raise UnreadableFile("big-endian tensors are not supported")
             program = read_member(archive, _member(archive, pickles[0]))
             unpickler = _GuardedUnpickler(io.BytesIO(program), archive, prefix, read_data)
-            return unpickler.load(), bool(unpickler.record_types)
+            result = unpickler.load()
+            _check_nesting(result)
+            return result, bool(unpickler.record_types)
     except UnreadableFile:
         raise
     except RecursionError:
@@ -361,6 +364,38 @@ def _unpickle(path: str | Path, read_data: bool) -> tuple[object, bool]:
         raise UnreadableFile(f"not a torch zip file, or truncated ({type(exc).__name__})") from None
     except Exception as exc:  # a malformed or hostile pickle: never more than "unreadable"
         raise UnreadableFile(f"malformed pickle ({type(exc).__name__}: {str(exc)[:80]})") from None
+
+
+def _check_nesting(root) -> None:
+    """Containers nested at most MAX_NESTING deep, so that no recursive reader of the result runs out of stack.
+    Iterative; a shared object is walked again only when reached deeper, a cycle is not followed."""
+    deepest: dict[int, int] = {}
+    on_path: set[int] = set()
+    todo = [(root, 0, False)]
+    while todo:
+        obj, depth, leaving = todo.pop()
+        if leaving:
+            on_path.discard(id(obj))
+            continue
+        children = _children(obj)
+        if children is None or id(obj) in on_path or deepest.get(id(obj), -1) >= depth:
+            continue
+        if depth > MAX_NESTING:
+            raise HostileFile(f"objects nested more than {MAX_NESTING} deep")
+        deepest[id(obj)] = depth
+        on_path.add(id(obj))
+        todo.append((obj, depth, True))
+        todo.extend((child, depth + 1, False) for child in children)
+
+
+def _children(obj) -> list | None:
+    if isinstance(obj, dict):
+        return [*obj.keys(), *obj.values()]
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return list(obj)
+    if isinstance(obj, Record):
+        return [obj.args, obj.kwargs, obj.state, obj.items]
+    return None
 
 
 def scan_archive(path: str | Path) -> bool:
