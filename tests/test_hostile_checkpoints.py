@@ -343,3 +343,11 @@ def test_deeply_nested_containers_are_refused(tmp_path):
     start = time.monotonic()
     assert isinstance(load_inert(write_torch_zip(tmp_path / "dag.pt", shared)), tuple)
     assert time.monotonic() - start < 2
+
+
+def test_truncated_text_model_weights_are_named(fixtures, tmp_path):
+    from yoloworld.models.text import TextEncoder
+
+    folder = truncated_clip(fixtures / "tiny-clip", tmp_path / "clip")
+    with pytest.raises(CheckpointError, match="clip/model.safetensors: truncated or damaged safetensors file"):
+        TextEncoder.from_pretrained(folder)
