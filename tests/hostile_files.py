@@ -178,3 +178,12 @@ def absurd_settings(path: Path, **settings) -> Path:
     torch.save({"meta": {"yoloworld": {"model": model}},
                 "state_dict": {"backbone.image_model.stem.conv.weight": torch.zeros(16, 3, 3, 3)}}, path)
     return path
+
+
+def object_flood(path: Path, count: int = 1_500_000) -> Path:
+    """`count` empty tensor views in a list, 6 bytes each: the rebuild call and its arguments are memoized once and
+    fetched again (BINGET) for every tensor, so a 9 MB file asks for ~1 GB of tensor objects."""
+    args = p_tuple(p_storage("0", numel=0), p_int(0), p_tuple(p_int(0)), p_tuple(p_int(1)), b"\x89",
+                   p_call(p_global("collections", "OrderedDict")))
+    setup = b"]q\x00" + p_global("torch._utils", "_rebuild_tensor_v2") + b"q\x010" + args + b"q\x020"
+    return write_torch_zip(path, setup + b"h\x01h\x02Ra" * count, {"0": b""})

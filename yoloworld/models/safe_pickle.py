@@ -36,6 +36,12 @@ MIN_EXPANSION_BYTES = 1 << 20  # a member may always decompress to this much
 VIEW_FACTOR = 4  # tensors may share storage (tied weights, views); together at most this many times the stored bytes
 VIEW_SLACK_BYTES = 1 << 20
 MAX_NESTING = 100  # containers within containers (Ultralytics modules: ~25); recursive readers fail near 1000
+# what the objects a pickle builds may cost, estimated per object (a tensor view ~1 KB, a record ~0.5 KB, a container
+# and its slots): at most OBJECT_FACTOR times the file's size plus OBJECT_SLACK_BYTES. A real file's tensor bytes dwarf
+# its objects; a hostile pickle of small objects (a few bytes each in the file) would otherwise amplify ~300x.
+OBJECT_FACTOR = 8
+OBJECT_SLACK_BYTES = 32 << 20
+_TENSOR_COST, _RECORD_COST, _CONTAINER_COST, _ITEM_COST = 1024, 512, 64, 32
 
 
 class UnreadableFile(Exception):
@@ -103,15 +109,30 @@ _ALLOWED = {
 _CONTAINERS = (list, tuple, set, frozenset)
 
 
+def _charged(load):
+    """An opcode that builds a container, charged for it and its items."""
+    def charged_load(self):
+        load(self)
+        self._charge(_CONTAINER_COST + _ITEM_COST * len(self.stack[-1]))
+    return charged_load
+
+
 class _GuardedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every opcode below is ours to check
     dispatch = dict(pickle._Unpickler.dispatch)
 
-    def __init__(self, file, archive: zipfile.ZipFile, prefix: str, read_data: bool):
+    def __init__(self, file, archive: zipfile.ZipFile, prefix: str, read_data: bool, file_size: int):
         super().__init__(file, encoding="utf-8")
         self.archive, self.prefix, self.read_data = archive, prefix, read_data
         self.storages: dict[str, torch.Tensor] = {}
         self.record_types: dict[str, type] = {}
-        self.stored_bytes = self.view_bytes = 0
+        self.stored_bytes = self.view_bytes = self.spent = 0
+        self.file_size, self.budget = file_size, OBJECT_FACTOR * file_size + OBJECT_SLACK_BYTES
+
+    def _charge(self, cost: int) -> None:
+        self.spent += cost
+        if self.spent > self.budget:
+            raise HostileFile(f"its pickle builds more objects (~{self.spent} bytes) than a file of {self.file_size} "
+                              "bytes can describe")
 
     # ---------------------------------------------------------------- names and storages
     def find_class(self, module: str, name: str):
@@ -154,6 +175,7 @@ class _GuardedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every 
     # ---------------------------------------------------------------- calls
     def _call(self, func, args, kwargs=None):
         if isinstance(func, type) and issubclass(func, Record):
+            self._charge(_RECORD_COST)
             return func(*args, **(kwargs or {}))
         if kwargs or not isinstance(args, tuple):
             raise HostileFile("a call with keyword or non-tuple arguments")
@@ -163,12 +185,15 @@ class _GuardedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every 
             if not args or not isinstance(args[0], torch.Tensor):
                 raise HostileFile("a parameter without a tensor")
             return args[0]  # only the values matter; a Parameter wrapper carries no information
-        return _build_value(func, args)
+        value = _build_value(func, args)
+        self._charge(_CONTAINER_COST + _ITEM_COST * (len(value) if hasattr(value, "__len__") else 0))
+        return value
 
     def _rebuild_tensor(self, storage, offset, size, stride, *_):
         if not isinstance(storage, torch.Tensor):
             raise UnreadableFile("a tensor without a storage record")
         size, stride = _check_layout(storage, offset, size, stride)
+        self._charge(_TENSOR_COST)
         self.view_bytes += math.prod(size) * storage.element_size()
         if self.view_bytes > VIEW_FACTOR * self.stored_bytes + VIEW_SLACK_BYTES:
             raise HostileFile(f"its tensors claim {self.view_bytes} bytes, far more than the {self.stored_bytes} "
@@ -191,6 +216,7 @@ class _GuardedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every 
         if not (isinstance(cls, type) and issubclass(cls, Record)) or not isinstance(args, tuple) \
                 or not isinstance(kwargs, dict):
             raise HostileFile("NEWOBJ of a class that is not a plain record")
+        self._charge(_RECORD_COST)
         return cls(*args, **kwargs)
 
     def _instantiate(self, klass, args):  # INST / OBJ (protocols 0 and 1)
@@ -212,6 +238,7 @@ class _GuardedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every 
 
     def load_appends(self):
         items = self.pop_mark()
+        self._charge(_ITEM_COST * len(items))
         self._append_target().extend(items)
 
     def _append_target(self) -> list:
@@ -230,6 +257,7 @@ class _GuardedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every 
         self._set_items(self.pop_mark())
 
     def _set_items(self, flat: list) -> None:
+        self._charge(_ITEM_COST * len(flat))
         target = self.stack[-1]
         pairs = zip(flat[::2], flat[1::2])
         if type(target) in (dict, collections.OrderedDict, collections.Counter):
@@ -242,12 +270,15 @@ class _GuardedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every 
 
     def load_additems(self):
         items = self.pop_mark()
+        self._charge(_ITEM_COST * len(items))
         if type(self.stack[-1]) is not set:
             raise HostileFile(f"ADDITEMS on a {type(self.stack[-1]).__name__}")
         self.stack[-1].update(_hashable_items(items))
 
     def load_frozenset(self):
-        self.append(frozenset(_hashable_items(self.pop_mark())))
+        items = _hashable_items(self.pop_mark())
+        self._charge(_CONTAINER_COST + _ITEM_COST * len(items))
+        self.append(frozenset(items))
 
     def _refuse_extension(self):
         raise HostileFile("copyreg extension codes")
@@ -264,6 +295,9 @@ class _GuardedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every 
     dispatch[pickle.FROZENSET[0]] = load_frozenset
     for _opcode in (pickle.EXT1, pickle.EXT2, pickle.EXT4):
         dispatch[_opcode[0]] = _refuse_extension
+    for _opcode in (pickle.EMPTY_LIST, pickle.EMPTY_DICT, pickle.EMPTY_SET, pickle.LIST, pickle.DICT, pickle.TUPLE,
+                    pickle.TUPLE1, pickle.TUPLE2, pickle.TUPLE3):
+        dispatch[_opcode[0]] = _charged(dispatch[_opcode[0]])
     del _opcode
 
 
@@ -352,7 +386,7 @@ def _unpickle(path: str | Path, read_data: bool) -> tuple[object, bool]:
                     and read_member(archive, _member(archive, f"{prefix}/byteorder")) != b"little":
                 raise UnreadableFile("big-endian tensors are not supported")
             program = read_member(archive, _member(archive, pickles[0]))
-            unpickler = _GuardedUnpickler(io.BytesIO(program), archive, prefix, read_data)
+            unpickler = _GuardedUnpickler(io.BytesIO(program), archive, prefix, read_data, Path(path).stat().st_size)
             result = unpickler.load()
             _check_nesting(result)
             return result, bool(unpickler.record_types)
