@@ -26,6 +26,23 @@ SIZES = {
 }
 
 
+# Upper bounds of the model settings, so that a checkpoint's metadata cannot ask for an absurd model: each covers
+# every released model (largest released value in the comment) with a wide margin.
+MODEL_BOUNDS = {
+    "deepen": 2.0,  # 1.0 (L, X, XL)
+    "widen": 2.0,  # 1.5 (XL)
+    "last_stage_channels": 2048,  # 1024 (N, S)
+    "min_cls_channels": 16384,  # max(in_channels[0], classes): 1203 for LVIS heads
+    "embed_dims": 2048,  # 768 (CLIP L/14)
+    "reg_max": 64,  # 16
+    "text_hidden": 2048,  # 768 (CLIP L/14)
+    "num_guides": 16384,  # 1204 (LVIS vocabulary + padding, reparameterized)
+    "num_prompts": 16384,  # 1203 (LVIS prompt tuning)
+    "mask_channels": 256,  # 32 (YOLO-World-Seg)
+    "proto_channels": 1024,  # 256
+}
+
+
 @dataclass
 class ModelConfig:
     """Everything needed to build a detector; every official size and variant is a value of this."""
@@ -58,6 +75,11 @@ class ModelConfig:
         if self.mask_channels < 0 or self.proto_channels < 1:
             raise ConfigError(f"mask_channels {self.mask_channels} / proto_channels {self.proto_channels}: "
                               "mask_channels is 0 (detection) or positive, proto_channels positive")
+        for name, bound in MODEL_BOUNDS.items():
+            value = getattr(self, name)
+            if value is not None and not value <= bound:  # `not <=` also refuses NaN
+                raise ConfigError(f"{name} {value!r}: at most {bound} (documented bound; the released models use "
+                                  "far less)")
 
     @classmethod
     def preset(cls, size: str, version: str = "v2", **overrides) -> "ModelConfig":

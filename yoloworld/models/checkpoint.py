@@ -14,8 +14,9 @@ from pathlib import Path
 import torch
 
 from yoloworld.config import ModelConfig, from_dict, to_dict
-from yoloworld.errors import CheckpointError, YOLOWorldError
+from yoloworld.errors import CheckpointError, ConfigError, YOLOWorldError
 from yoloworld.files import atomic_save
+from yoloworld.models.checkpoint_checks import check_before_building, check_tower
 from yoloworld.models.detector import YOLOWorldDetector
 from yoloworld.models.image_prompt import (
     ImagePromptEncoder,
@@ -23,6 +24,7 @@ from yoloworld.models.image_prompt import (
     vision_config_from_state,
     vision_config_meta,
 )
+from yoloworld.models.safe_pickle import HostileFile, UnreadableFile, scan_archive
 from yoloworld.models.text import TextEncoder, clip_text_config, config_from_meta, text_config_meta
 from yoloworld.models.weights import resolve_weights
 
@@ -33,23 +35,33 @@ PROJECTOR_PREFIX = IMAGE_PROMPT_PREFIX + "projector."
 BENIGN_SUFFIXES = ("position_ids", "num_batches_tracked")
 
 
+class PickledObjectsError(CheckpointError):
+    """A torch file whose pickle names classes (e.g. Ultralytics' modules): never run, at most read as inert data."""
+
+
 def load_file(path: str | os.PathLike, what: str = "checkpoint"):
-    """torch.load without executing pickled code (weights_only); every failure is one CheckpointError line."""
+    """torch.load(weights_only=True) of a file `safe_pickle.scan_archive` passed first (torch's own unpickler does
+    not bound memory); every failure is one CheckpointError line."""
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder, expected a {what} file"
                               + (" (a training run? use its best.pth)" if (path / "best.pth").exists() else ""))
+    if not path.is_file():
+        raise CheckpointError(f"{path}: file not found")
+    if not _looks_like_torch_file(path):
+        raise CheckpointError(f"{path}: not a checkpoint (not a PyTorch file; expected .pth/.pt weights)")
+    try:
+        holds_objects = scan_archive(path)
+    except HostileFile as exc:
+        raise CheckpointError(f"{path}: refused, not a usable {what}: {exc}") from None
+    except UnreadableFile as exc:
+        raise CheckpointError(f"{path}: not a YOLO-World {what} ({exc})") from None
+    if holds_objects:
+        raise PickledObjectsError(f"{path}: not a YOLO-World {what} (it holds pickled objects, which are never "
+                                  "executed)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: file not found") from None
-    except Exception as exc:
-        text = str(exc)
-        if not _looks_like_torch_file(path):
-            raise CheckpointError(f"{path}: not a checkpoint (not a PyTorch file; expected .pth/.pt weights)") from None
-        if "weights_only" in text or "Unsupported global" in text:
-            raise CheckpointError(f"{path}: not a YOLO-World {what} (it holds pickled objects, which are never "
-                                  "executed)") from None
+    except Exception:
         raise CheckpointError(f"{path}: not a YOLO-World {what} (not a PyTorch file, or truncated)") from None
 
 
@@ -70,7 +82,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     path = Path(path)
     try:
         raw = load_file(path)
-    except CheckpointError:
+    except PickledObjectsError:
         from yoloworld.models.ultralytics import read_ultralytics
 
         converted = read_ultralytics(path) if path.is_file() else None  # pickled modules read as inert data
@@ -119,7 +131,9 @@ def open_checkpoint(name_or_path: str | os.PathLike) -> Checkpoint:
     """Resolve (file or short name), read safely and read the architecture: the one way a checkpoint is opened."""
     path = resolve_weights(name_or_path)
     data = read_checkpoint(path)
-    return Checkpoint(path, data, config_from_checkpoint(data, str(path)))
+    config = config_from_checkpoint(data, str(path))
+    check_before_building(config, data, str(path))
+    return Checkpoint(path, data, config)
 
 
 def _count(state: dict, pattern: str) -> int:
@@ -170,7 +184,10 @@ def is_fused(state: dict) -> bool:
 def config_from_checkpoint(checkpoint: dict, source: str = "checkpoint") -> ModelConfig:
     stored = (checkpoint.get("meta") or {}).get("yoloworld", {}).get("model")
     if not stored:
-        return infer_config(checkpoint["state_dict"], source)
+        try:
+            return infer_config(checkpoint["state_dict"], source)
+        except ConfigError as exc:  # e.g. a width beyond the documented bounds
+            raise CheckpointError(f"{source}: weights of an unsupported model ({exc})") from None
     try:
         return from_dict(ModelConfig, stored)
     except (YOLOWorldError, TypeError, ValueError, AttributeError) as exc:
@@ -227,6 +244,10 @@ def text_encoder_for(checkpoint: Checkpoint, text_model: str | os.PathLike | Non
     except CheckpointError as exc:  # the file's text tower has no stored config: name the file the tower is in
         raise CheckpointError(exc if str(exc).startswith(str(checkpoint.path)) else f"{checkpoint.path}: {exc}") \
             from None
+    from transformers import CLIPTextModelWithProjection
+
+    check_tower(CLIPTextModelWithProjection, text_config, checkpoint.state, TEXT_PREFIX + "model.", str(checkpoint.path),
+                "text tower")
     return TextEncoder.from_config(text_config)
 
 
@@ -243,6 +264,9 @@ def image_prompt_encoder_for(checkpoint: Checkpoint, vision_model: str | os.Path
         stored = checkpoint.stored.get("vision_config")
         config = vision_config_from_meta(stored, source) if stored else vision_config_from_state(state, VISION_PREFIX,
                                                                                                  source)
+        from transformers import CLIPVisionModelWithProjection
+
+        check_tower(CLIPVisionModelWithProjection, config, state, VISION_PREFIX, source, "vision tower")
         encoder = ImagePromptEncoder.from_config(config, projector=has_projector)
     elif has_projector:
         raise CheckpointError(f"{source}: holds an image-prompt projector but no CLIP vision tower: pass "

@@ -150,11 +150,12 @@ class ImagePromptEncoder(nn.Module):
         """The vision tower of a Hugging Face CLIP folder or hub id (a full CLIP or a vision-only model)."""
         from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-        from yoloworld.models.text import resolve_text_model
+        from yoloworld.models.text import check_weight_files, resolve_text_model
 
         folder = resolve_text_model(name, "vision model", "--vision-model")
         if not (folder / "config.json").exists():
             raise CheckpointError(f"{folder}: not a Hugging Face model folder (no config.json)")
+        check_weight_files(folder)
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # a progress bar on stderr would garble our one-line messages

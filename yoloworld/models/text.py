@@ -86,6 +86,20 @@ def resolve_text_model(name: str | os.PathLike, what: str = "text model", flag: 
                               f"`hf download {name}` or pass {flag} /path/to/folder") from None
 
 
+def check_weight_files(folder: Path) -> None:
+    """Every *.safetensors file of a model folder opens (its header and data fit the file): a truncated or damaged
+    download is one line naming the file, not an error deep inside transformers."""
+    from safetensors import safe_open
+
+    for file in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(file), framework="pt"):
+                pass
+        except Exception as exc:  # safetensors raises its own error types (SafetensorError, OSError, ...)
+            reason = str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__
+            raise CheckpointError(f"{file}: truncated or damaged safetensors file ({reason})") from None
+
+
 def _byte_alphabet() -> list[str]:
     """CLIP's byte-level alphabet in vocabulary order: printable bytes as themselves, then the other
     bytes mapped to code points from 256 up."""
@@ -152,6 +166,7 @@ class TextEncoder(nn.Module):
         folder = resolve_text_model(name)
         if not (folder / "config.json").exists():
             raise CheckpointError(f"{folder}: not a Hugging Face model folder (no config.json)")
+        check_weight_files(folder)
         try:
             from transformers.utils import logging as hf_logging
 

@@ -14,9 +14,11 @@ import re
 
 import torch
 
+from yoloworld.config import MODEL_BOUNDS
 from yoloworld.errors import CheckpointError
-from yoloworld.models.safe_pickle import Record, UnreadableFile, load_inert
+from yoloworld.models.safe_pickle import HostileFile, Record, UnreadableFile, load_inert
 
+MAX_MODULE_DEPTH = 32  # Ultralytics nests its modules about 5 deep
 _BACKBONE = "backbone.image_model."
 # Ultralytics v2 layer index -> (official prefix, Ultralytics class); Upsample/Concat layers carry no weights
 V2_LAYERS = {
@@ -52,10 +54,13 @@ RENAMES = {
 def read_ultralytics(path: str | os.PathLike) -> dict | None:
     """{'state_dict', 'meta', 'class_embeddings'} of an Ultralytics YOLO-World file; None if not an Ultralytics file.
 
-    Never runs pickled code. A file Ultralytics wrote for another model raises one `CheckpointError` line.
+    Never runs pickled code. A file Ultralytics wrote for another model, or one whose tensors do not have the shapes
+    the model they describe needs (checked before any tensor is copied), raises one `CheckpointError` line.
     """
     try:
         raw = load_inert(path)
+    except HostileFile as exc:
+        raise CheckpointError(f"{path}: refused, not a usable checkpoint: {exc}") from None
     except UnreadableFile:
         return None
     model = _pickled_model(raw)
@@ -66,11 +71,23 @@ def read_ultralytics(path: str | os.PathLike) -> dict | None:
     layers = _submodules(model).get("model")
     if not isinstance(layers, Record):
         raise CheckpointError(f"{path}: Ultralytics WorldModel without its layers")
-    classes, embeddings = _vocabulary(model, path)
+    state = official_state(list(_submodules(layers).values()), path)
+    config = _checked_config(state, path)
+    classes, embeddings = _vocabulary(model, path, config.embed_dims)
     meta = {"classes": [[name] for name in classes], "padded": False, "source": "ultralytics",
             "imgsz": _imgsz(model, raw)}
-    return {"state_dict": official_state(list(_submodules(layers).values()), path),
-            "meta": {"yoloworld": meta}, "class_embeddings": embeddings}
+    state = {key: value.float() if value.is_floating_point() else value for key, value in state.items()}
+    return {"state_dict": state, "meta": {"yoloworld": meta}, "class_embeddings": embeddings}
+
+
+def _checked_config(state: dict, path):
+    """The architecture the (not yet copied) weights describe, every weight checked against it."""
+    from yoloworld.models.checkpoint import config_from_checkpoint
+    from yoloworld.models.checkpoint_checks import check_settings_against_shapes
+
+    config = config_from_checkpoint({"state_dict": state}, str(path))
+    check_settings_against_shapes(config, state, str(path))
+    return config
 
 
 def _pickled_model(raw) -> Record | None:
@@ -85,31 +102,40 @@ def _pickled_model(raw) -> Record | None:
 
 
 def _submodules(module: Record) -> dict:
-    children = module.attributes.get("_modules") or {}
-    return {name: child for name, child in children.items() if isinstance(child, Record)}
+    return {name: child for name, child in _mapping(module, "_modules").items() if isinstance(child, Record)}
 
 
-def module_state(module: Record, prefix: str = "") -> dict[str, torch.Tensor]:
+def _mapping(module: Record, name: str) -> dict:
+    """A dict attribute of a pickled module (`_modules`, `_parameters`, ...); anything else counts as empty."""
+    value = module.attributes.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def module_state(module: Record, prefix: str = "", depth: int = 0) -> dict[str, torch.Tensor]:
     """nn.Module.state_dict() of a pickled module record: parameters, persistent buffers, then children."""
+    if depth > MAX_MODULE_DEPTH:
+        raise CheckpointError(f"modules nested more than {MAX_MODULE_DEPTH} deep")
     attributes = module.attributes
-    if module.name.startswith("BatchNorm") and abs(float(attributes.get("eps", 1e-3)) - 1e-3) > 1e-9:
+    eps = attributes.get("eps", 1e-3)
+    if module.name.startswith("BatchNorm") and not (isinstance(eps, float) and abs(eps - 1e-3) <= 1e-9):
         # our BatchNorms use the official eps; any other value would silently shift every output
         raise CheckpointError(f"BatchNorm at {prefix or 'top level'} has eps {attributes.get('eps')}, expected 0.001")
     state = {}
-    transient = attributes.get("_non_persistent_buffers_set") or set()
-    for name, value in (attributes.get("_parameters") or {}).items():
+    transient = attributes.get("_non_persistent_buffers_set")
+    transient = transient if isinstance(transient, (set, frozenset)) else set()
+    for name, value in _mapping(module, "_parameters").items():
         if isinstance(value, torch.Tensor):
             state[prefix + name] = value
-    for name, value in (attributes.get("_buffers") or {}).items():
+    for name, value in _mapping(module, "_buffers").items():
         if isinstance(value, torch.Tensor) and name not in transient:
             state[prefix + name] = value
     for name, child in _submodules(module).items():
-        state.update(module_state(child, f"{prefix}{name}."))
+        state.update(module_state(child, f"{prefix}{name}.", depth + 1))
     return state
 
 
 def official_state(layers: list[Record], path) -> dict[str, torch.Tensor]:
-    """Ultralytics layers (model.model) -> official-layout float32 state_dict."""
+    """Ultralytics layers (model.model) -> official-layout state_dict (tensors as stored: no copy yet)."""
     table = V1_LAYERS if any(layer.name == "ImagePoolingAttn" for layer in layers) else V2_LAYERS
     if len(layers) != max(table) + 1:
         raise CheckpointError(f"{path}: an Ultralytics WorldModel with {len(layers)} layers; the YOLO-World "
@@ -130,7 +156,7 @@ def official_state(layers: list[Record], path) -> dict[str, torch.Tensor]:
         for key, value in weights.items():
             renamed = _rename(key, RENAMES[kind])
             if renamed is not None:
-                state[f"{prefix}.{renamed}"] = value.float() if value.is_floating_point() else value
+                state[f"{prefix}.{renamed}"] = value
     for key in [k for k in state if re.search(r"cls_contrasts\.\d+\.bias$", k)]:
         state[key] = state[key].reshape(())  # (1,) in Ultralytics, a scalar officially
     return state
@@ -144,12 +170,15 @@ def _rename(key: str, rules: list) -> str | None:
     return key
 
 
-def _vocabulary(model: Record, path) -> tuple[list[str], torch.Tensor]:
-    """Class names and their (N, 512) text embeddings, as Ultralytics predicts with them (no padding prompt)."""
+def _vocabulary(model: Record, path, embed_dims: int) -> tuple[list[str], torch.Tensor]:
+    """Class names and their (N, D) text embeddings, as Ultralytics predicts with them (no padding prompt)."""
     attributes = model.attributes
     embeddings = attributes.get("txt_feats")
-    if not isinstance(embeddings, torch.Tensor) or embeddings.dim() != 3 or embeddings.shape[0] != 1:
-        raise CheckpointError(f"{path}: Ultralytics WorldModel without text embeddings (txt_feats of shape (1, N, D))")
+    if not isinstance(embeddings, torch.Tensor) or embeddings.dim() != 3 or embeddings.shape[0] != 1 \
+            or embeddings.shape[2] != embed_dims or embeddings.shape[1] > MODEL_BOUNDS["num_guides"]:
+        shape = tuple(embeddings.shape) if isinstance(embeddings, torch.Tensor) else None
+        raise CheckpointError(f"{path}: Ultralytics WorldModel without usable text embeddings (txt_feats of shape "
+                              f"{shape}; expected (1, N, {embed_dims}), N at most {MODEL_BOUNDS['num_guides']})")
     embeddings = embeddings[0].float().clone()
     names = attributes.get("names")
     if isinstance(names, dict):
