@@ -72,11 +72,12 @@ def run(args) -> int:
     if save_dir:
         save_dir.mkdir(parents=True, exist_ok=True)
     sink, skipped, interrupted = RecordSink(args.stream_json, keep=bool(args.json_path)), 0, False
+    used_names: set[Path] = set()
     try:
-        skipped = predict_files(model, paths, args, save_dir, sink)
-        for stream in streams:
-            video = save_dir / f"{stream_name(stream.source)}.mp4" if save_dir else None
-            predict_frames(model, stream, stream.source, video, stream.fps, args, sink.add)
+        skipped = predict_files(model, paths, args, save_dir, sink, used_names)
+        for stream in streams:  # stream.name, never the address: it may hold a password (records, names, logs)
+            video = unique_name(save_dir, Path(f"{stream_name(stream.name)}.mp4"), used_names) if save_dir else None
+            predict_frames(model, stream, stream.name, video, stream.fps, args, sink.add)
     except KeyboardInterrupt:  # a live stream ends this way: finish the files written so far, then stop
         interrupted = True
     finally:
@@ -89,19 +90,15 @@ def run(args) -> int:
     return 130 if interrupted else 0
 
 
-def predict_files(model, paths: list[Path], args, save_dir: Path | None, sink: RecordSink) -> int:
+def predict_files(model, paths: list[Path], args, save_dir: Path | None, sink: RecordSink,
+                  used_names: set[Path]) -> int:
     """Videos, then images in batches; returns the number of unreadable files skipped."""
-    from yoloworld.predictor import predict_frames
-
-    skipped, used_names = 0, set()
+    skipped = 0
     images = [p for p in paths if not is_video(p)]
     for video in (p for p in paths if is_video(p)):
         try:
-            fps, count = video_info(video)
-            frames = tqdm(video_frames(video), total=min(count, args.max_frames or count) or None, unit="frame",
-                          desc=video.name)
-            annotated = save_dir / f"{video.stem}.mp4" if save_dir else None
-            predict_frames(model, frames, str(video), annotated, fps, args, sink.add)
+            annotated = unique_name(save_dir, video.with_suffix(".mp4"), used_names) if save_dir else None
+            predict_video(model, video, annotated, args, sink)
         except InputError as exc:  # an unreadable video is skipped like an unreadable image
             logger.warning(f"skipped: {exc}")
             skipped += 1
@@ -125,6 +122,20 @@ def predict_files(model, paths: list[Path], args, save_dir: Path | None, sink: R
         progress.update(len(images[start:start + args.batch]))
     progress.close()
     return skipped
+
+
+def predict_video(model, video: Path, annotated: Path | None, args, sink: RecordSink) -> None:
+    """One video with one progress bar, closed when the video ends or --max-frames stops it (a bar left open
+    stays on screen beside the next one)."""
+    from yoloworld.predictor import predict_frames
+
+    fps, count = video_info(video)
+    with tqdm(total=min(count, args.max_frames or count) or None, unit="frame", desc=video.name) as bar:
+        def add(record: dict) -> None:
+            sink.add(record)
+            bar.update()
+
+        predict_frames(model, video_frames(video), str(video), annotated, fps, args, add)
 
 
 def unique_name(save_dir: Path, path: Path, used: set[Path]) -> Path:
