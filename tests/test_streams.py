@@ -153,6 +153,7 @@ def test_a_camera_that_is_missing_or_out_of_opencvs_range_is_one_line():
 @pytest.mark.parametrize("address, shown", [
     ("rtsp://admin:pw@10.0.0.5:554/s", "rtsp://***@10.0.0.5:554/s"),
     ("rtsp://admin:p@ss@cam/live", "rtsp://***@cam/live"),  # FFmpeg's host starts after the last '@'
+    ("rtsp://admin:pa/ss@cam/live", "rtsp://***@cam/live"),  # an unescaped '/' does not show the password either
     ("rtsp://cam/live?user=bob&pwd=x;Token=y#api_key=z", "rtsp://cam/live?user=***&pwd=***;Token=***#api_key=***"),
     ("https://cam/a?pass%77ord=x&channel=2&email=a@b", "https://cam/a?pass%77ord=***&channel=2&email=a@b"),
     ("https://cam/a?X-Amz-Credential=k&sessionid=s", "https://cam/a?X-Amz-Credential=***&sessionid=***"),
