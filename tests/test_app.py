@@ -221,6 +221,7 @@ def test_a_browser_can_use_only_the_weights_the_server_was_started_with(tmp_path
     lines = (tmp_path / "app.log").read_text().splitlines()
     assert lines[0].startswith("warning: serving on 0.0.0.0 without a login") and "--auth" in lines[0]
     assert lines[1].startswith("yoloworld app: http://")
+    assert lines[-1] == "yoloworld app: stopped"  # SIGTERM ends it like Ctrl-C: its files removed
 
 
 class ANY_ERROR(str):

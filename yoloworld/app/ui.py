@@ -26,7 +26,8 @@ def shown_errors(action):
 
 def build_app(session: AppSession, title: str = "YOLO-World") -> gr.Blocks:
     weights_choices = session.offered
-    with gr.Blocks(title=title, analytics_enabled=False) as app:
+    # uploads and results older than an hour are deleted (hourly, and all of them when the server stops)
+    with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(3600, 3600)) as app:
         gr.Markdown(f"## {title}: open-vocabulary detection\nType the classes to find, then press **Detect**.")
         with gr.Row():
             with gr.Column():

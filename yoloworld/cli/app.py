@@ -9,6 +9,7 @@ import argparse
 import ipaddress
 import logging
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -118,6 +119,10 @@ def run(args) -> int:
     return 0
 
 
+def stop(*_) -> None:
+    raise KeyboardInterrupt
+
+
 def serve(app, session, args, credentials) -> None:
     """Launch quietly (no share tip, no banner), say where the page is, and serve until Ctrl-C."""
     from yoloworld.app.ui import theme
@@ -129,10 +134,11 @@ def serve(app, session, args, credentials) -> None:
                show_error=False, allowed_paths=[str(session.folder)], auth=credentials, quiet=True,
                max_file_size=f"{args.max_upload_mb}mb", prevent_thread_lock=True)
     print(f"yoloworld app: {app.local_url} ({len(session.offered)} weights offered; Ctrl-C to stop)", flush=True)
+    signal.signal(signal.SIGTERM, stop)  # a service manager's stop also removes the session's files
     try:
         while True:
             time.sleep(0.5)
     except KeyboardInterrupt:
         print("yoloworld app: stopped")
     finally:
-        app.close()
+        app.close(verbose=False)
