@@ -24,6 +24,21 @@ def shown_errors(action):
     return run
 
 
+class WeightsPicker(gr.Dropdown):
+    """The weights dropdown. A value it does not offer (which only a client other than the page can send) gets the
+    session's one message; Gradio's own check would echo the value and print a traceback in the server log."""
+
+    is_template = True  # drawn by the page as the Dropdown it is
+    check = None  # the session's check_weights, set by build_app
+
+    def preprocess(self, payload):
+        return shown_errors(self._checked)(payload)
+
+    def _checked(self, payload):
+        self.check(payload)
+        return super().preprocess(payload)
+
+
 def build_app(session: AppSession, title: str = "YOLO-World") -> gr.Blocks:
     weights_choices = session.offered
     # uploads and results older than an hour are deleted (hourly, and all of them when the server stops)
@@ -31,8 +46,9 @@ def build_app(session: AppSession, title: str = "YOLO-World") -> gr.Blocks:
         gr.Markdown(f"## {title}: open-vocabulary detection\nType the classes to find, then press **Detect**.")
         with gr.Row():
             with gr.Column():
-                weights = gr.Dropdown(weights_choices, value=weights_choices[0], label="Weights", elem_id="weights",
-                                      allow_custom_value=session.allow_any, info=WEIGHTS_HELP[session.allow_any])
+                weights = WeightsPicker(weights_choices, value=weights_choices[0], label="Weights", elem_id="weights",
+                                        allow_custom_value=session.allow_any, info=WEIGHTS_HELP[session.allow_any])
+                weights.check = session.check_weights
                 with gr.Tab("Image"):
                     image = gr.Image(type="numpy", image_mode="RGB", label="Image", elem_id="input-image")
                 with gr.Tab("Video"):
