@@ -266,6 +266,18 @@ def test_bad_app_flags_are_one_line_before_the_server_starts(flags, message, tmp
     assert "http://" not in done.stdout
 
 
+def test_a_port_in_use_is_one_line(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "yoloworld", "app", "--port", str(port), "--weights", DEMO],
+                              capture_output=True, text=True, env=cli_env(), cwd=tmp_path, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        f"error: --host 127.0.0.1 --port {port}: cannot serve there (the port is in use, or the address is not this "
+        "machine's); choose another --port (0: any free port)"], done.stderr
+
+
 def test_app_help_names_only_the_apps_flags():
     done = subprocess.run([sys.executable, "-m", "yoloworld", "app", "--help"], capture_output=True, text=True,
                           env=cli_env(), timeout=120)

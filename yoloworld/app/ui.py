@@ -24,19 +24,18 @@ def shown_errors(action):
     return run
 
 
-class WeightsPicker(gr.Dropdown):
-    """The weights dropdown. A value it does not offer (which only a client other than the page can send) gets the
-    session's one message; Gradio's own check would echo the value and print a traceback in the server log."""
+def offered_only(picker: gr.Dropdown, check) -> gr.Dropdown:
+    """`picker` answering a value it does not offer (which only a client other than the page can send) with the
+    session's one message: Gradio's own check would echo the value and print a traceback in the server log. (An
+    instance hook, not a subclass: Gradio writes a .pyi file beside any module that subclasses a component.)"""
+    gradio_preprocess = picker.preprocess
 
-    is_template = True  # drawn by the page as the Dropdown it is
-    check = None  # the session's check_weights, set by build_app
+    def preprocess(payload):
+        check(payload)
+        return gradio_preprocess(payload)
 
-    def preprocess(self, payload):
-        return shown_errors(self._checked)(payload)
-
-    def _checked(self, payload):
-        self.check(payload)
-        return super().preprocess(payload)
+    picker.preprocess = shown_errors(preprocess)
+    return picker
 
 
 def build_app(session: AppSession, title: str = "YOLO-World") -> gr.Blocks:
@@ -46,9 +45,9 @@ def build_app(session: AppSession, title: str = "YOLO-World") -> gr.Blocks:
         gr.Markdown(f"## {title}: open-vocabulary detection\nType the classes to find, then press **Detect**.")
         with gr.Row():
             with gr.Column():
-                weights = WeightsPicker(weights_choices, value=weights_choices[0], label="Weights", elem_id="weights",
-                                        allow_custom_value=session.allow_any, info=WEIGHTS_HELP[session.allow_any])
-                weights.check = session.check_weights
+                weights = offered_only(gr.Dropdown(
+                    weights_choices, value=weights_choices[0], label="Weights", elem_id="weights",
+                    allow_custom_value=session.allow_any, info=WEIGHTS_HELP[session.allow_any]), session.check_weights)
                 with gr.Tab("Image"):
                     image = gr.Image(type="numpy", image_mode="RGB", label="Image", elem_id="input-image")
                 with gr.Tab("Video"):

@@ -126,13 +126,18 @@ def stop(*_) -> None:
 def serve(app, session, args, credentials) -> None:
     """Launch quietly (no share tip, no banner), say where the page is, and serve until Ctrl-C."""
     from yoloworld.app.ui import theme
+    from yoloworld.errors import InputError
 
     if not is_loopback(args.host) and credentials is None:
         logger.warning(f"warning: serving on {args.host} without a login: anyone who can reach this machine can use "
                        f"the page and its weights; add --auth USER:PASSWORD (or set {AUTH_ENV})")
-    app.launch(server_name=args.host, server_port=args.port or None, theme=theme(), ssr_mode=False,
-               show_error=False, allowed_paths=[str(session.folder)], auth=credentials, quiet=True,
-               max_file_size=f"{args.max_upload_mb}mb", prevent_thread_lock=True)
+    try:
+        app.launch(server_name=args.host, server_port=args.port or None, theme=theme(), ssr_mode=False,
+                   show_error=False, allowed_paths=[str(session.folder)], auth=credentials, quiet=True,
+                   max_file_size=f"{args.max_upload_mb}mb", prevent_thread_lock=True)
+    except OSError:  # Gradio's message names its environment variable, not our flags
+        raise InputError(f"--host {args.host} --port {args.port}: cannot serve there (the port is in use, or the "
+                         "address is not this machine's); choose another --port (0: any free port)") from None
     print(f"yoloworld app: {app.local_url} ({len(session.offered)} weights offered; Ctrl-C to stop)", flush=True)
     signal.signal(signal.SIGTERM, stop)  # a service manager's stop also removes the session's files
     try:
