@@ -88,7 +88,8 @@ def read_image(path: str | Path) -> np.ndarray:
 @contextmanager
 def stderr_silenced():
     """File descriptor 2 points to the null device for the block: C libraries that print there directly (libjpeg)
-    cannot be quietened otherwise."""
+    cannot be quietened otherwise. Process-wide while it lasts (one decode), so used only for a file already known
+    to make such a library print."""
     sys.stderr.flush()
     saved = os.dup(2)
     try:
