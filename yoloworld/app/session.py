@@ -142,8 +142,8 @@ class AppSession:
         from yoloworld.api import YOLOWorld
         from yoloworld.export.onnx_export import export_onnx, import_onnx, plan_export
 
-        import_onnx()
         self.check_weights(weights)
+        import_onnx()
         if str(weights).lower().endswith(".onnx"):
             raise InputError(f"{weights}: is already an ONNX model; choose PyTorch weights to export")
         # unfused, as `yoloworld export` loads it: reparameterization works on the training-time layers
