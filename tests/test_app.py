@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -38,28 +42,38 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture
-def app_url(tmp_path):
-    """`yoloworld app` in its own process, as a user starts it; stopped after the test."""
+@contextmanager
+def running_app(folder: Path, *flags, env: dict | None = None):
+    """`yoloworld app FLAGS` in its own process, as a user starts it, until the block ends; yields its URL."""
     port = free_port()
-    log = open(tmp_path / "app.log", "w")
+    log = open(folder / "app.log", "w")
     process = subprocess.Popen([sys.executable, "-m", "yoloworld", "app", "--port", str(port), "--imgsz", "256",
-                                "--weights-dir", str(tmp_path)], env=cli_env(), cwd=tmp_path, stdout=log,
+                                *map(str, flags)], env={**cli_env(), **(env or {})}, cwd=folder, stdout=log,
                                stderr=subprocess.STDOUT)
     url, deadline = f"http://127.0.0.1:{port}/", time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         try:
             urllib.request.urlopen(url, timeout=2)
             break
+        except urllib.error.HTTPError:  # served (a login page may answer 401)
+            break
         except OSError:
             time.sleep(0.5)
     else:
         process.kill()
-        pytest.fail(f"the app did not start: {(tmp_path / 'app.log').read_text()[-2000:]}")
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
+        pytest.fail(f"the app did not start: {(folder / 'app.log').read_text()[-2000:]}")
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture
+def app_url(tmp_path):
+    with running_app(tmp_path, "--weights-dir", tmp_path) as url:
+        yield url
 
 
 def wait_for(predicate, timeout: float = 90, what: str = "the page"):
@@ -147,8 +161,175 @@ def test_app_errors_are_the_one_line_messages(session):
 def test_the_weights_picker_lists_local_checkpoints(tmp_path):
     from yoloworld.app.session import find_weights
 
-    for name in ("a.pt", "runs/exp/best.pth", "m/model.onnx", "notes.txt"):
+    for name in ("a.pt", "runs/exp/best.pth", "runs/exp/last_state.pt", "m/model.onnx", "m/model.text.onnx",
+                 "notes.txt"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
     found = [Path(p).relative_to(tmp_path).as_posix() for p in find_weights([tmp_path])]
     assert found == ["a.pt", "m/model.onnx", "runs/exp/best.pth"]
+
+
+def call(url: str, action: str, *data) -> tuple[str, object]:
+    """One event through Gradio's HTTP API, as any client (not only the page) can send it: (event, data)."""
+    request = urllib.request.Request(f"{url}gradio_api/call/{action}", json.dumps({"data": list(data)}).encode(),
+                                     {"Content-Type": "application/json"})
+    event_id = json.loads(urllib.request.urlopen(request, timeout=30).read())["event_id"]
+    stream = urllib.request.urlopen(f"{url}gradio_api/call/{action}/{event_id}", timeout=300).read().decode()
+    event, payload = re.findall(r"event: (\w+)\ndata: (.*)", stream)[-1]
+    return event, json.loads(payload)
+
+
+def weights_choices(url: str) -> tuple[list[str], bool]:
+    config = json.loads(urllib.request.urlopen(f"{url}config", timeout=30).read())
+    picker = next(c["props"] for c in config["components"] if c["props"].get("elem_id") == "weights")
+    return [value for _, value in picker["choices"]], picker["allow_custom_value"]
+
+
+def weights_folder(root: Path) -> Path:
+    """A folder with one model, a run's resume state, a text-encoder export and a note."""
+    for name in ("runs/exp/best.pth", "runs/exp/last_state.pt", "m/best.text.onnx", "notes.txt"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(DEMO.read_bytes() if name.endswith("best.pth") else b"x")
+    return root
+
+
+def test_a_browser_can_use_only_the_weights_the_server_was_started_with(tmp_path):
+    from yoloworld.app.session import NOT_OFFERED
+
+    folder = weights_folder(tmp_path / "models")
+    private = tmp_path / "private" / "secret.pth"  # a loadable checkpoint elsewhere on the server
+    private.parent.mkdir()
+    private.write_bytes(DEMO.read_bytes())
+    (tmp_path / "big.png").write_bytes(b"\x89PNG" + bytes(2_200_000))
+    with running_app(tmp_path, "--weights-dir", folder, "--host", "0.0.0.0", "--max-upload-mb", 2) as url:
+        choices, custom = weights_choices(url)
+        assert choices == [str(DEMO), str(folder / "runs/exp/best.pth")] and not custom
+        assert call(url, "detect_image", None, str(DEMO), "", 100, 0.1, 0.5) == ("error", ANY_ERROR("upload an image"))
+        answers = [call(url, action, *values) for action, values in (
+            ("export_onnx", (str(private), "")), ("export_onnx", (str(tmp_path / "missing.pth"), "")),
+            ("export_onnx", ("yolo_world_v2_s", "")), ("detect_image", (None, str(private), "", 100, 0.1, 0.5)))]
+        # one answer whether a path exists or not (no map of the server's files), and no release download
+        assert answers == [("error", ANY_ERROR(NOT_OFFERED))] * 4 and len({a[1]["error"] for a in answers}) == 1
+        upload = urllib.request.Request(f"{url}gradio_api/upload", multipart("big.png", (tmp_path / "big.png")),
+                                        {"Content-Type": "multipart/form-data; boundary=BOUNDARY"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(upload, timeout=60)
+        assert refused.value.code == 413
+    log = (tmp_path / "app.log").read_text()
+    assert "Traceback" not in log and "share=True" not in log  # mistakes and refusals are shown to the client only
+    lines = log.splitlines()
+    assert len(lines) == 3, log  # our lines only
+    assert lines[0].startswith("warning: serving on 0.0.0.0 without a login") and "--auth" in lines[0]
+    assert lines[1].startswith("yoloworld app: http://")
+    assert lines[-1] == "yoloworld app: stopped"  # SIGTERM ends it like Ctrl-C: its files removed
+
+
+class ANY_ERROR(str):
+    """Equal to a Gradio error payload whose message contains this text."""
+
+    def __eq__(self, other):
+        return isinstance(other, dict) and str(self) in (other.get("error") or "")
+
+    __hash__ = str.__hash__
+
+
+def multipart(name: str, path: Path) -> bytes:
+    return (b"--BOUNDARY\r\nContent-Disposition: form-data; name=\"files\"; filename=\"" + name.encode()
+            + b"\"\r\nContent-Type: application/octet-stream\r\n\r\n" + path.read_bytes() + b"\r\n--BOUNDARY--\r\n")
+
+
+def test_a_login_is_asked_when_auth_is_set(tmp_path):
+    with running_app(tmp_path, env={"YOLOWORLD_APP_AUTH": "ann:pw-7Q"}) as url:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{url}config", timeout=30)
+        assert refused.value.code == 401
+        login = urllib.request.urlopen(urllib.request.Request(
+            f"{url}login", b"username=ann&password=pw-7Q", {"Content-Type": "application/x-www-form-urlencoded"}))
+        assert login.status == 200 and "access-token" in (login.headers.get("set-cookie") or "")
+    log = (tmp_path / "app.log").read_text()
+    assert "warning" not in log and "pw-7Q" not in log
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--port", "70000"], "argument --port: 70000 is not a port number (0 to 65535)"),
+    (["--weights-dir", "missing"], "--weights-dir missing: no such folder"),
+    (["--weights-dir", "file.txt"], "--weights-dir file.txt: is a file, expected a folder of weights"),
+    (["--auth", "ann"], "--auth: expected USER:PASSWORD"),
+    (["--weights", "missing.pth"], "missing.pth"),
+])
+def test_bad_app_flags_are_one_line_before_the_server_starts(flags, message, tmp_path):
+    (tmp_path / "file.txt").write_text("x")
+    done = subprocess.run([sys.executable, "-m", "yoloworld", "app", *flags], capture_output=True, text=True,
+                          env=cli_env(), cwd=tmp_path, timeout=120)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and message in lines[0], done.stderr
+    assert "http://" not in done.stdout
+
+
+def test_a_port_in_use_is_one_line(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "yoloworld", "app", "--port", str(port), "--weights", DEMO],
+                              capture_output=True, text=True, env=cli_env(), cwd=tmp_path, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        f"error: --host 127.0.0.1 --port {port}: cannot serve there (the port is in use, or the address is not this "
+        "machine's); choose another --port (0: any free port)"], done.stderr
+
+
+def test_app_help_names_only_the_apps_flags():
+    done = subprocess.run([sys.executable, "-m", "yoloworld", "app", "--help"], capture_output=True, text=True,
+                          env=cli_env(), timeout=120)
+    assert "--visual-prompt" not in done.stdout and "--vision-model" not in done.stdout
+    assert "--allow-any-weights" in done.stdout and "--auth" in done.stdout
+
+
+def test_the_session_loads_only_offered_weights_and_keeps_two_models(tmp_path):
+    from yoloworld.app.session import NOT_OFFERED, AppSession
+
+    copies = []
+    for name in ("a", "b", "c", "other"):
+        copies.append(str(tmp_path / f"{name}.pth"))
+        (tmp_path / f"{name}.pth").write_bytes(DEMO.read_bytes())
+    session = AppSession(copies[:3], imgsz=256)
+    try:
+        image = np.zeros((64, 64, 3), np.uint8)
+        for weights in (copies[3], str(tmp_path / "missing.pth"), "yolo_world_v2_s"):
+            with pytest.raises(InputError) as refused:
+                session.detect_image(image, weights, "", 100, 0.05, 0.5)
+            assert str(refused.value) == NOT_OFFERED
+            with pytest.raises(InputError, match=NOT_OFFERED):
+                session.export_onnx(weights, "")
+        for weights in copies[:3]:
+            session.detect_image(image, weights, "", 100, 0.05, 0.5)
+        assert session.loaded == copies[1:3]  # the least recently used model was let go
+        session.model(copies[1])
+        assert session.loaded == [copies[2], copies[1]]
+    finally:
+        session.close()
+    anything = AppSession(copies[:1], imgsz=256, allow_any=True)
+    try:
+        assert anything.detect_image(image, copies[3], "", 100, 0.05, 0.5).records
+    finally:
+        anything.close()
+
+
+def test_concurrent_actions_get_folders_of_their_own(session):
+    barrier, folders = threading.Barrier(8), []
+
+    def make():
+        barrier.wait()
+        folders.extend(session._run_folder() for _ in range(50))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: a shared counter would collide
+    try:
+        threads = [threading.Thread(target=make) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert len(set(folders)) == 400 and all(f.is_dir() for f in folders)

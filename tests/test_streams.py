@@ -12,11 +12,13 @@ from pathlib import Path
 
 import cv2
 import pytest
-from helpers import REPO, cli_env
+from helpers import REPO, cli_env, run_cli
 from mjpeg_server import MjpegServer, shape_frames
 
 from yoloworld.cli import main
 from yoloworld.streams import is_stream, redact, stream_name
+
+SECRETS = ("alice-F", "s3cr", "t-pw-A", "bob-B", "pw-C", "tok-D", "sig-E")
 
 DEMO = REPO / "yoloworld" / "assets" / "demo.pt"
 
@@ -96,8 +98,73 @@ def test_an_unreachable_stream_or_camera_is_a_one_line_error(capsys):
     assert "57: cannot open this camera" in capsys.readouterr().err
 
 
+def closed_port() -> int:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def secret_url(scheme: str, port: int) -> str:
+    """A camera address with every kind of credential: a password holding '@', and query keys."""
+    return (f"{scheme}://alice-F:s3cr@t-pw-A@127.0.0.1:{port}/stream.mjpg"
+            "?user=bob-B&PassWord=pw-C&access_token=tok-D&X-Amz-Signature=sig-E&fps=5")
+
+
+def assert_no_secret(*texts: str) -> None:
+    for text in texts:
+        leaked = [secret for secret in SECRETS if secret in text]
+        assert not leaked, (leaked, text[-500:])
+
+
+def test_credentials_in_a_stream_address_reach_no_record_file_name_or_line(frames, tmp_path):
+    with MjpegServer(frames, plan=[3]) as camera:
+        url = secret_url("http", camera.server.server_port)
+        done = run_cli(*predict_args(url), "--stream-json", "-", "--json", tmp_path / "all.json", "--reconnect", 0,
+                       "--save-dir", tmp_path / "out", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    shown = f"http://***@127.0.0.1:{camera.server.server_port}/stream.mjpg?user=***&PassWord=***&access_token=***" \
+            "&X-Amz-Signature=***&fps=5"
+    assert [r["file"] for r in json_lines(done.stdout)] == [shown] * 3
+    assert [r["file"] for r in json.loads((tmp_path / "all.json").read_text())] == [shown] * 3
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["127_0_0_1_%d_stream_mjpg.mp4" % camera.server.server_port]
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert_no_secret(done.stdout, done.stderr, *(str(p) for p in files),
+                     *(p.read_bytes().decode("latin-1") for p in files))
+
+
+@pytest.mark.parametrize("scheme", ["http", "rtsp"])
+def test_an_unreachable_stream_with_credentials_is_one_line_without_them(scheme, tmp_path):
+    done = run_cli(*predict_args(secret_url(scheme, closed_port())), "--stream-timeout", 2, "--save-dir",
+                   tmp_path / "out", cwd=tmp_path)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr  # no OpenCV / FFmpeg lines before ours
+    assert lines[0].startswith(f"error: {scheme}://***@127.0.0.1:") and "cannot open this stream" in lines[0]
+    assert_no_secret(done.stdout, done.stderr, *(str(p) for p in tmp_path.rglob("*")))
+
+
+def test_a_camera_that_is_missing_or_out_of_opencvs_range_is_one_line():
+    for index, message in (("57", "57: cannot open this camera"),
+                           ("99999999999", "99999999999: not a camera number OpenCV can open (0 to 99)")):
+        done = run_cli(*predict_args(index))
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: {message}"), done.stderr
+
+
+@pytest.mark.parametrize("address, shown", [
+    ("rtsp://admin:pw@10.0.0.5:554/s", "rtsp://***@10.0.0.5:554/s"),
+    ("rtsp://admin:p@ss@cam/live", "rtsp://***@cam/live"),  # FFmpeg's host starts after the last '@'
+    ("rtsp://admin:pa/ss@cam/live", "rtsp://***@cam/live"),  # an unescaped '/' does not show the password either
+    ("rtsp://cam/live?user=bob&pwd=x;Token=y#api_key=z", "rtsp://cam/live?user=***&pwd=***;Token=***#api_key=***"),
+    ("https://cam/a?pass%77ord=x&channel=2&email=a@b", "https://cam/a?pass%77ord=***&channel=2&email=a@b"),
+    ("https://cam/a?X-Amz-Credential=k&sessionid=s", "https://cam/a?X-Amz-Credential=***&sessionid=***"),
+    ("http://cam:8080/video", "http://cam:8080/video"), ("0", "0"),
+])
+def test_addresses_are_shown_without_credentials(address, shown):
+    assert redact(address) == shown
+
+
 def test_stream_sources_are_told_apart_from_files():
     assert is_stream("0") and is_stream("rtsp://cam/live") and is_stream("HTTP://host/x.mjpg")
-    assert not is_stream("photos/") and not is_stream("clip.mp4") and not is_stream("0.jpg")
+    assert not is_stream("photos/") and not is_stream("clip.mp4") and not is_stream("0.jpg") and not is_stream("²")
     assert redact("rtsp://admin:pw@10.0.0.5:554/s") == "rtsp://***@10.0.0.5:554/s"
     assert stream_name("rtsp://admin:pw@cam.local:554/live") == "cam_local_554_live" and stream_name("2") == "camera2"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -74,10 +76,29 @@ def read_image(path: str | Path) -> np.ndarray:
     if truncated_jpeg(path):
         logger.warning("warning: %s: truncated JPEG (the file is cut short): its missing part is grey, objects "
                        "there are not detected; re-download it", path)
-    image = load_image(path)
+        with stderr_silenced():  # libjpeg's own "Premature end of JPEG file" would follow our line, unnamed
+            image = load_image(path)
+    else:
+        image = load_image(path)
     if image is None:
         raise InputError(f"{path}: not a readable image (corrupt or unsupported format)")
     return image
+
+
+@contextmanager
+def stderr_silenced():
+    """File descriptor 2 points to the null device for the block: C libraries that print there directly (libjpeg)
+    cannot be quietened otherwise. Process-wide while it lasts (one decode), so used only for a file already known
+    to make such a library print."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def as_bgr(image) -> np.ndarray:

@@ -7,10 +7,12 @@ once that many attempts have failed, the stream counts as ended, so every loop o
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import unquote_plus
 
 import cv2
 import numpy as np
@@ -19,24 +21,87 @@ from yoloworld.errors import InputError
 
 logger = logging.getLogger(__name__)
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+MAX_CAMERA = 99  # OpenCV reads an index of 100 or more as "camera + backend id" (CAP_V4L2 = 200, ...)
+HIDDEN = "***"
+# query or fragment keys whose values are hidden (compared lower-case); any key containing one of the
+# SECRET_PARTS is hidden too (X-Amz-Signature, X-Amz-Credential, sessionid, authorization, ...)
+SECRET_KEYS = {"user", "username", "usr", "login", "uid", "pass", "passwd", "password", "pwd", "token",
+               "access_token", "key", "apikey", "api_key", "auth", "secret", "signature", "sig", "code"}
+SECRET_PARTS = ("pass", "pwd", "token", "secret", "key", "auth", "sig", "cred", "session")
+
+
+def is_camera(source: str) -> bool:
+    """A camera index: ASCII digits only ("0", "2")."""
+    return re.fullmatch(r"[0-9]+", str(source)) is not None
 
 
 def is_stream(source: str) -> bool:
     """A camera index ("0") or a URL; anything else is a file or folder."""
-    return str(source).isdigit() or str(source).lower().startswith(STREAM_SCHEMES)
+    return is_camera(source) or str(source).lower().startswith(STREAM_SCHEMES)
 
 
 def redact(source: str) -> str:
-    """The source as printed: rtsp://user:secret@cam/ -> rtsp://***@cam/ (logs get shared, passwords should not)."""
-    return re.sub(r"//[^/@]+@", "//***@", str(source))
+    """The source as shown in records, log lines and file names, never the address itself:
+    rtsp://user:p@ss@cam/live?token=abc -> rtsp://***@cam/live?token=***.
+
+    Everything before the last '@' ahead of the query is hidden (FFmpeg splits user info from the host at the last
+    '@'; a '/' in a password cannot move the host into view either), and so are the values of credential-like
+    query and fragment keys."""
+    text = str(source)
+    scheme, separator, rest = text.partition("://")
+    if not separator:
+        return text
+    address, query_mark, query = _split_first(rest, "?#")
+    if "@" in address:
+        address = HIDDEN + address[address.rindex("@"):]
+    return f"{scheme}://{address}{query_mark}{_hide_secret_values(query)}"
 
 
-def stream_name(source: str) -> str:
-    """A file name for the annotated video: camera0, or host and path of a URL."""
-    if str(source).isdigit():
-        return f"camera{source}"
-    address = re.sub(r"^[a-z]+://([^/@]+@)?", "", str(source), flags=re.IGNORECASE)
+def _split_first(text: str, marks: str) -> tuple[str, str, str]:
+    """text -> (before, mark, after) at the first of `marks`."""
+    found = [i for i in (text.find(mark) for mark in marks) if i >= 0]
+    if not found:
+        return text, "", ""
+    cut = min(found)
+    return text[:cut], text[cut], text[cut + 1:]
+
+
+def _hide_secret_values(query: str) -> str:
+    """`a=1&password=x#token=y` -> `a=1&password=***#token=***` (separators '&', ';' and '#' kept)."""
+    parts = re.split(r"([&;#])", query)
+    for i in range(0, len(parts), 2):
+        key, equals, _ = parts[i].partition("=")
+        if equals and _is_secret_key(key):
+            parts[i] = f"{key}={HIDDEN}"
+    return "".join(parts)
+
+
+def _is_secret_key(key: str) -> bool:
+    name = unquote_plus(key).strip().lower()
+    return name in SECRET_KEYS or any(part in name for part in SECRET_PARTS)
+
+
+def stream_name(display: str) -> str:
+    """A file name stem for a source's annotated video, made from its display name (`redact`): camera0, or the
+    host and path of a URL (its query left out)."""
+    if is_camera(display):
+        return f"camera{display}"
+    address = _split_first(re.sub(r"^[a-z0-9+.-]+://", "", display, flags=re.IGNORECASE), "?#")[0]
+    address = address.rsplit("@", 1)[-1]
     return re.sub(r"[^A-Za-z0-9]+", "_", address).strip("_")[:60] or "stream"
+
+
+def quiet_video_logs() -> None:
+    """Our one-line messages only: OpenCV's log lines ("[ WARN:0@1.4] ... can't open camera by index") and
+    FFmpeg's ("[tcp @ 0x...] Connection refused", which can also echo an address) are turned off for this process,
+    unless the user set their levels (OPENCV_LOG_LEVEL, OPENCV_FFMPEG_LOGLEVEL). The CLI calls this; `--debug`
+    keeps them."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET; OpenCV reads it at each open
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        api = getattr(getattr(cv2, "utils", None), "logging", None)  # OpenCV 5; OpenCV 4 also has cv2.setLogLevel
+        set_level = getattr(api, "setLogLevel", None) or getattr(cv2, "setLogLevel", None)
+        if set_level is not None:
+            set_level(0)  # LOG_LEVEL_SILENT
 
 
 @dataclass(frozen=True)
@@ -48,25 +113,34 @@ class StreamOptions:
 
 
 class Stream:
-    """Frames of one live source as (index, BGR frame); opening it fails with one InputError."""
+    """Frames of one live source as (index, BGR frame); opening it fails with one InputError.
+
+    `name` (the redacted address) is what records, log lines and file names show; the address itself is kept
+    private and goes only to OpenCV."""
 
     def __init__(self, source: str, options: StreamOptions = StreamOptions()):
-        self.source, self.options = str(source), options
+        self._address, self.options = str(source), options
+        self.name = redact(self._address)
         self.reconnections = 0
+        if is_camera(self._address) and int(self._address) > MAX_CAMERA:
+            raise InputError(f"{self.name}: not a camera number OpenCV can open (0 to {MAX_CAMERA})")
         self._capture = self._open()
         if self._capture is None:
-            what = "camera" if self.source.isdigit() else "stream"
-            raise InputError(f"{redact(self.source)}: cannot open this {what} (is it connected, is the address and "
+            what = "camera" if is_camera(self._address) else "stream"
+            raise InputError(f"{self.name}: cannot open this {what} (is it connected, is the address and "
                              "port right, does it serve video?)")
         self.fps = self._capture.get(cv2.CAP_PROP_FPS) or 25.0  # MJPEG over HTTP reports none
 
     def _open(self) -> cv2.VideoCapture | None:
-        if self.source.isdigit():
-            capture = cv2.VideoCapture(int(self.source))
-        else:
-            ms = int(self.options.timeout * 1000)
-            capture = cv2.VideoCapture(self.source, cv2.CAP_FFMPEG,
-                                       [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+        try:
+            if is_camera(self._address):
+                capture = cv2.VideoCapture(int(self._address))
+            else:
+                ms = int(self.options.timeout * 1000)
+                capture = cv2.VideoCapture(self._address, cv2.CAP_FFMPEG,
+                                           [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+        except cv2.error:  # its message may quote the address: the caller's one line says what failed
+            return None
         if capture.isOpened():
             return capture
         capture.release()
@@ -84,7 +158,7 @@ class Stream:
                     continue
                 if failures >= self.options.reconnects:
                     logger.warning("%s: ended after %d frame(s) (%d reconnection attempt(s) failed)",
-                                   redact(self.source), index, failures)
+                                   self.name, index, failures)
                     return
                 failures += 1
                 self._reconnect(index, failures)
@@ -92,7 +166,7 @@ class Stream:
             self.close()
 
     def _reconnect(self, frames: int, attempt: int) -> None:
-        logger.warning("%s: no frame after %d frame(s); reconnecting (attempt %d of %d)", redact(self.source), frames,
+        logger.warning("%s: no frame after %d frame(s); reconnecting (attempt %d of %d)", self.name, frames,
                        attempt, self.options.reconnects)
         self.close()
         time.sleep(self.options.retry_delay)

@@ -1,7 +1,9 @@
 """What the web app does, without Gradio: pick weights, detect in an image or a video, export to ONNX.
 
-Each action writes its downloadable files into a folder of its own under the session's temporary folder, which
-Gradio serves; one lock around the model, because Gradio runs events in threads and a vocabulary is model state.
+The page chooses only among the weights offered when the server started (unless it was started with
+`--allow-any-weights`): a browser never names a server file. Each action writes its downloadable files into a
+fresh folder of its own under the session's temporary folder, which Gradio serves; one lock around the models,
+because Gradio runs events in threads and a vocabulary is model state.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,6 +23,9 @@ from yoloworld.errors import InputError
 from yoloworld.files import write_json
 
 WEIGHT_SUFFIXES = (".pt", ".pth", ".onnx")
+# files with a weights suffix that are not models: a run's resume state, the text encoder of a dynamic ONNX export
+NOT_MODELS = ("last_state.pt", ".text.onnx")
+NOT_OFFERED = "not one of the offered weights: choose weights from the list"
 
 
 @dataclass
@@ -31,36 +37,61 @@ class Detection:
     json_file: Path
 
 
+def is_model_file(path: Path) -> bool:
+    name = path.name.lower()
+    return name.endswith(WEIGHT_SUFFIXES) and not name.endswith(NOT_MODELS) and path.is_file()
+
+
 def find_weights(folders: list[Path], limit: int = 200) -> list[str]:
-    """Weight files in `folders` (three levels deep at most): the app's weights picker."""
+    """Model files in `folders` (three levels deep at most): the app's weights picker."""
     found = []
     for folder in folders:
         for depth in range(4):
-            found += sorted(str(p) for p in Path(folder).glob("/".join(["*"] * (depth + 1)))
-                            if p.suffix.lower() in WEIGHT_SUFFIXES and p.is_file())
+            found += sorted(str(p) for p in Path(folder).glob("/".join(["*"] * (depth + 1))) if is_model_file(p))
     return list(dict.fromkeys(found))[:limit]
 
 
 class AppSession:
-    def __init__(self, weights: list[str], text_model: str | None = None, device: str = "auto",
-                 imgsz: int | None = None, max_video_frames: int = 300):
-        self.weights, self.text_model, self.device, self.imgsz = weights, text_model, device, imgsz
-        self.max_video_frames = max_video_frames
+    """`offered`: the weights the page may use (the first is the default); `allow_any`: also any path or name a
+    browser sends. At most `cache_size` models stay loaded (the least recently used goes first)."""
+
+    def __init__(self, offered: list[str], text_model: str | None = None, device: str = "auto",
+                 imgsz: int | None = None, max_video_frames: int = 300, allow_any: bool = False,
+                 cache_size: int = 2):
+        self.offered, self.allow_any = list(offered), allow_any
+        self.text_model, self.device, self.imgsz = text_model, device, imgsz
+        self.max_video_frames, self.cache_size = max_video_frames, cache_size
         self.folder = Path(tempfile.mkdtemp(prefix="yoloworld-app-"))
-        self._models: dict[str, object] = {}
+        self._models: OrderedDict[str, object] = OrderedDict()
         self._lock = threading.Lock()
-        self._runs = 0
 
-    def model(self, weights: str):
-        """The loaded model for `weights` (loaded once, then kept)."""
-        from yoloworld.cli.common import load_predictor
-
+    def check_weights(self, weights: str) -> str:
+        """`weights` when the page may use them; else one message that says nothing about the server's files."""
         if not weights:
             raise InputError("choose weights first")
-        if weights not in self._models:
-            args = SimpleNamespace(weights=weights, text_model=self.text_model, device=self.device, imgsz=self.imgsz)
-            self._models[weights] = load_predictor(args)
-        return self._models[weights]
+        if weights not in self.offered and not self.allow_any:
+            raise InputError(NOT_OFFERED)
+        return weights
+
+    @property
+    def loaded(self) -> list[str]:
+        """The weights whose models are in memory, least recently used first."""
+        return list(self._models)
+
+    def model(self, weights: str):
+        """The loaded model for `weights` (kept while among the `cache_size` most recently used)."""
+        from yoloworld.cli.common import load_predictor
+
+        self.check_weights(weights)
+        if weights in self._models:
+            self._models.move_to_end(weights)
+            return self._models[weights]
+        args = SimpleNamespace(weights=weights, text_model=self.text_model, device=self.device, imgsz=self.imgsz)
+        model = load_predictor(args)
+        self._models[weights] = model
+        while len(self._models) > self.cache_size:
+            self._models.popitem(last=False)
+        return model
 
     def _vocabulary(self, model, classes: str):
         """The typed classes (our syntax: ',' between classes, '|' between synonyms), else the stored ones."""
@@ -71,10 +102,8 @@ class AppSession:
                                 "the Classes box (\"person, car|automobile\")")
 
     def _run_folder(self) -> Path:
-        self._runs += 1
-        folder = self.folder / f"run{self._runs}"
-        folder.mkdir()
-        return folder
+        """A new folder for one action's files; concurrent actions never share one."""
+        return Path(tempfile.mkdtemp(prefix="run", dir=self.folder))
 
     def detect_image(self, image_rgb: np.ndarray | None, weights: str, classes: str, max_boxes: int, score: float,
                      iou: float) -> Detection:
@@ -113,6 +142,7 @@ class AppSession:
         from yoloworld.api import YOLOWorld
         from yoloworld.export.onnx_export import export_onnx, import_onnx, plan_export
 
+        self.check_weights(weights)
         import_onnx()
         if str(weights).lower().endswith(".onnx"):
             raise InputError(f"{weights}: is already an ONNX model; choose PyTorch weights to export")

@@ -8,6 +8,8 @@ import gradio as gr
 from yoloworld.app.session import AppSession
 from yoloworld.errors import YOLOWorldError
 
+WEIGHTS_HELP = {False: "the weights this server was started with",
+                True: "any file on the server, or a name such as yolo_world_v2_s (--allow-any-weights)"}
 CLASSES_HELP = "comma between classes, | between synonyms: person, car|automobile, traffic light. Empty: the classes " \
                "stored with the weights."
 
@@ -17,18 +19,35 @@ def shown_errors(action):
     def run(*args):
         try:
             return action(*args)
-        except YOLOWorldError as exc:
-            raise gr.Error(str(exc)) from None
+        except YOLOWorldError as exc:  # a user's mistake: the message on the page, no traceback in the server log
+            raise gr.Error(str(exc), print_exception=False) from None
     return run
 
 
-def build_app(session: AppSession, weights_choices: list[str], title: str = "YOLO-World") -> gr.Blocks:
-    with gr.Blocks(title=title, analytics_enabled=False) as app:
+def offered_only(picker: gr.Dropdown, check) -> gr.Dropdown:
+    """`picker` answering a value it does not offer (which only a client other than the page can send) with the
+    session's one message: Gradio's own check would echo the value and print a traceback in the server log. (An
+    instance hook, not a subclass: Gradio writes a .pyi file beside any module that subclasses a component.)"""
+    gradio_preprocess = picker.preprocess
+
+    def preprocess(payload):
+        check(payload)
+        return gradio_preprocess(payload)
+
+    picker.preprocess = shown_errors(preprocess)
+    return picker
+
+
+def build_app(session: AppSession, title: str = "YOLO-World") -> gr.Blocks:
+    weights_choices = session.offered
+    # uploads and results older than an hour are deleted (hourly, and all of them when the server stops)
+    with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(3600, 3600)) as app:
         gr.Markdown(f"## {title}: open-vocabulary detection\nType the classes to find, then press **Detect**.")
         with gr.Row():
             with gr.Column():
-                weights = gr.Dropdown(weights_choices, value=weights_choices[0], label="Weights", elem_id="weights",
-                                      allow_custom_value=True, info="a local file, or a name such as yolo_world_v2_s")
+                weights = offered_only(gr.Dropdown(
+                    weights_choices, value=weights_choices[0], label="Weights", elem_id="weights",
+                    allow_custom_value=session.allow_any, info=WEIGHTS_HELP[session.allow_any]), session.check_weights)
                 with gr.Tab("Image"):
                     image = gr.Image(type="numpy", image_mode="RGB", label="Image", elem_id="input-image")
                 with gr.Tab("Video"):
@@ -63,9 +82,11 @@ def build_app(session: AppSession, weights_choices: list[str], title: str = "YOL
             path = session.export_onnx(chosen, typed)
             return str(path), f"exported {path.name}: download it below"
 
-        detect.click(shown_errors(on_image), [image, *settings], [output, summary, files, records])
-        detect_video.click(shown_errors(on_video), [video, *settings], [output_video, summary, files, records])
-        export.click(shown_errors(on_export), [weights, classes], [files, summary])
+        detect.click(shown_errors(on_image), [image, *settings], [output, summary, files, records],
+                     api_name="detect_image")
+        detect_video.click(shown_errors(on_video), [video, *settings], [output_video, summary, files, records],
+                           api_name="detect_video")
+        export.click(shown_errors(on_export), [weights, classes], [files, summary], api_name="export_onnx")
     return app
 
 

@@ -62,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         argv.remove("--debug")
     available = _load_commands()
     args = build_parser(available).parse_args(argv)
+    if not debug:  # OpenCV's and FFmpeg's own log lines only with --debug: the user sees our lines
+        from yoloworld.streams import quiet_video_logs
+
+        quiet_video_logs()
     try:
         return int(available[args.command].run(args) or 0)
     except YOLOWorldError as exc:

@@ -70,7 +70,7 @@ def run(args) -> int:
     check_output(args.json_path, "--json")
     check_output(None if args.stream_json == "-" else args.stream_json, "--stream-json")
     paths = expand_sources([s for s in args.sources if not is_stream(s)])
-    targets = annotated_files(save_dir, paths)
+    targets, used_names = annotated_files(save_dir, paths)
     classes = chosen_classes(args)
     model = apply_vocabulary(load_predictor(args), classes)
     streams = [Stream(s, stream_options(args)) for s in args.sources if is_stream(s)]  # a bad address fails first
@@ -79,10 +79,10 @@ def run(args) -> int:
     sink, skipped, interrupted = RecordSink(args.stream_json, keep=bool(args.json_path)), 0, False
     try:
         skipped = predict_files(model, paths, args, targets, sink)
-        for stream in streams:
-            video = save_dir / f"{stream_name(stream.source)}.mp4" if save_dir else None
+        for stream in streams:  # stream.name, never the address: it may hold a password (records, names, logs)
+            video = unique_name(save_dir, Path(f"{stream_name(stream.name)}.mp4"), used_names) if save_dir else None
             claim_outputs(save_dir, [video] if video else [])
-            predict_frames(model, stream, stream.source, video, stream.fps, args, sink.add)
+            predict_frames(model, stream, stream.name, video, stream.fps, args, sink.add)
     except KeyboardInterrupt:  # a live stream ends this way: finish the files written so far, then stop
         interrupted = True
     finally:
@@ -101,30 +101,25 @@ def claim_outputs(save_dir: Path | None, files: list[Path]) -> list[Path]:
     return OutputFolder(save_dir, "--save-dir").claim(files, PREDICT_KIND) if save_dir and files else files
 
 
-def annotated_files(save_dir: Path | None, paths: list[Path]) -> dict[Path, Path]:
-    """Each source's annotated file in --save-dir (none without one), claimed before any work."""
-    if not save_dir:
-        return {}
+def annotated_files(save_dir: Path | None, paths: list[Path]) -> tuple[dict[Path, Path], set[Path]]:
+    """Each source's annotated file in --save-dir (none without one), claimed before any work, and the names
+    taken (streams take theirs after)."""
     used: set[Path] = set()
-    targets = {p: save_dir / f"{p.stem}.mp4" if is_video(p) else unique_name(save_dir, p, used) for p in paths}
+    if not save_dir:
+        return {}, used
+    targets = {p: unique_name(save_dir, p.with_suffix(".mp4") if is_video(p) else p, used) for p in paths}
     claim_outputs(save_dir, list(targets.values()))
-    return targets
+    return targets, used
 
 
 def predict_files(model, paths: list[Path], args, targets: dict[Path, Path], sink: RecordSink) -> int:
     """Videos, then images in batches, each annotated into `targets[path]` if given; returns the number of
     unreadable files skipped."""
-    from yoloworld.predictor import predict_frames
-
     skipped = 0
     images = [p for p in paths if not is_video(p)]
     for video in (p for p in paths if is_video(p)):
         try:
-            fps, count = video_info(video)
-            frames = tqdm(video_frames(video), total=min(count, args.max_frames or count) or None, unit="frame",
-                          desc=video.name)
-            annotated = targets.get(video)
-            predict_frames(model, frames, str(video), annotated, fps, args, sink.add)
+            predict_video(model, video, targets.get(video), args, sink)
         except InputError as exc:  # an unreadable video is skipped like an unreadable image
             logger.warning(f"skipped: {exc}")
             skipped += 1
@@ -148,6 +143,20 @@ def predict_files(model, paths: list[Path], args, targets: dict[Path, Path], sin
         progress.update(len(images[start:start + args.batch]))
     progress.close()
     return skipped
+
+
+def predict_video(model, video: Path, annotated: Path | None, args, sink: RecordSink) -> None:
+    """One video with one progress bar, closed when the video ends or --max-frames stops it (a bar left open
+    stays on screen beside the next one)."""
+    from yoloworld.predictor import predict_frames
+
+    fps, count = video_info(video)
+    with tqdm(total=min(count, args.max_frames or count) or None, unit="frame", desc=video.name) as bar:
+        def add(record: dict) -> None:
+            sink.add(record)
+            bar.update()
+
+        predict_frames(model, video_frames(video), str(video), annotated, fps, args, add)
 
 
 def unique_name(save_dir: Path, path: Path, used: set[Path]) -> Path:
