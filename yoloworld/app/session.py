@@ -53,13 +53,13 @@ class AppSession:
 
     def model(self, weights: str):
         """The loaded model for `weights` (loaded once, then kept)."""
-        from yoloworld.cli.common import load_predictor
+        from yoloworld.api import load
 
         if not weights:
             raise InputError("choose weights first")
         if weights not in self._models:
-            args = SimpleNamespace(weights=weights, text_model=self.text_model, device=self.device, imgsz=self.imgsz)
-            self._models[weights] = load_predictor(args)
+            self._models[weights] = load(weights, device=self.device, imgsz=self.imgsz, text_model=self.text_model,
+                                         fuse=True)
         return self._models[weights]
 
     def _vocabulary(self, model, classes: str):

@@ -16,6 +16,7 @@ import torch
 from yoloworld.config import ModelConfig, from_dict, to_dict
 from yoloworld.errors import CheckpointError, YOLOWorldError
 from yoloworld.files import atomic_save
+from yoloworld.models.checkpoint_info import CheckpointInfo, usage_meta
 from yoloworld.models.detector import YOLOWorldDetector
 from yoloworld.models.image_prompt import (
     ImagePromptEncoder,
@@ -109,6 +110,11 @@ class Checkpoint:
     def stored(self) -> dict:
         """Our metadata (`meta.yoloworld`): classes, padding, image size, text config, ..."""
         return self.data["meta"].get("yoloworld", {})
+
+    @property
+    def info(self) -> CheckpointInfo:
+        """What a later command needs: input size, vocabulary, task, text config (the one reader of them)."""
+        return CheckpointInfo.read(self.stored, self.config, str(self.path))
 
     @property
     def has_text(self) -> bool:
@@ -291,7 +297,8 @@ def save_checkpoint(path: str | os.PathLike, model: YOLOWorldDetector, extra_met
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
         entries = {k: v.half() if isinstance(v, torch.Tensor) else v for k, v in entries.items()}
-    stored = {"model": to_dict(config), **(extra_meta or {})}
+    # `extra_meta` carries the input size ("imgsz") and vocabulary; every writer passes the size it knows
+    stored = {"model": to_dict(config), **usage_meta(config, None), **(extra_meta or {})}
     if text_model is not None:
         stored["text_config"] = text_config_meta(text_model)
     if model.image_prompt_encoder is not None:

@@ -132,7 +132,8 @@ def reparameterize_checkpoint(weights: str | os.PathLike, out: str | os.PathLike
         classes = [[f"class{i}"] for i in range(num_classes)]
     # one embedding row per class (synonyms already averaged or first-only): one text per class
     classes = [[group[0]] for group in classes]
-    meta = {"classes": classes, "padded": padded, "reparameterized": {"neck": neck, "source": Path(path).name}}
+    meta = {"classes": classes, "padded": padded, "imgsz": checkpoint.info.imgsz,
+            "reparameterized": {"neck": neck, "source": Path(path).name}}
     save_checkpoint(out, model, meta)
     return model
 
