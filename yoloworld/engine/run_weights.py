@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from yoloworld.errors import CheckpointError
-from yoloworld.models.checkpoint import read_checkpoint, save_checkpoint
+from yoloworld.models.checkpoint import checkpoint_contents, read_checkpoint, save_checkpoint
 from yoloworld.models.text import TextEmbeddingCache
 from yoloworld.vocabulary import Vocabulary
 
@@ -50,14 +50,15 @@ class WeightsWriter:
             return {}
         return {"class_embeddings": self.texts.encode(self.vocabulary.texts).detach().float().cpu()}
 
-    def write_epoch(self, model, epoch: int, step: int, metrics: dict | None, improved: bool,
-                    every_epochs: int) -> None:
-        meta, entries = self._meta(epoch, step, metrics), self._entries()
-        save_checkpoint(self.out / "last.pth", model, meta, **entries)
-        if improved:
-            save_checkpoint(self.out / "best.pth", model, meta, **entries)
+    def epoch_files(self, model, epoch: int, step: int, metrics: dict | None, improved: bool,
+                    every_epochs: int) -> dict[Path, dict]:
+        """The weight files an epoch ends with (last.pth, best.pth when it improved, epoch_N.pth when due), to be
+        written together with the resume state (`state.write_together`)."""
+        contents = checkpoint_contents(model, self._meta(epoch, step, metrics), **self._entries())
+        names = ["last.pth"] + (["best.pth"] if improved else [])
         if every_epochs and epoch % every_epochs == 0:
-            save_checkpoint(self.out / f"epoch_{epoch}.pth", model, meta, **entries)
+            names.append(f"epoch_{epoch}.pth")
+        return {self.out / name: contents for name in names}
 
     # ------------------------------------------------------------------ resume compatibility
     def resume_meta(self, model) -> dict:

@@ -284,8 +284,14 @@ def missing_vision_keys(checkpoint: Checkpoint, model: YOLOWorldDetector) -> tup
 
 def save_checkpoint(path: str | os.PathLike, model: YOLOWorldDetector, extra_meta: dict | None = None,
                     keep_text_model: bool = True, half: bool = False, **entries) -> None:
-    """Write {'meta', 'state_dict', ...} atomically (a crash never leaves half a file). The metadata holds the
-    architecture and, with a text tower, its config, so the file loads with no --text-model. Without
+    """Write `checkpoint_contents(...)` atomically (a crash never leaves half a file)."""
+    atomic_save(checkpoint_contents(model, extra_meta, keep_text_model, half, **entries), path)
+
+
+def checkpoint_contents(model: YOLOWorldDetector, extra_meta: dict | None = None, keep_text_model: bool = True,
+                        half: bool = False, **entries) -> dict:
+    """{'meta', 'state_dict', ...} of `model`. The metadata holds the architecture, the task and, with a text tower,
+    its config, so the file loads with no --text-model; `extra_meta` adds the input size and vocabulary. Without
     `keep_text_model` the text tower is left out (a model with a stored vocabulary needs none); `half` stores
     floating-point tensors in fp16. The live model is never changed."""
     config, text_model = model.config, model.text_model
@@ -297,10 +303,9 @@ def save_checkpoint(path: str | os.PathLike, model: YOLOWorldDetector, extra_met
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
         entries = {k: v.half() if isinstance(v, torch.Tensor) else v for k, v in entries.items()}
-    # `extra_meta` carries the input size ("imgsz") and vocabulary; every writer passes the size it knows
     stored = {"model": to_dict(config), **usage_meta(config, None), **(extra_meta or {})}
     if text_model is not None:
         stored["text_config"] = text_config_meta(text_model)
     if model.image_prompt_encoder is not None:
         stored["vision_config"] = vision_config_meta(model.image_prompt_encoder)
-    atomic_save({"meta": {"yoloworld": stored}, "state_dict": state, **entries}, path)
+    return {"meta": {"yoloworld": stored}, "state_dict": state, **entries}
