@@ -227,7 +227,7 @@ def text_encoder_for(checkpoint: Checkpoint, text_model: str | os.PathLike | Non
         return TextEncoder.from_pretrained(text_model)
     if not checkpoint.has_text:
         return None
-    stored = checkpoint.stored.get("text_config")
+    stored = checkpoint.info.text_config
     text_config = config_from_meta(stored, str(checkpoint.path)) if stored else clip_text_config(config.text_hidden)
     return TextEncoder.from_config(text_config)
 
