@@ -91,3 +91,19 @@ def test_resume_without_a_resume_state_names_the_weights_that_are_there(tmp_path
     (tmp_path / "last.pth").write_bytes(b"weights")
     with pytest.raises(CheckpointError, match=r"holds weights only: start a new run from them with model.weights="):
         state_module.load_resume_state(tmp_path)
+
+
+def test_a_held_ctrl_c_goes_to_the_handler_that_was_there_and_an_ignored_one_stays_ignored():
+    calls = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: calls.append(signum))
+    try:
+        with state_module.interrupts_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            assert calls == []  # held while the save runs
+        assert calls == [signal.SIGINT]
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # e.g. a run started in the background by a shell
+        with state_module.interrupts_held():
+            os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)

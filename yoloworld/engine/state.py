@@ -87,8 +87,10 @@ def _save_file(contents, path: Path) -> None:
 
 @contextlib.contextmanager
 def interrupts_held():
-    """Ctrl-C waits until the block ends, then stops the run (KeyboardInterrupt) as usual."""
-    if threading.current_thread() is not threading.main_thread():
+    """Ctrl-C waits until the block ends, then goes to the handler that was there (Python's raises
+    KeyboardInterrupt); an ignored SIGINT stays ignored."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) in (
+            signal.SIG_IGN, None):
         yield
         return
     received = []
@@ -96,9 +98,12 @@ def interrupts_held():
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+        signal.signal(signal.SIGINT, previous)
     if received:
-        raise KeyboardInterrupt
+        if callable(previous):
+            previous(signal.SIGINT, None)
+        else:  # SIG_DFL: the default action, now that the save is whole
+            signal.raise_signal(signal.SIGINT)
 
 
 def write_together(files: dict[Path, object]) -> None:
