@@ -75,3 +75,21 @@ def test_export_without_imgsz_uses_the_trained_size(run, tmp_path):
     assert f"{IMGSZ} px input" in result.stdout
     dims = onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_value for d in dims][2:] == [IMGSZ, IMGSZ]
+
+
+def test_a_segmentation_model_records_its_task_and_a_bad_stored_size_is_one_line(tmp_path):
+    from yoloworld.config import ModelConfig
+    from yoloworld.errors import CheckpointError
+    from yoloworld.models.checkpoint import save_checkpoint
+    from yoloworld.models.detector import YOLOWorldDetector
+
+    config = ModelConfig(deepen=0.33, widen=0.125, last_stage_channels=1024, min_cls_channels=16, text_hidden=None,
+                         num_prompts=3, mask_channels=8, proto_channels=16)
+    save_checkpoint(tmp_path / "seg.pth", YOLOWorldDetector(config, None), {"imgsz": 320})
+    info = open_checkpoint(tmp_path / "seg.pth").info
+    assert (info.task, info.imgsz) == ("segment", 320)
+    data = torch.load(tmp_path / "seg.pth", weights_only=True)
+    data["meta"]["yoloworld"]["imgsz"] = 100  # not a multiple of 32
+    torch.save(data, tmp_path / "bad.pth")
+    with pytest.raises(CheckpointError, match=r"bad.pth: malformed metadata \(input size 100"):
+        open_checkpoint(tmp_path / "bad.pth").info
