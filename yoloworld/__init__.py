@@ -1,10 +1,15 @@
-"""YOLO-World open-vocabulary detection in plain PyTorch. Public API: `YOLOWorld`, `Results`, `VisualPrompt`."""
+"""YOLO-World open-vocabulary detection in plain PyTorch. Public API: `load` (any weights format), `YOLOWorld`,
+`Results`, `VisualPrompt`."""
 
 __version__ = "0.1.0"
-__all__ = ["YOLOWorld", "Results", "VisualPrompt", "YOLOWorldError"]
+__all__ = ["load", "YOLOWorld", "Results", "VisualPrompt", "YOLOWorldError"]
 
 
 def __getattr__(name):  # imported on first use, so `import yoloworld` alone loads neither torch nor the models
+    if name == "load":
+        from yoloworld.api import load
+
+        return load
     if name == "YOLOWorld":
         from yoloworld.api import YOLOWorld
 

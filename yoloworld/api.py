@@ -1,6 +1,7 @@
-"""`YOLOWorld`: the one front object. Load weights, set a vocabulary, predict.
+"""`YOLOWorld`: the one front object. Load weights, set a vocabulary, predict; `load`: the one loader for every
+weights format (PyTorch checkpoints, Ultralytics `.pt`, ONNX, OpenVINO, `demo`, release names).
 
-    model = YOLOWorld.from_pretrained("yolo_world_v2_s")
+    model = yoloworld.load("yolo_world_v2_s")  # or YOLOWorld.from_pretrained(...) for PyTorch weights
     model.set_classes(["person", ["car", "automobile"], "traffic light"])
     results = model.predict(["street.jpg"], conf=0.05)
     model.set_classes(["person", VisualPrompt("ref.jpg", box=(10, 20, 200, 220), name="my mug")])  # by example
@@ -8,6 +9,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -17,13 +19,32 @@ from yoloworld.devices import resolve_device
 from yoloworld.errors import InputError
 from yoloworld.models.boxes import dfl_integral
 from yoloworld.models.checkpoint import load_detector, save_checkpoint
+from yoloworld.models.checkpoint_info import CheckpointInfo
 from yoloworld.models.detector import YOLOWorldDetector
 from yoloworld.models.text import TextEmbeddingCache
-from yoloworld.models.weights import default_imgsz
+from yoloworld.models.weights import DEMO_NAME, default_imgsz, is_demo
 from yoloworld.postprocess import decode_outputs
 from yoloworld.predictor import Predictor, check_imgsz
 from yoloworld.prompts import VisualPrompt, encode_visual_prompts
 from yoloworld.vocabulary import Vocabulary
+
+logger = logging.getLogger(__name__)
+DEMO_WARNING = ("warning: the demo model was trained on synthetic coloured shapes only: on real photos it finds "
+                "nothing meaningful (for real images use --weights yolo_world_v2_s)")
+_demo_warned = False  # one warning per process, however many models or calls
+
+
+def load(weights: str | os.PathLike, device="cpu", imgsz: int | None = None, text_model: str | os.PathLike | None = None,
+         vision_model: str | os.PathLike | None = None, fuse: bool = False) -> Predictor:
+    """The model behind `weights`, whatever its format: an `.onnx` file (`OnnxYOLOWorld`), an OpenVINO export
+    folder or `.xml` (`OpenVinoYOLOWorld`), else a PyTorch checkpoint, an Ultralytics `.pt`, `demo` or a release
+    name (`YOLOWorld`). `imgsz`: default the size stored with the model (see `YOLOWorld.from_pretrained`)."""
+    from yoloworld.export.runners import is_exported, open_exported
+
+    if is_exported(weights):
+        return open_exported(weights, imgsz=imgsz)
+    return YOLOWorld.from_pretrained(weights, text_model=text_model, device=device, imgsz=imgsz, fuse=fuse,
+                                     vision_model=vision_model)
 
 
 class YOLOWorld(Predictor):
@@ -41,30 +62,32 @@ class YOLOWorld(Predictor):
         self._cache = TextEmbeddingCache(model.text_model) if model.text_model is not None else None
         self._stored_embeds: dict[str, torch.Tensor] = {}  # text -> embedding saved with a tower-less model
         self._image_prompts = model.image_prompt_encoder  # else the default tower, loaded on first use
+        self.warn_demo = False  # set for the packaged demo model: it warns once when run on user images
 
     # ------------------------------------------------------------------ loading and saving
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, text_model: str | os.PathLike | None = None,
                         device="cpu", imgsz: int | None = None, fuse: bool = False,
                         vision_model: str | os.PathLike | None = None) -> "YOLOWorld":
-        """An official `.pth`, a yoloworld checkpoint, an Ultralytics `.pt`, or a short name (`yolo_world_v2_s`,
-        `yolov8s-worldv2`, downloaded once). `imgsz`: network input size; default the size stored with the model,
-        else the size the named release was trained at, else 640. `vision_model`: a Hugging Face CLIP folder or
-        id whose vision tower encodes reference images (default: the one in the file, else DEFAULT_VISION_MODEL)."""
+        """An official `.pth`, a yoloworld checkpoint, an Ultralytics `.pt`, `demo` (the packaged demo model), or a
+        short name (`yolo_world_v2_s`, `yolov8s-worldv2`, downloaded once). `imgsz`: network input size; default
+        the size stored with the model, else the size the named release was trained at, else 640. `vision_model`:
+        a Hugging Face CLIP folder or id whose vision tower encodes reference images (default: the one in the file,
+        else DEFAULT_VISION_MODEL)."""
         device = resolve_device(device)  # a bad device fails before any loading
         if imgsz is not None:
             check_imgsz(imgsz)
         model, checkpoint = load_detector(name_or_path, text_model=text_model, vision_model=vision_model)
         if fuse:
             model.fuse()
-        stored = (checkpoint.get("meta") or {}).get("yoloworld", {})
-        api = cls(model, device, imgsz or int(stored.get("imgsz") or default_imgsz(name_or_path) or 640))
-        classes = stored.get("classes")
-        if classes and "class_embeddings" in checkpoint:
-            api._use_vocabulary(Vocabulary(classes, bool(stored.get("padded", False))),
-                                checkpoint["class_embeddings"].float())
-        elif classes and not model.needs_text:
-            api._use_vocabulary(Vocabulary(classes, bool(stored.get("padded", False))), None)
+        info = CheckpointInfo.read((checkpoint.get("meta") or {}).get("yoloworld", {}), model.config,
+                                   str(name_or_path))
+        api = cls(model, device, imgsz or _stored_input_size(info, name_or_path))
+        api.warn_demo = str(name_or_path) == DEMO_NAME or is_demo(name_or_path)
+        if info.classes and "class_embeddings" in checkpoint:
+            api._use_vocabulary(Vocabulary(info.classes, info.padded), checkpoint["class_embeddings"].float())
+        elif info.classes and not model.needs_text:
+            api._use_vocabulary(Vocabulary(info.classes, info.padded), None)
         return api
 
     def save(self, path: str | os.PathLike, keep_text_model: bool = False, half: bool = False) -> None:
@@ -114,6 +137,13 @@ class YOLOWorld(Predictor):
             self._stored_embeds = dict(zip(vocabulary.texts, text_embeds.to(self.device)))
 
     # ------------------------------------------------------------------ inference
+    def predict(self, images, *args, **kwargs):
+        global _demo_warned
+        if self.warn_demo and not _demo_warned:
+            _demo_warned = True
+            logger.warning(DEMO_WARNING)
+        return super().predict(images, *args, **kwargs)
+
     @torch.no_grad()
     def forward_raw(self, images: torch.Tensor, text_embeds: torch.Tensor | None = None):
         """Network outputs in the official layouts: cls logits (B, N, H, W) and box distances (B, 4, H, W)
@@ -128,6 +158,17 @@ class YOLOWorld(Predictor):
     def forward(self, batch: np.ndarray, text_embeds: list) -> tuple[torch.Tensor, ...]:
         images = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
         return decode_outputs(*self.model(images, stack_texts(text_embeds)))
+
+
+def _stored_input_size(info: CheckpointInfo, name_or_path) -> int:
+    """The size the model was trained at (stored in the file, else the release table's), said once; else 640."""
+    size, where = info.imgsz, f"stored in {name_or_path}"
+    if size is None:
+        size, where = default_imgsz(name_or_path), f"the size {name_or_path} was released for"
+    if size is None:
+        return 640
+    logger.info("using the model's input size %d (%s); --imgsz overrides", size, where)
+    return size
 
 
 def stack_texts(embeds: list[torch.Tensor | None]) -> torch.Tensor | None:

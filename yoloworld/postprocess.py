@@ -55,7 +55,16 @@ def postprocess(cls_logits: list[torch.Tensor], reg_logits: list[torch.Tensor], 
                 official_masks: bool = False) -> list[Detections]:
     """Per-image detections from per-level logits (B, T, H, W) and raw box logits (B, 64, H, W). `masks`: a
     segmentation model's (per-level coefficients, prototypes): the detections then carry their masks."""
-    scores, boxes, *seg = decode_outputs(cls_logits, reg_logits, *(masks or ()))
+    return detections_from(decode_outputs(cls_logits, reg_logits, *(masks or ())), infos, conf, iou, max_det,
+                           nms_pre, groups, official_masks)
+
+
+def detections_from(outputs: tuple, infos: list[LetterboxInfo], conf: float, iou: float, max_det: int, nms_pre: int,
+                    groups: list[torch.Tensor | None] | None = None, official_masks: bool = False) -> list[Detections]:
+    """Decoded outputs (scores (B, P, T), boxes (B, P, 4)[, coefficients, prototypes]) -> per-image detections:
+    `select` per image, then the masks of the kept detections. The one selection of `predict`, `val` (any runtime)
+    and validation during training."""
+    scores, boxes, *seg = outputs
     groups = groups or [None] * len(infos)
     detections = [select(scores[i], boxes[i], infos[i], conf, iou, max_det, nms_pre, groups[i])
                   for i in range(len(infos))]

@@ -7,8 +7,8 @@ the smallest multiple-of-32 canvas that holds the batch (Ultralytics' `rect`): s
 
 A runtime (PyTorch in `yoloworld.api.YOLOWorld`, ONNX Runtime in `yoloworld.export.onnx_runtime.OnnxYOLOWorld`)
 supplies only `encode_text` (and `encode_images` for reference images) and `forward`: per-image scores and boxes
-in network-input pixels, plus mask coefficients and prototypes for a segmentation model, whose masks
-`yoloworld.masks` assembles after selection.
+in network-input pixels, plus mask coefficients and prototypes for a segmentation model. Selection and masks are
+`yoloworld.postprocess.detections_from`, the same function validation during training uses.
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ import torch
 
 from yoloworld.errors import InputError
 from yoloworld.images import as_bgr, video_writer
-from yoloworld.masks import attach_masks
-from yoloworld.postprocess import Detections, select
+from yoloworld.postprocess import Detections, detections_from
 from yoloworld.prompts import encode_prompts
 from yoloworld.results import Results
 from yoloworld.transforms import LetterboxInfo, letterbox_batch
@@ -161,15 +160,9 @@ class Predictor:
     def detect(self, batch: np.ndarray, infos: list[LetterboxInfo], vocabularies: list,
                settings: Settings) -> list[Detections]:
         """Per-image detections in original-image pixels (with masks for a segmentation model)."""
-        scores, boxes, *seg = self.forward(batch, [embeds for _, embeds in vocabularies])
-        detections = [select(scores[i], boxes[i], info, settings.conf, settings.iou, settings.max_det,
-                             settings.nms_pre, vocabulary.groups())
-                      for i, (info, (vocabulary, _)) in enumerate(zip(infos, vocabularies))]
-        if seg:
-            attach_masks(detections, boxes, *seg, infos, settings.official_masks)
-        return detections
-
-
+        outputs = self.forward(batch, [embeds for _, embeds in vocabularies])
+        return detections_from(outputs, infos, settings.conf, settings.iou, settings.max_det, settings.nms_pre,
+                               [vocabulary.groups() for vocabulary, _ in vocabularies], settings.official_masks)
 
 
 def predict_frames(model, frames, source: str, video: Path | None, fps: float, args, emit) -> None:

@@ -80,14 +80,13 @@ class AppSession:
 
     def model(self, weights: str):
         """The loaded model for `weights` (kept while among the `cache_size` most recently used)."""
-        from yoloworld.cli.common import load_predictor
+        from yoloworld.api import load
 
         self.check_weights(weights)
         if weights in self._models:
             self._models.move_to_end(weights)
             return self._models[weights]
-        args = SimpleNamespace(weights=weights, text_model=self.text_model, device=self.device, imgsz=self.imgsz)
-        model = load_predictor(args)
+        model = load(weights, device=self.device, imgsz=self.imgsz, text_model=self.text_model, fuse=True)
         self._models[weights] = model
         while len(self._models) > self.cache_size:
             self._models.popitem(last=False)

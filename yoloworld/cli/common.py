@@ -142,19 +142,15 @@ def with_visual_prompts(classes: list[list], specs: list[str]) -> list[list]:
 
 
 def load_predictor(args, fuse: bool = True):
-    """The front object for --weights: `OnnxYOLOWorld` for an .onnx file, `OpenVinoYOLOWorld` for an OpenVINO
-    export (its folder or .xml), else `YOLOWorld`."""
-    from yoloworld.export.runners import is_exported, open_exported
+    """The model for --weights, whatever its format (`yoloworld.load`); a fixed-size export given --rect is refused
+    before any image is read."""
+    from yoloworld.api import load
 
-    if is_exported(args.weights):
-        model = open_exported(args.weights, imgsz=args.imgsz)
-        if getattr(args, "rect", False):
-            model.check_rect()  # a fixed-size graph: say so before any image is read
-        return model
-    from yoloworld.api import YOLOWorld
-
-    return YOLOWorld.from_pretrained(args.weights, text_model=args.text_model, device=args.device,
-                                     imgsz=args.imgsz, fuse=fuse, vision_model=getattr(args, "vision_model", None))
+    model = load(args.weights, device=args.device, imgsz=args.imgsz, text_model=args.text_model,
+                 vision_model=getattr(args, "vision_model", None), fuse=fuse)
+    if getattr(args, "rect", False):
+        model.check_rect()
+    return model
 
 
 def apply_vocabulary(model, classes: list[list[str]] | None, what: str = "--classes \"person,car\""):

@@ -30,12 +30,13 @@ from yoloworld.images import (
     video_info,
 )
 from yoloworld.outputs import OutputFolder, check_apart
+from yoloworld.models.weights import DEMO_WEIGHTS
 from yoloworld.streams import Stream, is_stream, stream_name
 
 logger = logging.getLogger(__name__)
 
 PREDICT_KIND = "predict"  # what the --save-dir manifest says wrote its files
-DEMO_MODEL = Path(__file__).resolve().parents[1] / "assets" / "demo.pt"
+DEMO_MODEL = DEMO_WEIGHTS
 
 
 def add_parser(sub) -> None:
@@ -192,6 +193,7 @@ def run_demo(args) -> int:
     if not DEMO_MODEL.exists():
         raise InputError(f"{DEMO_MODEL}: the demo model is missing from this installation")
     model = YOLOWorld.from_pretrained(DEMO_MODEL, device=args.device, imgsz=args.imgsz, fuse=True)
+    model.warn_demo = False  # it draws its own synthetic image, and says what the model is below
     image, _ = draw_image(np.random.default_rng(args.seed), SynthConfig(images=1))
     result = model.predict([image], conf=max(args.conf, 0.25), iou=args.iou, max_det=args.max_det)[0]
     save_dir = check_output(args.save_dir, "--save-dir", folder=True)

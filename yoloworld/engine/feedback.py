@@ -214,15 +214,19 @@ def describe_run(run, source: str) -> None:
 
 
 def interrupt_notice(run) -> str:
-    """What Ctrl-C leaves behind and the command that continues the run."""
+    """What Ctrl-C leaves on disk and the command that continues the run. A save being written when Ctrl-C comes
+    is finished first (the run's saves are one unit: engine/state.py), so it is what the notice describes."""
     lines = [f"interrupted at epoch {run.epoch + 1}/{run.config.schedule.epochs}, iteration {run.batch}/"
              f"{run.iters_per_epoch} (step {run.step}): stopping when the current step ends"]
-    if run.saved_at is None:
+    saving = getattr(run, "saving", None)
+    if saving is None and run.saved_at is None:
         lines.append("  nothing saved yet (the first save comes at the end of epoch 1, or after "
                      "checkpoint.every_minutes / every_iters): run the same command again to start over")
         return "\n".join(lines)
-    epoch, batch, step = run.saved_at
-    weights = [name for name in ("last.pth", "best.pth") if (run.out / name).exists()]
+    (epoch, batch, step), being_written = saving if saving is not None else (run.saved_at, [])
+    if saving is not None:
+        lines[0] = lines[0].replace("when the current step ends", "once the save in progress is on disk")
+    weights = [name for name in ("last.pth", "best.pth") if name in being_written or (run.out / name).exists()]
     lines.append(f"  saved: {run.out / STATE_FILE} (resumes at epoch {epoch + 1}, iteration {batch}, step "
                  f"{step}; later steps are trained again)"
                  + (f", weights {' and '.join(weights)} beside it" if weights else ""))

@@ -254,7 +254,7 @@ def _rep_model(config: TrainConfig, classes: list[list[str]]) -> TrainingModel:
     path, source = checkpoint.path, checkpoint.config
     if source.contrastive == "rep":
         model = load_detector(path)[0]
-        padded = bool(checkpoint.stored.get("padded", False))
+        padded = checkpoint.info.padded
         check_embedding_rows(source.num_guides, classes, padded, str(path))
     else:
         embeds, padded = _read_class_embeddings(config)

@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from yoloworld.errors import CheckpointError
-from yoloworld.models.checkpoint import read_checkpoint, save_checkpoint
+from yoloworld.models.checkpoint import checkpoint_contents, read_checkpoint, save_checkpoint
 from yoloworld.models.text import TextEmbeddingCache
 from yoloworld.vocabulary import Vocabulary
 
@@ -25,6 +25,7 @@ class WeightsWriter:
         self.out = Path(out)
         self.texts = texts  # TextBatcher of a text model, None for prompt / rep
         self.mode = train_config["model"]["mode"]
+        self.imgsz = train_config["data"]["augment"]["image_size"]  # recorded in every file: later commands use it
         self.train_config = train_config
         if built.fixed_vocabulary:  # one column per class: record the first synonyms, so names map 1:1
             self.classes = [[group[0]] for group in built.classes]
@@ -36,7 +37,8 @@ class WeightsWriter:
             self.padded = bool(self.vocabulary and self.vocabulary.padded)
 
     def _meta(self, epoch: int, step: int, metrics: dict | None) -> dict:
-        meta = {"epoch": epoch, "step": step, "mode": self.mode, "train_config": self.train_config}
+        meta = {"epoch": epoch, "step": step, "mode": self.mode, "imgsz": self.imgsz,
+                "train_config": self.train_config}
         if metrics is not None:
             meta["metrics"] = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
         if self.classes:
@@ -48,14 +50,15 @@ class WeightsWriter:
             return {}
         return {"class_embeddings": self.texts.encode(self.vocabulary.texts).detach().float().cpu()}
 
-    def write_epoch(self, model, epoch: int, step: int, metrics: dict | None, improved: bool,
-                    every_epochs: int) -> None:
-        meta, entries = self._meta(epoch, step, metrics), self._entries()
-        save_checkpoint(self.out / "last.pth", model, meta, **entries)
-        if improved:
-            save_checkpoint(self.out / "best.pth", model, meta, **entries)
+    def epoch_files(self, model, epoch: int, step: int, metrics: dict | None, improved: bool,
+                    every_epochs: int) -> dict[Path, dict]:
+        """The weight files an epoch ends with (last.pth, best.pth when it improved, epoch_N.pth when due), to be
+        written together with the resume state (`state.write_together`)."""
+        contents = checkpoint_contents(model, self._meta(epoch, step, metrics), **self._entries())
+        names = ["last.pth"] + (["best.pth"] if improved else [])
         if every_epochs and epoch % every_epochs == 0:
-            save_checkpoint(self.out / f"epoch_{epoch}.pth", model, meta, **entries)
+            names.append(f"epoch_{epoch}.pth")
+        return {self.out / name: contents for name in names}
 
     # ------------------------------------------------------------------ resume compatibility
     def resume_meta(self, model) -> dict:
@@ -88,7 +91,7 @@ class WeightsWriter:
         if self.vocabulary is not None and model.text_model is not None:
             entries["class_embeddings"] = TextEmbeddingCache(model.text_model).encode(self.vocabulary.texts)
         meta = {"classes": self.classes, "padded": self.padded,
-                "imgsz": self.train_config["data"]["augment"]["image_size"], "trained_from": source.name,
+                "imgsz": self.imgsz, "trained_from": source.name,
                 "epoch": stored["meta"].get("yoloworld", {}).get("epoch")}
         save_checkpoint(checkpoint.deploy, model, meta, keep_text_model=False, half=checkpoint.deploy_half, **entries)
         size = Path(checkpoint.deploy).stat().st_size / 2**20

@@ -1,24 +1,33 @@
-"""What a run writes to disk, always atomically (temp file + rename: a kill never leaves half a file).
+"""What a run writes to disk, and reading it back to resume.
 
   last.pth, best.pth, epoch_N.pth  official layout {'meta', 'state_dict' (EMA weights + text tower)}: what
                                    `yoloworld predict` / `val` and the official tools read
   last_state.pt                    everything an exact resume needs: raw model, EMA, optimiser, AMP scaler,
                                    epoch / iteration, RNG states, best metric and validation history
 
+A save is one unit: every file goes to a temp name first, then all are renamed, weights before the resume state,
+with Ctrl-C held back until the last rename. An interrupt never leaves half a save; a hard kill between two
+renames leaves weights newer than the resume state, which a resume trains again and overwrites.
 Every file loads with torch.load(weights_only=True): tensors, dicts, lists, numbers and strings only.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
+import signal
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from yoloworld.errors import CheckpointError
-from yoloworld.files import atomic_save
 from yoloworld.models.checkpoint import load_file
+
+from . import distributed as dist_utils
 
 STATE_FILE = "last_state.pt"
 STATE_VERSION = 1
@@ -52,11 +61,11 @@ def set_rng_state(state: dict) -> None:
 
 # ---------------------------------------------------------------- resume state
 
-def save_resume_state(out: Path, *, model, ema, optimizer, scaler, epoch: int, batch: int, step: int, progress: dict,
-                      rng_states: list[dict], model_meta: dict, skip_keys: set[str] = frozenset()) -> Path:
+def resume_state_contents(*, model, ema, optimizer, scaler, epoch: int, batch: int, step: int, progress: dict,
+                          rng_states: list[dict], model_meta: dict, skip_keys: set[str] = frozenset()) -> dict:
     """`epoch`/`batch`: where training continues (the next batch to run); `step`: iterations done.
     `skip_keys`: weights that never change (a frozen text tower; its fingerprint is in `model_meta`)."""
-    state = {
+    return {
         "version": STATE_VERSION,
         "epoch": epoch, "batch": batch, "step": step,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items() if k not in skip_keys},
@@ -68,8 +77,73 @@ def save_resume_state(out: Path, *, model, ema, optimizer, scaler, epoch: int, b
         "rng": rng_states,
         "meta": model_meta,
     }
+
+
+# ---------------------------------------------------------------- one save, all files or none
+
+def _save_file(contents, path: Path) -> None:
+    torch.save(contents, path)
+
+
+@contextlib.contextmanager
+def interrupts_held():
+    """Ctrl-C waits until the block ends, then goes to the handler that was there (Python's raises
+    KeyboardInterrupt); an ignored SIGINT stays ignored."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) in (
+            signal.SIG_IGN, None):
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        if callable(previous):
+            previous(signal.SIGINT, None)
+        else:  # SIG_DFL: the default action, now that the save is whole
+            signal.raise_signal(signal.SIGINT)
+
+
+def write_together(files: dict[Path, object]) -> None:
+    """torch.save every value to a temp name beside its path, then rename them all in order (the resume state
+    last); with Ctrl-C held back, the save happens whole or (on an error while writing) not at all."""
+    temps = {path: path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}") for path in files}
+    try:
+        with interrupts_held():
+            for path, contents in files.items():
+                _save_file(contents, temps[path])
+            for path in files:
+                os.replace(temps[path], path)
+    finally:
+        for temp in temps.values():
+            temp.unlink(missing_ok=True)
+
+
+def save_run(run, epoch_files: dict[Path, dict] | None = None) -> None:
+    """Save `run` (a Trainer) where it stands: the resume state, with the weight files an epoch ends with."""
+    states = dist_utils.all_gather_objects(rng_state(), run.info)
+    if run.info.is_main:
+        files = dict(epoch_files or {})
+        files[run.out / STATE_FILE] = resume_state_contents(
+            model=run.model, ema=run.ema, optimizer=run.optimizer, scaler=run.scaler, epoch=run.epoch,
+            batch=run.batch, step=run.step, progress=dict(run.progress), rng_states=states,
+            model_meta=run.weights.resume_meta(run.model), skip_keys=run.frozen_keys)
+        run.saving = ((run.epoch, run.batch, run.step), [path.name for path in files])
+        try:
+            write_together(files)
+        finally:
+            run.saving = None
+        run.saved_at = (run.epoch, run.batch, run.step)
+    run.last_save = time.time()
+    dist_utils.barrier(run.info)
+
+
+def save_resume_state(out: Path, **state) -> Path:
+    """Only the resume state (see `resume_state_contents` for the fields)."""
     path = Path(out) / STATE_FILE
-    atomic_save(state, path)
+    write_together({path: resume_state_contents(**state)})
     return path
 
 
@@ -80,7 +154,10 @@ RESUME_FIELDS = {"epoch": int, "batch": int, "step": int, "model": dict, "optimi
 def load_resume_state(out: Path) -> dict:
     path = Path(out) / STATE_FILE
     if not path.is_file():
-        raise CheckpointError(f"{path}: nothing to resume (no {STATE_FILE}); start the run without --resume")
+        weights = Path(out) / "last.pth"
+        hint = (f"; its {weights.name} holds weights only: start a new run from them with model.weights={weights}"
+                if weights.is_file() else "")
+        raise CheckpointError(f"{path}: nothing to resume (no {STATE_FILE}); start the run without --resume{hint}")
     state = load_file(path, "resume state")
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
         found = state.get("version") if isinstance(state, dict) else type(state).__name__
@@ -101,5 +178,42 @@ def _to_cpu(value):
     return value
 
 
-__all__ = ["STATE_FILE", "rng_state", "set_rng_state", "save_resume_state",
-           "load_resume_state"]
+# ---------------------------------------------------------------- resuming
+
+def restore_run(run, state: dict) -> None:
+    """Put a loaded resume state back into `run` (a Trainer): weights, EMA, optimiser, scaler, position, RNGs."""
+    run.weights.check_resume_meta(state["meta"], run.model)
+    path = run.out / STATE_FILE
+    try:
+        result = run.model.load_state_dict(state["model"], strict=False)
+        if set(result.missing_keys) - run.frozen_keys or result.unexpected_keys:
+            raise CheckpointError(f"{path}: model weights do not fit this config")
+        if run.ema is not None and state["ema"] is not None:
+            run.ema.load_state_dict(state["ema"])
+        run.optimizer.load_state_dict(state["optimizer"])
+        if run.scaler is not None and state["scaler"]:
+            run.scaler.load_state_dict(state["scaler"])
+        run.epoch, run.batch, run.step = int(state["epoch"]), int(state["batch"]), int(state["step"])
+        run.saved_at = (run.epoch, run.batch, run.step)
+        run.progress.update(state["progress"])
+        rngs = state["rng"]
+        set_rng_state(rngs[run.info.rank] if len(rngs) == run.info.world_size else rngs[0])
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: damaged resume state ({type(exc).__name__}); start the run again without "
+                              "--resume") from None
+
+
+def fresh_out_dir(out: Path) -> Path:
+    """`out` itself if it holds no run yet, else out2, out3, ... (a finished run is never overwritten)."""
+    def used(path: Path) -> bool:
+        return (path / STATE_FILE).exists() or (path / "last.pth").exists()
+    if not used(out):
+        return out
+    index = 2
+    while used(out.with_name(f"{out.name}{index}")):
+        index += 1
+    return out.with_name(f"{out.name}{index}")
+
+
+__all__ = ["STATE_FILE", "rng_state", "set_rng_state", "resume_state_contents", "interrupts_held", "write_together",
+           "save_run", "save_resume_state", "load_resume_state", "restore_run", "fresh_out_dir"]

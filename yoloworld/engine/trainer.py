@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from yoloworld.engine.loss import YOLOWorldLoss
-from yoloworld.errors import CheckpointError, ConfigError, RunComplete, TrainingDiverged
+from yoloworld.errors import ConfigError, RunComplete, TrainingDiverged
 from yoloworld.models.checkpoint import TEXT_PREFIX, VISION_PREFIX
 
 from . import distributed as dist_utils
@@ -40,13 +40,7 @@ from .optim import (
 )
 from .run_summary import format_summary, write_report
 from .run_weights import WeightsWriter
-from .state import (
-    STATE_FILE,
-    load_resume_state,
-    rng_state,
-    save_resume_state,
-    set_rng_state,
-)
+from .state import STATE_FILE, fresh_out_dir, load_resume_state, restore_run, save_run
 from .train_config import TrainConfig, config_to_dict
 from .validate import RunScoring
 from .wise_ft import run_wise_ft
@@ -100,11 +94,15 @@ class Trainer:
         self.weights = WeightsWriter(self.out, built, self.texts, config_to_dict(config))
         self.epoch = self.batch = self.step = 0
         self.saved_at = None  # (epoch, batch, step) of the last resume state written
+        self.saving = None  # while a save is being written: ((epoch, batch, step), file names)
         self.progress = {"best": None, "best_epoch": None, "skipped_steps": 0, "bad_in_a_row": 0}
         if saved is not None:
-            self._restore(saved)
+            restore_run(self, saved)
+            if self.info.is_main:
+                logger.info("resuming %s at epoch %d, iteration %d (step %d)", self.out, self.epoch + 1, self.batch,
+                            self.step)
         self.network = self._wrap_ddp()
-        self._last_save = time.time()
+        self.last_save = time.time()
         if self.info.is_main:
             describe_run(self, built.source)
 
@@ -207,7 +205,7 @@ class Trainer:
                 self._log_train(means.means(), lr, grad_norm, data_time, time.time() - tick)
                 means.reset()
             if self.batch < self.iters_per_epoch and self._save_due():
-                self._save_state()
+                save_run(self)
             tick = time.time()
         bar.end_epoch()
 
@@ -296,17 +294,18 @@ class Trainer:
     def _end_epoch(self) -> None:
         self._check_not_diverged()
         metrics = self._validate() if self._validation_due() else None
+        epoch_files = None
         if self.info.is_main:
             improved = metrics is not None and (self.progress["best"] is None or
                                                 metrics[self.config.eval.metric] > self.progress["best"])
             if improved:
                 self.progress["best"] = metrics[self.config.eval.metric]
                 self.progress["best_epoch"] = self.epoch + 1
-            self.weights.write_epoch(self.ema_or_model(), self.epoch + 1, self.step, metrics, improved,
-                                     self.config.checkpoint.every_epochs)
+            epoch_files = self.weights.epoch_files(self.ema_or_model(), self.epoch + 1, self.step, metrics, improved,
+                                                   self.config.checkpoint.every_epochs)
         self.progress = dist_utils.all_gather_objects(self.progress, self.info)[0]
         self.epoch, self.batch = self.epoch + 1, 0
-        self._save_state()
+        save_run(self, epoch_files)  # the epoch's weights and the resume state: one unit
 
     def _validation_due(self) -> bool:
         if not self.has_val:
@@ -338,45 +337,8 @@ class Trainer:
     def _save_due(self) -> bool:
         every = self.config.checkpoint
         due = bool(every.every_iters and self.step % every.every_iters == 0)
-        due = due or bool(every.every_minutes and time.time() - self._last_save >= every.every_minutes * 60)
+        due = due or bool(every.every_minutes and time.time() - self.last_save >= every.every_minutes * 60)
         return dist_utils.broadcast_flag(due, self.info)
-
-    def _save_state(self) -> None:
-        states = dist_utils.all_gather_objects(rng_state(), self.info)
-        if self.info.is_main:
-            save_resume_state(self.out, model=self.model, ema=self.ema, optimizer=self.optimizer, scaler=self.scaler,
-                              epoch=self.epoch, batch=self.batch, step=self.step, progress=dict(self.progress),
-                              rng_states=states, model_meta=self.weights.resume_meta(self.model),
-                              skip_keys=self.frozen_keys)
-            self.saved_at = (self.epoch, self.batch, self.step)
-        self._last_save = time.time()
-        dist_utils.barrier(self.info)
-
-    def _restore(self, state: dict) -> None:
-        self.weights.check_resume_meta(state["meta"], self.model)
-        try:
-            self._load_state(state)
-        except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
-            raise CheckpointError(f"{self.out / STATE_FILE}: damaged resume state ({type(exc).__name__}); "
-                                  "start the run again without --resume") from None
-        if self.info.is_main:
-            logger.info("resuming %s at epoch %d, iteration %d (step %d)", self.out, self.epoch + 1, self.batch,
-                        self.step)
-
-    def _load_state(self, state: dict) -> None:
-        result = self.model.load_state_dict(state["model"], strict=False)
-        if set(result.missing_keys) - self.frozen_keys or result.unexpected_keys:
-            raise CheckpointError(f"{self.out / STATE_FILE}: model weights do not fit this config")
-        if self.ema is not None and state["ema"] is not None:
-            self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scaler is not None and state["scaler"]:
-            self.scaler.load_state_dict(state["scaler"])
-        self.epoch, self.batch, self.step = int(state["epoch"]), int(state["batch"]), int(state["step"])
-        self.saved_at = (self.epoch, self.batch, self.step)
-        self.progress.update(state["progress"])
-        rngs = state["rng"]
-        set_rng_state(rngs[self.info.rank] if len(rngs) == self.info.world_size else rngs[0])
 
 
 def _values(parts: dict) -> dict:

@@ -17,6 +17,7 @@ from yoloworld.config import ModelConfig, from_dict, to_dict
 from yoloworld.errors import CheckpointError, ConfigError, YOLOWorldError
 from yoloworld.files import atomic_save
 from yoloworld.models.checkpoint_checks import check_before_building, check_tower
+from yoloworld.models.checkpoint_info import CheckpointInfo, usage_meta
 from yoloworld.models.detector import YOLOWorldDetector
 from yoloworld.models.image_prompt import (
     ImagePromptEncoder,
@@ -121,6 +122,11 @@ class Checkpoint:
     def stored(self) -> dict:
         """Our metadata (`meta.yoloworld`): classes, padding, image size, text config, ..."""
         return self.data["meta"].get("yoloworld", {})
+
+    @property
+    def info(self) -> CheckpointInfo:
+        """What a later command needs: input size, vocabulary, task, text config (the one reader of them)."""
+        return CheckpointInfo.read(self.stored, self.config, str(self.path))
 
     @property
     def has_text(self) -> bool:
@@ -238,7 +244,7 @@ def text_encoder_for(checkpoint: Checkpoint, text_model: str | os.PathLike | Non
         return TextEncoder.from_pretrained(text_model)
     if not checkpoint.has_text:
         return None
-    stored = checkpoint.stored.get("text_config")
+    stored = checkpoint.info.text_config
     try:
         text_config = config_from_meta(stored, str(checkpoint.path)) if stored else clip_text_config(config.text_hidden)
     except CheckpointError as exc:  # the file's text tower has no stored config: name the file the tower is in
@@ -306,8 +312,14 @@ def missing_vision_keys(checkpoint: Checkpoint, model: YOLOWorldDetector) -> tup
 
 def save_checkpoint(path: str | os.PathLike, model: YOLOWorldDetector, extra_meta: dict | None = None,
                     keep_text_model: bool = True, half: bool = False, **entries) -> None:
-    """Write {'meta', 'state_dict', ...} atomically (a crash never leaves half a file). The metadata holds the
-    architecture and, with a text tower, its config, so the file loads with no --text-model. Without
+    """Write `checkpoint_contents(...)` atomically (a crash never leaves half a file)."""
+    atomic_save(checkpoint_contents(model, extra_meta, keep_text_model, half, **entries), path)
+
+
+def checkpoint_contents(model: YOLOWorldDetector, extra_meta: dict | None = None, keep_text_model: bool = True,
+                        half: bool = False, **entries) -> dict:
+    """{'meta', 'state_dict', ...} of `model`. The metadata holds the architecture, the task and, with a text tower,
+    its config, so the file loads with no --text-model; `extra_meta` adds the input size and vocabulary. Without
     `keep_text_model` the text tower is left out (a model with a stored vocabulary needs none); `half` stores
     floating-point tensors in fp16. The live model is never changed."""
     config, text_model = model.config, model.text_model
@@ -319,9 +331,9 @@ def save_checkpoint(path: str | os.PathLike, model: YOLOWorldDetector, extra_met
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
         entries = {k: v.half() if isinstance(v, torch.Tensor) else v for k, v in entries.items()}
-    stored = {"model": to_dict(config), **(extra_meta or {})}
+    stored = {"model": to_dict(config), **usage_meta(config, None), **(extra_meta or {})}
     if text_model is not None:
         stored["text_config"] = text_config_meta(text_model)
     if model.image_prompt_encoder is not None:
         stored["vision_config"] = vision_config_meta(model.image_prompt_encoder)
-    atomic_save({"meta": {"yoloworld": stored}, "state_dict": state, **entries}, path)
+    return {"meta": {"yoloworld": stored}, "state_dict": state, **entries}

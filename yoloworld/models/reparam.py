@@ -122,8 +122,8 @@ def reparameterize_checkpoint(weights: str | os.PathLike, out: str | os.PathLike
         if not config.num_prompts:
             raise InputError(f"{path}: a text-conditioned model needs --embeddings EMB.npy (yoloworld embed)")
         text_embeds = load_detector(path)[0].prompt_embeddings()
-        stored = checkpoint.stored  # a prompt-tuned file may name its prompts
-        classes, padded = classes or stored.get("classes"), padded or bool(stored.get("padded", False))
+        info = checkpoint.info  # a prompt-tuned file may name its prompts
+        classes, padded = classes or info.classes, padded or info.padded
     if text_embeds.shape[1] != config.embed_dims:
         raise InputError(f"embeddings have {text_embeds.shape[1]} dims, {path.name} expects {config.embed_dims}")
     model = build_rep_model(checkpoint.state, config, text_embeds, neck, str(path))
@@ -132,7 +132,8 @@ def reparameterize_checkpoint(weights: str | os.PathLike, out: str | os.PathLike
         classes = [[f"class{i}"] for i in range(num_classes)]
     # one embedding row per class (synonyms already averaged or first-only): one text per class
     classes = [[group[0]] for group in classes]
-    meta = {"classes": classes, "padded": padded, "reparameterized": {"neck": neck, "source": Path(path).name}}
+    meta = {"classes": classes, "padded": padded, "imgsz": checkpoint.info.imgsz,
+            "reparameterized": {"neck": neck, "source": Path(path).name}}
     save_checkpoint(out, model, meta)
     return model
 

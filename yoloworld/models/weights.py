@@ -1,7 +1,9 @@
-"""Weights known by name: the official releases (Hugging Face hub) and Ultralytics' YOLO-World files (GitHub).
+"""Weights known by name: the official releases (Hugging Face hub), Ultralytics' YOLO-World files (GitHub) and
+`demo`, the tiny model trained on synthetic shapes that ships with the package.
 
 `resolve_weights("yolo_world_v2_s")` or `resolve_weights("yolov8s-worldv2")` downloads the file once and caches
-it; a local path is returned as is. Offline (no network, or HF_HUB_OFFLINE=1) the error says where the file goes.
+it; `resolve_weights("demo")` is the packaged file, from any folder; a local path is returned as is. Offline (no
+network, or HF_HUB_OFFLINE=1) the error says where the file goes.
 """
 
 from __future__ import annotations
@@ -11,13 +13,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from yoloworld.config import DEFAULT_TEXT_MODEL
 from yoloworld.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
 
-CLIP_BASE = DEFAULT_TEXT_MODEL
-CLIP_LARGE = "openai/clip-vit-large-patch14-336"
+DEMO_NAME = "demo"
+DEMO_WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "demo.pt"
 V2_REPO = "wondervictor/YOLO-World"
 V21_REPO = "wondervictor/YOLO-World-V2.1"
 # the release tag Ultralytics 8.4 downloads its assets from (ultralytics/utils/downloads.py)
@@ -30,8 +31,7 @@ class WeightsFile:
     repo: str  # a Hugging Face repo id, or the URL of a release folder
     version: str  # "v1", "v2", "v2.1"
     imgsz: int = 640  # the input size the model was trained for
-    text_model: str = CLIP_BASE  # the CLIP text tower its vocabulary is encoded with
-    task: str = "detect"  # "segment": official YOLO-World-Seg files (masks in Results.masks)
+    # no text tower or task field: the file itself tells both (its text-tower shapes and metadata, its mask head)
 
     @property
     def on_hub(self) -> bool:
@@ -46,7 +46,7 @@ class WeightsFile:
 
 def _seg(size: str, mode: str, digest: str) -> WeightsFile:
     return WeightsFile(f"yolo_world_seg_{size}_dual_vlpan_2e-4_80e_8gpus_{mode}_finetune_lvis-{digest}.pth",
-                       V2_REPO, "v1", task="segment")
+                       V2_REPO, "v1")
 
 
 WEIGHTS: dict[str, WeightsFile] = {
@@ -58,7 +58,7 @@ WEIGHTS: dict[str, WeightsFile] = {
     "yolo_world_v2_x": WeightsFile("yolo_world_v2_x_obj365v1_goldg_cc3mlite_pretrain-8698fbfa.pth", V2_REPO, "v2"),
     "yolo_world_v2_xl": WeightsFile("yolo_world_v2_xl_obj365v1_goldg_cc3mlite_pretrain-5daf1395.pth", V2_REPO, "v2"),
     "yolo_world_v2_l_clip_large": WeightsFile("yolo_world_v2_l_clip_large_o365v1_goldg_pretrain-8ff2e744.pth",
-                                              V2_REPO, "v2", text_model=CLIP_LARGE),
+                                              V2_REPO, "v2"),
     "yolo_world_v2_s_1280": WeightsFile("yolo_world_v2_s_obj365v1_goldg_pretrain_1280ft-fc4ff4f7.pth", V2_REPO,
                                         "v2", 1280),
     "yolo_world_v2_m_1280": WeightsFile("yolo_world_v2_m_obj365v1_goldg_pretrain_1280ft-77d0346d.pth", V2_REPO,
@@ -98,8 +98,17 @@ def default_imgsz(name_or_path: str | os.PathLike) -> int | None:
     return row.imgsz if row else None
 
 
+def is_demo(path: str | os.PathLike) -> bool:
+    """Whether `path` is the packaged demo model (trained on synthetic shapes only)."""
+    try:
+        return Path(path).resolve() == DEMO_WEIGHTS
+    except OSError:
+        return False
+
+
 def resolve_weights(name_or_path: str | os.PathLike) -> Path:
-    """A local file, or a short name such as `yolo_world_v2_s` / `yolov8s-worldv2` downloaded once and cached."""
+    """A local file, `demo` (the packaged demo model), or a short name such as `yolo_world_v2_s` /
+    `yolov8s-worldv2` downloaded once and cached."""
     path = Path(name_or_path).expanduser()
     if path.is_dir():  # a training run: its best weights (else its last)
         for name in ("best.pth", "last.pth"):
@@ -109,10 +118,14 @@ def resolve_weights(name_or_path: str | os.PathLike) -> Path:
         raise CheckpointError(f"{path}: is a folder without best.pth or last.pth; pass a checkpoint file (.pth/.pt)")
     if path.exists():
         return path
+    if str(name_or_path) == DEMO_NAME:
+        if not DEMO_WEIGHTS.is_file():
+            raise CheckpointError(f"{DEMO_WEIGHTS}: the demo model is missing from this installation")
+        return DEMO_WEIGHTS
     row = lookup(name_or_path)
     if row is None:
         raise CheckpointError(f"{name_or_path}: no such file, and not a known model name "
-                              f"({', '.join(WEIGHTS)})")
+                              f"({', '.join([DEMO_NAME, *WEIGHTS])})")
     return _download_hub(str(name_or_path), row) if row.on_hub else _download_url(str(name_or_path), row)
 
 
