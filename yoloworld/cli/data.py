@@ -14,7 +14,6 @@ from yoloworld.data.check import check_sources
 from yoloworld.data.problems import ProblemLog
 from yoloworld.data.sources import KINDS, DatasetConfig, load_dataset_yaml, read_source
 from yoloworld.data.synth import COLOURS, SHAPES, TEXTURES, SynthConfig, synthesize
-from yoloworld.data.train_dataset import TrainDataset
 from yoloworld.data.visualize import write_grid
 from yoloworld.errors import DatasetError
 from yoloworld.files import check_output
@@ -40,12 +39,17 @@ def add_parser(subparsers) -> None:
     check.add_argument("--decode-limit", type=int, help="decode at most this many images per dataset")
     check.add_argument("--seed", type=int, default=0)
 
-    synth = commands.add_parser("synth", help="write a small dataset of coloured shapes in COCO, grounding and "
-                                "YOLO layouts")
+    synth = commands.add_parser(
+        "synth", help="write a small dataset of coloured shapes in COCO, grounding and YOLO layouts",
+        description="Writes OUT/coco/ (images/, annotations.json, class_texts.json and, for the val split, "
+        "annotations_val.json), OUT/grounding/annotations{,_val}.json and OUT/yolo/ (images/ and labels/ "
+        "{train,val}, data.yaml). "
+        "`--out data/synth` is where the synth_demo recipe reads it: `yoloworld train synth_demo` next.")
     synth.add_argument("--out", required=True, help="output folder")
     synth.add_argument("--images", type=positive_int, default=200, help="number of images (default 200)")
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--val-fraction", type=float, default=0.0, help="fraction of images in a val split")
+    synth.add_argument("--val-fraction", type=float, default=0.2,
+                       help="fraction of images in the val split (default 0.2; 0 writes no val split)")
     synth.add_argument("--colours", type=int, default=3, help=f"colours used, 1..{len(COLOURS)} (default 3)")
     synth.add_argument("--shapes", type=int, default=3, help=f"shapes used, 1..{len(SHAPES)} (default 3)")
     synth.add_argument("--max-objects", type=int, default=6, help="objects per image: 1..N (default 6)")
@@ -96,6 +100,8 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"warning: {line}")
     print(problems.summary())
     if not args.no_grid and args.samples > 0:
+        from yoloworld.data.train_dataset import TrainDataset  # imports torch: not needed for --help
+
         dataset = TrainDataset(sources, AugmentConfig(image_size=args.image_size), seed=args.seed)
         dataset.use_mosaic = not args.no_mosaic
         rng = np.random.default_rng(args.seed)
