@@ -123,7 +123,9 @@ def test_results_export_json_and_supervision(api, image):
 
 def test_class_parsing_and_bad_vocabularies():
     assert parse_class_string("person, car|automobile ,dog") == [["person"], ["car", "automobile"], ["dog"]]
-    assert Vocabulary.build(["a", " "]).padded is False  # the user's own padding is kept as given
+    for blank in (["a", " "], [""], ["a", ["b", "  "]]):  # a blank class would be reported as a class
+        with pytest.raises(InputError, match="blank"):
+            Vocabulary.build(blank)
     with pytest.raises(InputError):
         Vocabulary.build([])
     with pytest.raises(InputError):

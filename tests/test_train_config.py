@@ -80,7 +80,8 @@ def test_show_prints_the_resolved_config_and_bad_keys_exit_2():
     assert "lr: 0.01" in shown.stdout and "optimizer: sgd" in shown.stdout
     bad = run_cli("train", "finetune_sgd", "optim.lrr=0.01")
     assert bad.returncode == 2
-    assert bad.stderr.startswith("error: unknown key") and "lrr" in bad.stderr
+    assert bad.stderr.startswith("error: recipe ") and "finetune_sgd.yaml: unknown key" in bad.stderr
+    assert "lrr" in bad.stderr
     assert "valid keys: optimizer, lr" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from yoloworld.errors import InputError
 
@@ -85,7 +85,7 @@ def as_bgr(image) -> np.ndarray:
     if isinstance(image, (str, Path)):
         return read_image(image)
     if hasattr(image, "convert") and hasattr(image, "size"):  # PIL.Image is RGB
-        return cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2BGR)
+        return pil_to_bgr(image)
     if isinstance(image, np.ndarray):
         if image.ndim == 2:
             return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
@@ -94,6 +94,16 @@ def as_bgr(image) -> np.ndarray:
         if image.ndim == 3 and image.shape[2] == 3:
             return np.ascontiguousarray(image.astype(np.uint8, copy=False))
     raise InputError(f"unsupported image input of type {type(image).__name__}: give a path, a BGR array or a PIL image")
+
+
+def pil_to_bgr(image) -> np.ndarray:
+    """A PIL image upright, as BGR: its EXIF orientation applied, as cv2.imread applies it to a file, so one photo
+    gives the same pixels (and boxes in the same frame) given as a path or as `Image.open(path)`."""
+    try:
+        upright = ImageOps.exif_transpose(image)
+    except (OSError, ValueError, SyntaxError):  # unreadable EXIF: the pixels as stored (what cv2 does too)
+        upright = image
+    return cv2.cvtColor(np.asarray(upright.convert("RGB")), cv2.COLOR_RGB2BGR)
 
 
 def expand_sources(sources: list[str]) -> list[Path]:

@@ -201,7 +201,7 @@ def load_embedding_classes(path: str | Path) -> list[list[Embedding]]:
     from yoloworld.models.prompt import read_embeddings
 
     embeds, note = read_embeddings(path)
-    names = [str(group[0]) if isinstance(group, list) and group else str(group) for group in note.get("classes") or []]
+    names = [group[0] for group in note.get("classes") or []]  # read_embeddings checked the note
     padded = bool(note.get("padded", False))
     if len(names) + int(padded) != len(embeds):
         names = [f"class {i}" for i in range(len(embeds) - int(padded))]

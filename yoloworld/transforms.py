@@ -28,9 +28,15 @@ class LetterboxInfo:
     pad_tblr: tuple[int, int, int, int]  # (top, bottom, left, right), like the official `pad_param`
 
 
+def _resized_side(side: int, ratio: float) -> int:
+    """A side after scaling, at least 1 px: a thin strip (3 x 4000, 20000 x 20) keeps a 1-pixel short side instead
+    of rounding to 0, which cv2.resize refuses. Its (w, h) scales then differ slightly; boxes map back with both."""
+    return max(1, int(side * ratio + 0.5))
+
+
 def _rescale(image: np.ndarray, ratio: float) -> np.ndarray:
     h, w = image.shape[:2]
-    new_w, new_h = int(w * ratio + 0.5), int(h * ratio + 0.5)
+    new_w, new_h = _resized_side(w, ratio), _resized_side(h, ratio)
     if (new_w, new_h) == (w, h):
         return image
     # area interpolation when shrinking, bilinear when enlarging (official YOLOv5KeepRatioResize)
@@ -62,7 +68,7 @@ def fit(image: np.ndarray, size: int, allow_scale_up: bool = False) -> tuple[np.
     ratio2 = min(size / h1, size / w1)
     if not allow_scale_up:
         ratio2 = min(ratio2, 1.0)
-    h2, w2 = int(round(h1 * ratio2)), int(round(w1 * ratio2))
+    h2, w2 = max(1, int(round(h1 * ratio2))), max(1, int(round(w1 * ratio2)))
     if (h2, w2) != (h1, w1):
         resized = cv2.resize(resized, (w2, h2), interpolation=cv2.INTER_LINEAR)
         scale_x, scale_y = scale_x * w2 / w1, scale_y * h2 / h1

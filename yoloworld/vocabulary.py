@@ -31,8 +31,7 @@ class Vocabulary:
             if not kept:
                 raise InputError("the class list holds only a padding embedding: give at least one class")
             return cls(kept, True, rows[-1][0])
-        has_padding = any(isinstance(t, str) and t.strip() == "" for group in normalised for t in group)
-        return cls(normalised, padding and not has_padding)
+        return cls(normalised, padding)
 
     @property
     def names(self) -> list[str]:
@@ -74,13 +73,17 @@ def normalise_classes(classes) -> list[list]:
         group = [entry] if isinstance(entry, PROMPT_TYPES) else entry
         if not isinstance(group, (list, tuple)) or not group or not all(isinstance(t, PROMPT_TYPES) for t in group):
             raise InputError(f"class entry {entry!r} is not a text, a VisualPrompt or a non-empty list of them")
+        if any(isinstance(t, str) and not t.strip() for t in group):
+            raise InputError(f"class {len(normalised) + 1} ({entry!r}) is blank: give every class a name (the padding "
+                             "prompt is added for you; padding=False leaves it out)")
         normalised.append(list(group))
     return normalised
 
 
-def parse_class_string(text: str) -> list[list[str]]:
+def parse_class_string(text: str, flag: str = "classes") -> list[list[str]]:
     """"person, car|automobile, dog" -> [["person"], ["car", "automobile"], ["dog"]]; a JSON list
-    ('["person", ["car", "automobile"]]') is read as JSON. Semicolons are refused: they look like separators."""
+    ('["person", ["car", "automobile"]]') is read as JSON. Semicolons are refused: they look like separators.
+    `flag` names the setting in messages (`--classes` on the command line)."""
     stripped = text.strip()
     if stripped.startswith("["):
         import json
@@ -88,17 +91,17 @@ def parse_class_string(text: str) -> list[list[str]]:
         try:
             return normalise_classes(json.loads(stripped))
         except json.JSONDecodeError as exc:
-            raise InputError(f"classes {text!r}: looks like a JSON list but is not valid JSON ({exc.msg}); "
+            raise InputError(f"{flag} {text!r}: looks like a JSON list but is not valid JSON ({exc.msg}); "
                              "use e.g. '[\"person\", [\"car\", \"automobile\"]]' or \"person,car|automobile\"") from None
     if ";" in text:
-        raise InputError(f"classes {text!r}: separate classes with ',' and synonyms with '|' (not ';')")
+        raise InputError(f"{flag} {text!r}: separate classes with ',' and synonyms with '|' (not ';')")
     classes = []
     for item in text.split(","):
         synonyms = [s.strip() for s in item.split("|") if s.strip()]
         if synonyms:
             classes.append(synonyms)
     if not classes:
-        raise InputError(f"no class names in {text!r}: use e.g. \"person,car|automobile,dog\"")
+        raise InputError(f"{flag} {text!r}: no class names; use e.g. \"person,car|automobile,dog\"")
     return classes
 
 
@@ -119,6 +122,12 @@ def load_class_file(path: str | Path) -> list[list]:
     from yoloworld.readers import read_lines
 
     lines = read_lines(path, "class list (one class a line)", InputError)
+    if len(lines) == 1 and "," in lines[0]:  # one line "person,car|automobile": the --classes syntax
+        return parse_class_string(lines[0], str(path))
+    for number, line in enumerate(lines, start=1):
+        if "," in line or ";" in line:
+            raise InputError(f"{path}: line {number} ({line[:40]!r}) holds a ',' or ';': write one class a line "
+                             "('|' between synonyms), or the whole list on one line as in --classes")
     classes = [[s.strip() for s in line.split("|") if s.strip()] for line in lines]
     if not any(classes):
         raise InputError(f"{path}: the class list is empty")

@@ -122,7 +122,7 @@ def chosen_classes(args) -> list[list] | None:
     if getattr(args, "classes_file", None):
         classes = load_class_file(args.classes_file)
     elif getattr(args, "classes", None) is not None:
-        classes = parse_class_string(args.classes)
+        classes = parse_class_string(args.classes, "--classes")
     if getattr(args, "visual_prompt", None):
         classes = with_visual_prompts(classes or [], args.visual_prompt, getattr(args, "visual_flag", "--visual-prompt"))
     return classes

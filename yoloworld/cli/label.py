@@ -48,13 +48,18 @@ def run(args) -> int:
     from yoloworld.autolabel import LabelSettings, label_images
     from yoloworld.autolabel.labeler import prepare_out
     from yoloworld.autolabel.review import summary_table
+    from yoloworld.errors import InputError
     from yoloworld.files import check_output
     from yoloworld.images import expand_sources, is_video
 
     out = check_output(args.out, "--out", folder=True)
     settings = LabelSettings(args.format, args.conf, dict(args.class_conf), args.iou, args.max_det,
                              args.val_fraction, args.drop_empty)
-    sources = [p for p in expand_sources(args.sources) if not is_video(p)]
+    found = expand_sources(args.sources)
+    sources = [p for p in found if not is_video(p)]
+    if not sources:  # the sources hold videos only: name them, not the output folder
+        raise InputError(f"{', '.join(args.sources)}: no image to label, only {len(found)} video(s); label reads "
+                         "images (extract frames first, e.g. with ffmpeg)")
     model = apply_vocabulary(load_predictor(args), chosen_classes(args))
     prepare_out(out, args.overwrite)
     report = label_images(model, sources, out, settings, args.batch, args.review, str(args.weights))

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.out, "--out")
     if args.coco or args.lvis:
         path = args.coco or args.lvis
-        texts = texts_from_categories(categories_of(read_coco_json(path), path))
+        texts = texts_from_categories(categories_of(read_coco_json(path), path), str(path))
     elif args.names:
         texts = texts_from_names(args.names)
     else:

@@ -21,6 +21,7 @@ from .problems import ProblemLog
 
 OUT_OF_BOUNDS_TOLERANCE = 1.0  # pixels; COCO has many boxes ending at 640.01 from rounding, not worth a report
 MIN_BOX_SIDE = 1.0  # official: boxes with w < 1 or h < 1 are skipped
+MAX_SIDE = 1 << 20  # an image width or height beyond a million pixels is a typo, not a photo
 
 
 @dataclass
@@ -44,8 +45,11 @@ class BoxTable:
 
 
 def is_id(value) -> bool:
-    """An id JSON can hold and a dict can key: an integer or a string (not a list, a float or a bool)."""
-    return isinstance(value, (int, str)) and not isinstance(value, bool)
+    """An id JSON can hold, a dict can key and COCO tools can store: an integer of at most 64 bits or a string (not
+    a list, a float or a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        return False
+    return isinstance(value, str) or -(1 << 63) <= value < (1 << 63)
 
 
 def read_coco_json(path: str | Path) -> dict:
@@ -67,10 +71,13 @@ def read_image_entries(data: dict, name: str, images_dir: Path, problems: Proble
     for position, info in enumerate(data["images"]):
         file = _file_name(info) if isinstance(info, dict) else None
         if file is None or not is_id(info.get("id")):
-            raise DatasetError(f"{name}: images[{position}] needs an 'id' (an integer or a string) and a "
-                               "'file_name' string")
+            raise DatasetError(f"{name}: images[{position}] needs an 'id' (a string or an integer of at most 64 "
+                               "bits) and a 'file_name' string")
         width, height = info.get("width"), info.get("height")
-        if not _positive_number(width) or not _positive_number(height):
+        if not _pixel_size(width) or not _pixel_size(height):
+            if any(value not in (None, 0) and not _pixel_size(value) for value in (width, height)):  # 0: unknown
+                problems.add("bad_size", name, f"images[{position}] has width {str(width)[:24]}, height "
+                             f"{str(height)[:24]}: not a pixel size up to {MAX_SIDE}; the image's own size is used")
             size = image_size(images_dir / file)
             if size is None:
                 problems.add("missing_image", str(images_dir / file),
@@ -102,10 +109,19 @@ def annotation_objects(data: dict, name: str, index_of: dict, problems: ProblemL
         yield position, ann, image_index
 
 
+def finite_float(value) -> bool:
+    """A JSON number that is a finite float: not a bool, NaN, infinity or an integer beyond float range."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer literal too large for a float (10**400)
+        return False
+
+
 def valid_xywh(ann: dict, position: int, name: str, problems: ProblemLog) -> list[float] | None:
     bbox = ann.get("bbox")
-    if (not isinstance(bbox, (list, tuple)) or len(bbox) != 4
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)):
+    if not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(finite_float(v) for v in bbox):
         problems.add("bad_box", name, f"annotation {ann.get('id', position)}: bbox {str(bbox)[:60]} is not 4 "
                      "finite numbers [x, y, w, h]")
         return None
@@ -194,8 +210,8 @@ def _file_name(info: dict) -> str | None:
     return None
 
 
-def _positive_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+def _pixel_size(value) -> bool:
+    return finite_float(value) and 0 < value <= MAX_SIDE
 
 
 def _fmt(values) -> str:

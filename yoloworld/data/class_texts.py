@@ -62,12 +62,23 @@ def _unique(texts: list[str]) -> list[str]:
     return list(dict.fromkeys(text for text in texts if text))
 
 
-def texts_from_categories(categories: list[dict]) -> ClassTexts:
+def check_synonyms(category: dict, position: int, source: str) -> None:
+    """LVIS `synonyms`, where given, are a list of texts: a string would be read letter by letter, a number
+    taken as a name."""
+    synonyms = category.get("synonyms")
+    if synonyms is not None and (not isinstance(synonyms, list)
+                                 or not all(isinstance(s, str) and s.strip() for s in synonyms)):
+        raise DatasetError(f"{source}: categories[{position}] 'synonyms' is {json.dumps(synonyms)[:60]}; expected a "
+                           'list of non-empty strings like ["aerosol_can", "spray_can"]')
+
+
+def texts_from_categories(categories: list[dict], source: str = "the annotation file") -> ClassTexts:
     """COCO/Objects365 categories -> class texts; 'cabinet/shelf' gives two synonyms, LVIS `synonyms` are used."""
     texts = []
-    for category in categories:
+    for position, category in enumerate(categories):
+        check_synonyms(category, position, source)
         if category.get("synonyms"):
-            synonyms = _unique([clean_name(str(s)) for s in category["synonyms"]])
+            synonyms = _unique([clean_name(s) for s in category["synonyms"]])
         else:
             synonyms = _unique([clean_name(part) for part in str(category["name"]).split("/")])
         texts.append(synonyms or [str(category["name"])])

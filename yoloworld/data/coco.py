@@ -15,6 +15,7 @@ from .annotations import (
     ImageEntry,
     annotation_objects,
     group_boxes,
+    is_id,
     polygons_of,
     read_coco_json,
     read_image_entries,
@@ -38,14 +39,14 @@ def read_detection(ann_file: str | Path, images_dir: str | Path, classes_file: s
         class_texts = load_class_texts(classes_file)
         check_class_count(class_texts, len(categories), str(classes_file), str(ann_file))
     else:
-        class_texts = texts_from_categories(categories)
+        class_texts = texts_from_categories(categories, str(ann_file))
     label_of = {category["id"]: label for label, category in enumerate(categories)}
 
     entries, index_of = read_image_entries(data, str(ann_file), images_dir, problems)
     table = BoxTable()
     for position, ann, image_index in annotation_objects(data, str(ann_file), index_of, problems):
         where = f"{ann_file} annotation {ann.get('id', position)}"
-        label = label_of.get(ann.get("category_id"))
+        label = label_of.get(ann.get("category_id")) if is_id(ann.get("category_id")) else None
         if label is None:
             problems.add("unknown_category", str(ann_file), f"annotation {ann.get('id', position)} has category id "
                          f"{ann.get('category_id')!r}, which is not in 'categories'; box dropped")
@@ -72,8 +73,9 @@ def categories_of(data: dict, ann_file: str | Path) -> list[dict]:
         raise DatasetError(f"{ann_file}: has no 'categories' list; a detection file needs one entry per class")
     seen = set()
     for position, category in enumerate(categories):
-        if not isinstance(category, dict) or "id" not in category or not isinstance(category.get("name"), str):
-            raise DatasetError(f"{ann_file}: categories[{position}] needs an 'id' and a 'name' string")
+        if not isinstance(category, dict) or not is_id(category.get("id")) or not isinstance(category.get("name"), str):
+            raise DatasetError(f"{ann_file}: categories[{position}] needs an 'id' (a string or an integer of at most "
+                               "64 bits) and a 'name' string")
         if category["id"] in seen:
             raise DatasetError(f"{ann_file}: category id {category['id']!r} appears twice in 'categories'")
         seen.add(category["id"])

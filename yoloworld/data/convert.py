@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from yoloworld.errors import DatasetError
+from yoloworld.files import atomic_write_text, check_output
 
 from .problems import ProblemLog
 from .records import DatasetSource
@@ -65,17 +66,19 @@ def yolo_to_coco(root: str | Path, out: str | Path | None = None,
     root = Path(root)
     splits, names = find_yolo_splits(root)
     base = root.parent if root.is_file() else root
+    paths = {split: output_path(Path(out) if out is not None else None, base, split, several=len(splits) > 1)
+             for split, images in splits.items() if images}
+    for path in paths.values():  # every output checked before any work: a file in the way, no permission
+        check_output(path, "--out" if out is not None else "output")
     written = []
-    for split, images in splits.items():
-        if not images:
-            continue
+    for split, path in paths.items():
+        images = splits[split]
         source = read_yolo_images(images, names, split, with_masks=True, problems=problems, dtype=np.float64)
         images_root = Path(os.path.commonpath([str(Path(r.file).parent) for r in source.records])) \
             if source.records else Path(images[0]).parent
-        path = output_path(Path(out) if out is not None else None, base, split, several=len(splits) > 1)
         path.parent.mkdir(parents=True, exist_ok=True)
         coco = source_to_coco(source, images_root)
-        path.write_text(json.dumps(coco), encoding="utf-8")
+        atomic_write_text(path, json.dumps(coco))
         written.append(ConvertedSplit(split, path, images_root, len(coco["images"]), len(coco["annotations"])))
     if not written:
         raise DatasetError(f"{root}: no images found in any split; nothing to convert")

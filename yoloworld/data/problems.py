@@ -14,6 +14,7 @@ CONSEQUENCES = {
     "corrupt_image": "image skipped",
     "truncated_image": "used with its missing part grey",
     "size_mismatch": "boxes kept as annotated",
+    "bad_size": "size read from the image",
     "unknown_image": "annotation skipped",
     "duplicate_image_id": "image skipped",
     "unknown_category": "box dropped",

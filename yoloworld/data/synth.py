@@ -51,12 +51,19 @@ class SynthConfig:
     unlabelled: tuple[str, ...] = ()  # with `only`: also draw these, solid and never annotated (what a dataset ignores)
 
     def __post_init__(self):
-        if not 1 <= self.colours <= len(COLOURS) or not 1 <= self.shapes <= len(SHAPES):
-            raise InputError(f"synth: colours must be 1..{len(COLOURS)} and shapes 1..{len(SHAPES)}")
-        if self.images < 1 or not 0 <= self.val_fraction < 1 or self.max_objects < 1:
-            raise InputError("synth: need images >= 1, max_objects >= 1 and 0 <= val_fraction < 1")
-        if not 32 <= self.min_side <= self.max_side:
-            raise InputError("synth: need 32 <= min_side <= max_side")
+        checks = [  # each names the `data synth` flag of the setting
+            (1 <= self.colours <= len(COLOURS), f"--colours {self.colours}: must be 1..{len(COLOURS)}"),
+            (1 <= self.shapes <= len(SHAPES), f"--shapes {self.shapes}: must be 1..{len(SHAPES)}"),
+            (self.images >= 1, f"--images {self.images}: must be >= 1"),
+            (0 <= self.val_fraction < 1, f"--val-fraction {self.val_fraction}: must be in [0, 1) (the share of "
+                                         "--images held out for validation)"),
+            (self.max_objects >= 1, f"--max-objects {self.max_objects}: must be >= 1 (objects per image)"),
+            (32 <= self.min_side <= self.max_side, f"--min-side {self.min_side} / --max-side {self.max_side}: need "
+                                                   "32 <= min side <= max side"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InputError(f"data synth: {message}")
         if self.texture not in TEXTURES:
             raise InputError(f"synth: texture {self.texture!r}: choose one of {', '.join(TEXTURES)}")
         grid = self.grid_names

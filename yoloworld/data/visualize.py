@@ -20,7 +20,7 @@ PALETTE = [(56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 
 def draw_sample(sample: Sample, tile: int) -> np.ndarray:
     """The sample's BGR image resized to `tile` pixels with each box and its text (non-ASCII shown as '?')."""
     scale = tile / max(sample.height, sample.width)
-    image = cv2.resize(sample.image, (round(sample.width * scale), round(sample.height * scale)))
+    image = cv2.resize(sample.image, (max(1, round(sample.width * scale)), max(1, round(sample.height * scale))))
     return fit_tile(_draw_boxes(image, sample, scale), tile)
 
 
@@ -43,7 +43,8 @@ def fit_tile(image: np.ndarray, tile: int) -> np.ndarray:
     """`image` scaled to fit a `tile` x `tile` square, on grey."""
     scale = tile / max(image.shape[:2])
     if scale != 1:
-        image = cv2.resize(image, (min(tile, round(image.shape[1] * scale)), min(tile, round(image.shape[0] * scale))),
+        size = (min(tile, max(1, round(image.shape[1] * scale))), min(tile, max(1, round(image.shape[0] * scale))))
+        image = cv2.resize(image, size,
                            interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     canvas = np.full((tile, tile, 3), 114, dtype=np.uint8)
     canvas[: image.shape[0], : image.shape[1]] = image

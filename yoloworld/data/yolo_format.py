@@ -16,7 +16,7 @@ import numpy as np
 
 from yoloworld.errors import DatasetError
 from yoloworld.images import IMAGE_SUFFIXES, image_size, list_images
-from yoloworld.readers import read_yaml
+from yoloworld.readers import read_lines, read_yaml
 
 from .annotations import BoxTable, ImageEntry, group_boxes
 from .problems import ProblemLog
@@ -59,8 +59,9 @@ def read_data_yaml(path: Path) -> dict:
 def yaml_class_names(data: dict, path: Path) -> list[str]:
     names = data.get("names")
     if isinstance(names, dict):
-        if sorted(names) != list(range(len(names))):
-            raise DatasetError(f"{path}: 'names' keys must be 0..{len(names) - 1}")
+        if not all(isinstance(k, int) and not isinstance(k, bool) for k in names) \
+                or sorted(names) != list(range(len(names))):
+            raise DatasetError(f"{path}: 'names' keys must be the integers 0..{len(names) - 1}")
         names = [names[i] for i in range(len(names))]
     if not isinstance(names, list) or not names or not all(isinstance(n, str) and n.strip() for n in names):
         raise DatasetError(f"{path}: 'names' must be a non-empty list of class names")
@@ -107,6 +108,8 @@ def _splits_from_yaml(path: Path) -> tuple[dict[str, list[Path]], list[str]]:
     data = read_data_yaml(path)
     names = yaml_class_names(data, path)
     base = path.parent  # a relative `path:` is read from the YAML's folder (Ultralytics: from its datasets dir)
+    if data.get("path") is not None and not isinstance(data["path"], str):
+        raise DatasetError(f"{path}: 'path' is {str(data['path'])[:40]}; expected a folder (a string), e.g. path: .")
     if isinstance(data.get("path"), str):
         base = base / Path(data["path"]).expanduser()  # an absolute `path:` replaces the folder
     splits = {}
@@ -123,7 +126,7 @@ def _images_of(target: Path, yaml_path: Path) -> list[Path]:
     if target.is_dir():
         return list_images(target)
     if target.is_file() and target.suffix == ".txt":  # a list of image paths, one per line
-        lines = [line.strip() for line in target.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = read_lines(target, "list of image paths (one a line)")
         return [p if p.is_absolute() else target.parent / p for p in map(Path, lines)]
     raise DatasetError(f"{yaml_path}: split path {target} is neither an image folder nor a .txt list of images")
 
@@ -174,6 +177,10 @@ def _read_label_file(path: Path, image_index: int, size: tuple[int, int], num_cl
             numbers = [float(v) for v in values]
         except ValueError:
             problems.add("bad_label_line", where, f"{line.strip()[:60]!r} is not numbers; line skipped")
+            continue
+        if not np.isfinite(numbers).all():  # nan, inf, or beyond float range like 1e400
+            problems.add("bad_label_line", where, f"{line.strip()[:60]!r} holds a value that is not a finite number; "
+                         "line skipped")
             continue
         cls = numbers[0]
         if cls != int(cls) or not 0 <= cls < num_classes:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from yoloworld.data.records import DatasetSource
+from yoloworld.errors import ConfigError
 from yoloworld.images import load_image
 from yoloworld.models.image_prompt import ImagePromptEncoder, crop_resized, sample_class_boxes
 
@@ -26,10 +27,29 @@ def image_prompt_parts(config, dataset, validator, model) -> tuple["PromptBoxes 
     if config.model.mode != "image_prompt":
         return None, None
     min_side = config.model.image_prompt_min_side
+    _check_prompt_boxes(dataset.sources, min_side, config.data.augment)
     references = None
     if validator is not None:
         references = ReferenceBank(dataset.sources, validator.source.class_texts, model.image_prompt_encoder, min_side)
     return PromptBoxes(min_side), references
+
+
+def _check_prompt_boxes(sources: list[DatasetSource], min_side: float, augment) -> None:
+    """Some training box can become a prompt: at the training size (the long side at augment.image_size, the
+    largest affine zoom) its area reaches min_side^2. Otherwise every batch would train the projector on nothing."""
+    if min_side <= 0:
+        return
+    zoom = augment.image_size * (1 + augment.affine_scale)
+    largest = 0.0
+    for record in (r for source in sources for r in source.records if len(r.boxes)):
+        sides = record.boxes[:, 2:] - record.boxes[:, :2]
+        area = float(sides.prod(axis=1).max()) * (zoom / max(record.width, record.height, 1)) ** 2
+        largest = max(largest, area)
+        if largest >= min_side ** 2:
+            return  # found one: no need to read the rest of a large dataset
+    raise ConfigError(f"model.image_prompt_min_side {min_side:g}: no training box reaches {min_side:g} x {min_side:g} "
+                      f"pixels at the training size (the largest: about {largest ** 0.5:.0f} px on a side), so no "
+                      "box would ever become an image prompt; lower model.image_prompt_min_side")
 
 
 class PromptBoxes:

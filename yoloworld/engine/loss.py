@@ -19,7 +19,6 @@ from yoloworld.engine.assigner import TaskAlignedAssigner
 from yoloworld.engine.iou import bbox_iou
 from yoloworld.engine.mask_loss import batch_masks, mask_loss
 from yoloworld.models.boxes import (
-    REG_MAX,
     STRIDES,
     bbox_to_distance,
     decode_boxes,
@@ -78,12 +77,11 @@ def distribution_focal_loss(bin_logits: torch.Tensor, targets: torch.Tensor) -> 
 class YOLOWorldLoss(nn.Module):
     """Detection loss on the head's training outputs; computed in float32 whatever the autocast dtype."""
 
-    def __init__(self, strides=STRIDES, reg_max: int = REG_MAX, topk: int = 10, alpha: float = 0.5,
+    def __init__(self, strides=STRIDES, topk: int = 10, alpha: float = 0.5,
                  beta: float = 6.0, cls_weight: float = 0.5, box_weight: float = 7.5, dfl_weight: float = 1.5 / 4,
                  mask_weight: float = 1.0, official_mask_skip: bool = False):
         super().__init__()
         self.strides = tuple(strides)
-        self.reg_max = reg_max
         self.cls_weight, self.box_weight, self.dfl_weight = cls_weight, box_weight, dfl_weight
         self.mask_weight, self.official_mask_skip = mask_weight, official_mask_skip
         self.assigner = TaskAlignedAssigner(topk=topk, alpha=alpha, beta=beta, eps=1e-9, use_ciou=True)
@@ -102,7 +100,8 @@ class YOLOWorldLoss(nn.Module):
         points, point_strides = make_priors([m.shape[-2:] for m in cls_logits], self.strides, device=device)
         cls = flatten_levels([m.float() for m in cls_logits])  # (B, P, N)
         bin_logits = flatten_levels([m.float() for m in reg_logits])  # (B, P, 4 * reg_max)
-        pred_bboxes = decode_boxes([dfl_integral(m.float(), self.reg_max) for m in reg_logits], self.strides)
+        reg_max = bin_logits.shape[-1] // 4  # the model's bins per side (ModelConfig.reg_max)
+        pred_bboxes = decode_boxes([dfl_integral(m.float()) for m in reg_logits], self.strides)
 
         gt_labels, gt_bboxes, gt_valid = batch_ground_truth(bboxes_labels.to(device=device, dtype=torch.float32), batch)
         target = self.assigner(pred_bboxes.detach(), cls.detach().sigmoid(), points, gt_labels, gt_bboxes, gt_valid)
@@ -120,8 +119,8 @@ class YOLOWorldLoss(nn.Module):
         loss_bbox = self.box_weight * ((1.0 - bbox_iou(pred_pos, target_pos, ciou=True)) * weight).sum() / target_sum
 
         centres = points.expand(batch, -1, -1)[fg] / stride
-        distances = bbox_to_distance(centres, target_pos, max_distance=self.reg_max - 1 - DFL_TARGET_MARGIN)
-        dfl = distribution_focal_loss(bin_logits[fg].reshape(-1, self.reg_max), distances.reshape(-1))
+        distances = bbox_to_distance(centres, target_pos, max_distance=reg_max - 1 - DFL_TARGET_MARGIN)
+        dfl = distribution_focal_loss(bin_logits[fg].reshape(-1, reg_max), distances.reshape(-1))
         loss_dfl = self.dfl_weight * (dfl * weight.repeat_interleave(4)).sum() / (target_sum + FLOAT32_EPS)
 
         scale = batch * world_size

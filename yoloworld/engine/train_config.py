@@ -150,6 +150,11 @@ class KeepSection:
     compare_to: str | None = None  # a finished plain run on the same data: the summary gives this run's share of its AP
 
 
+# keep.* keys that only act with another one: set alone (away from their default) they would do nothing
+# (keep.wise_min_target is not one: `yoloworld wise-ft` reads it for a run trained without keep.wise_ft)
+KEEP_DEPENDENT_KEYS = {"mix_ratio": "mix", "distill_classes": "distill"}
+
+
 @dataclass
 class TrainConfig:
     model: ModelSection = field(default_factory=ModelSection)
@@ -207,6 +212,11 @@ class TrainConfig:
             raise ConfigError("model.arch.mask_channels builds a mask head: set model.segment=true to train it")
         if self.model.freeze_detector and not self.model.segment:
             raise ConfigError("model.freeze_detector trains only the mask head: set model.segment=true")
+        if self.model.freeze_detector and not self.model.weights:
+            raise ConfigError("model.freeze_detector keeps the detector as loaded, but model.weights is not set: the "
+                              "detector would stay random; set model.weights=FILE (a trained detector)")
+        _check_random_tower(self.model.random_text, "model.random_text")
+        _check_random_tower(self.model.random_vision, "model.random_vision")
         if self.checkpoint.deploy and self.model.mode in ("prompt", "rep"):
             raise ConfigError("checkpoint.deploy bakes text embeddings; prompt and rep models carry their classes "
                               "already: use best.pth as it is")
@@ -220,12 +230,24 @@ class TrainConfig:
                                          ("keep.wise_ft", keep.wise_ft)) if on]
         used = methods + [name for name, on in (("keep.retain", keep.retain), ("keep.mix", keep.mix),
                                                 ("keep.compare_to", keep.compare_to)) if on]
-        if not used:
-            return
         checks = [
-            (keep.mix_ratio > 0, "keep.mix_ratio must be > 0"),
-            (keep.distill >= 0 and keep.l2sp >= 0, "keep.distill and keep.l2sp must be >= 0"),
-            (0 < keep.wise_min_target <= 1, "keep.wise_min_target must be in (0, 1]"),
+            (keep.mix_ratio > 0, f"keep.mix_ratio {keep.mix_ratio}: must be > 0"),
+            (keep.distill >= 0, f"keep.distill {keep.distill}: must be >= 0 (0 = off)"),
+            (keep.l2sp >= 0, f"keep.l2sp {keep.l2sp}: must be >= 0 (0 = off)"),
+            (0 < keep.wise_min_target <= 1, f"keep.wise_min_target {keep.wise_min_target}: must be in (0, 1]"),
+        ]
+        checks += [(getattr(keep, key) == getattr(KeepSection, key) or getattr(keep, needed),
+                    f"keep.{key} is set but keep.{needed} is not: it only acts with keep.{needed} (set it, or drop "
+                    f"keep.{key})") for key, needed in KEEP_DEPENDENT_KEYS.items()]
+        if used:
+            checks += self._keep_needs(used, methods)
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def _keep_needs(self, used: list[str], methods: list[str]) -> list[tuple[bool, str]]:
+        keep = self.keep
+        return [
             (self.model.mode in ("normal", "efficient"),
              f"{used[0]}: keeping the open vocabulary applies to text models (model.mode=normal or efficient), "
              f"not {self.model.mode}"),
@@ -240,9 +262,6 @@ class TrainConfig:
             (not keep.compare_to or keep.retain, "keep.compare_to is reported beside the retained vocabulary: set "
                                                  "keep.retain"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
 
     def model_config(self) -> ModelConfig:
         """The architecture of a freshly built model: the size preset, the mode's neck, then `model.arch`."""
@@ -288,7 +307,12 @@ def build_train_config(recipe: str | Path | None = None, overrides: list[str] | 
     values = load_recipe_dict(recipe) if recipe is not None else {}
     values = merge(values, data or {})
     values = merge_overrides(values, overrides or [])
-    return from_dict(TrainConfig, _scientific_numbers(values)).validate()
+    try:
+        return from_dict(TrainConfig, _scientific_numbers(values)).validate()
+    except ConfigError as exc:  # the key is named; the recipe it came from (or the overrides on it) too
+        if recipe is None:
+            raise
+        raise ConfigError(f"recipe {resolve_recipe(recipe)}: {exc}") from None
 
 
 SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
@@ -347,6 +371,20 @@ def config_to_dict(config: TrainConfig) -> dict:
 __all__ = ["MODES", "METRICS", "RandomTextConfig", "RandomVisionConfig", "KeepSection", "ModelSection", "DataSection",
            "OptimSection", "ScheduleSection", "EMASection", "EvalSection", "CheckpointSection", "TrainConfig", "resolve_recipe",
            "load_recipe_dict", "build_train_config", "merge_overrides", "config_to_dict"]
+
+
+def _check_random_tower(tower, key: str) -> None:
+    """A seeded random text or vision tower that can be built: positive sizes, whole heads, patches that fit."""
+    if tower is None:
+        return
+    for name in ("hidden", "layers", "heads", *(("image_size", "patch") if hasattr(tower, "patch") else ())):
+        if getattr(tower, name) < 1:
+            raise ConfigError(f"{key}.{name} {getattr(tower, name)}: must be >= 1")
+    if tower.hidden % tower.heads:
+        raise ConfigError(f"{key}.hidden {tower.hidden} must be a multiple of {key}.heads {tower.heads}")
+    if hasattr(tower, "patch") and tower.patch > tower.image_size:
+        raise ConfigError(f"{key}.patch {tower.patch} is larger than {key}.image_size {tower.image_size}: "
+                          "a crop must hold at least one patch")
 
 
 def _check_finite(values, where: str = "") -> None:

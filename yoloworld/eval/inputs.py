@@ -12,11 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+from yoloworld.data.class_texts import check_synonyms
 from yoloworld.errors import ConfigError, DatasetError
 from yoloworld.readers import read_json
 
 LVIS_IMAGE_KEYS = ("neg_category_ids", "not_exhaustive_category_ids")
 LVIS_FREQUENCIES = ("r", "c", "f")
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
 @dataclass
@@ -100,6 +102,8 @@ def _check_annotation_structure(data: object, name: str) -> dict:
         )
     images = [dict(image) for image in _records(data["images"], name, "images", ("id",))]
     categories = [dict(cat) for cat in _records(data["categories"], name, "categories", ("id", "name"))]
+    for position, category in enumerate(categories):
+        check_synonyms(category, position, name)
     raw_annotations = _records(data["annotations"], name, "annotations", ("id", "image_id", "category_id"))
     annotations = [_checked_annotation(ann, index, name) for index, ann in enumerate(raw_annotations)]
     if not images or not categories:
@@ -116,7 +120,8 @@ def _records(items: list, name: str, section: str, required: tuple[str, ...]) ->
             if key not in item:
                 raise DatasetError(f"{name}: {section}[{index}] has no {key!r}")
             if key != "name" and not _is_int(item[key]):
-                raise DatasetError(f"{name}: {section}[{index}] has a non-integer {key!r} ({item[key]!r})")
+                raise DatasetError(f"{name}: {section}[{index}] has a non-integer or out-of-range (beyond 64 bits) "
+                                   f"{key!r} ({str(item[key])[:40]})")
     return items
 
 
@@ -211,10 +216,13 @@ def _field_types_ok(predictions: list) -> bool:
 def _as_arrays(predictions: list) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(image ids, category ids, scores), or None when a score or box is non-finite or has negative size."""
     count = len(predictions)
-    image_ids = np.fromiter((p["image_id"] for p in predictions), dtype=np.int64, count=count)
-    category_ids = np.fromiter((p["category_id"] for p in predictions), dtype=np.int64, count=count)
-    scores = np.fromiter((p["score"] for p in predictions), dtype=np.float64, count=count)
-    boxes = np.array([p["bbox"] for p in predictions], dtype=np.float64).reshape(-1, 4)
+    try:
+        image_ids = np.fromiter((p["image_id"] for p in predictions), dtype=np.int64, count=count)
+        category_ids = np.fromiter((p["category_id"] for p in predictions), dtype=np.int64, count=count)
+        scores = np.fromiter((p["score"] for p in predictions), dtype=np.float64, count=count)
+        boxes = np.array([p["bbox"] for p in predictions], dtype=np.float64).reshape(-1, 4)
+    except OverflowError:  # an id beyond 64 bits or a number beyond float range: the slow path names it
+        return None
     if not np.isfinite(scores).all() or not np.isfinite(boxes).all() or (boxes[:, 2:] < 0).any():
         return None
     return image_ids, category_ids, scores
@@ -230,11 +238,13 @@ def _raise_first_malformed(predictions: list, name: str) -> None:
                                    "category_id, bbox [x, y, w, h] and score")
         for key in ("image_id", "category_id"):
             if not _is_int(pred[key]):
-                raise DatasetError(f"{name}: prediction {index} has a non-integer {key} ({pred[key]!r})")
+                raise DatasetError(f"{name}: prediction {index} has a non-integer or out-of-range (beyond 64 bits) "
+                                   f"{key} ({str(pred[key])[:40]})")
         if not _is_number(pred["score"]):
-            raise DatasetError(f"{name}: prediction {index} has a non-numeric or non-finite score ({pred['score']!r})")
+            raise DatasetError(f"{name}: prediction {index} has a non-numeric or non-finite score "
+                               f"({str(pred['score'])[:40]})")
         if not _is_box(pred["bbox"]):
-            raise DatasetError(f"{name}: prediction {index} has a malformed bbox {pred['bbox']!r}; "
+            raise DatasetError(f"{name}: prediction {index} has a malformed bbox {str(pred['bbox'])[:80]}; "
                                "expected [x, y, w, h] with w, h >= 0")
     raise DatasetError(f"{name}: malformed predictions")  # not reached: the checks above cover the fast path
 
@@ -251,11 +261,17 @@ def _check_known(ids: np.ndarray, known: set[int], name: str, what: str, ann_nam
 
 
 def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    """An id: an integer that fits the 64 bits the evaluator stores ids in."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and INT64_MIN <= value <= INT64_MAX
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, (int, float, np.number)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def _is_box(bbox: object) -> bool:

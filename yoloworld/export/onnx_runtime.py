@@ -100,8 +100,10 @@ class OnnxYOLOWorld(Predictor):
         if self.meta.get("dynamic_shape"):
             return self.meta["imgsz"] if imgsz is None else check_imgsz(imgsz)
         if imgsz is not None and imgsz != self.meta["imgsz"]:
-            logger.warning(f"{self.path.name} was exported for {self.meta['imgsz']}x{self.meta['imgsz']} inputs; "
-                           f"using that, not {imgsz} (export with --dynamic-shape for any size)")
+            size = self.meta["imgsz"]
+            logger.warning(f"warning: {self.path.name} was exported for fixed {size}x{size} inputs: imgsz (--imgsz) "
+                           f"{imgsz} is ignored and the export's size {size} is used (export with --dynamic-shape "
+                           "to choose the size at run time)")
         return self.meta["imgsz"]
 
     def check_rect(self) -> None:
@@ -129,8 +131,12 @@ class OnnxYOLOWorld(Predictor):
         if self.dynamic:
             return super().set_classes(classes, padding)
         vocabulary = Vocabulary.build(classes, padding)
+        baked = ", ".join(self.class_names) or "none"
+        if any(not isinstance(prompt, str) for group in vocabulary.classes for prompt in group):
+            raise InputError(f"{self.path}: the vocabulary is baked in at export ({baked}): reference images "
+                             "(--visual-prompt) and embeddings cannot replace it; use the PyTorch checkpoint, or "
+                             "export with --vocab dynamic and pass `yoloworld embed --images` output as --classes-file")
         if self.vocabulary is None or vocabulary.texts != self.vocabulary.texts:
-            baked = ", ".join(self.class_names) or "none"
             raise InputError(f"{self.path}: the vocabulary is baked in at export ({baked}); re-export with "
                              "these --classes, or export with --vocab dynamic to choose classes at run time")
         return self

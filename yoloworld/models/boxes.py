@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-REG_MAX = 16  # distance bins per box side
 STRIDES = (8, 16, 32)
 
 
@@ -23,9 +22,11 @@ def make_priors(feature_sizes, strides=STRIDES, device=None, dtype=torch.float32
     return torch.cat(points), torch.cat(point_strides)
 
 
-def dfl_integral(reg_logits: torch.Tensor, reg_max: int = REG_MAX) -> torch.Tensor:
-    """Raw box-branch output (B, 4*reg_max, H, W) -> expected distance per side (B, 4, H, W), stride units."""
-    b, _, h, w = reg_logits.shape
+def dfl_integral(reg_logits: torch.Tensor) -> torch.Tensor:
+    """Raw box-branch output (B, 4*reg_max, H, W) -> expected distance per side (B, 4, H, W), stride units.
+    reg_max (the model's bins per side, `ModelConfig.reg_max`) is read from the channel count."""
+    b, c, h, w = reg_logits.shape
+    reg_max = c // 4
     probs = reg_logits.reshape(b, 4, reg_max, h * w).softmax(dim=2)
     bins = torch.arange(reg_max, device=reg_logits.device, dtype=probs.dtype)
     return torch.einsum("bksn,s->bkn", probs, bins).reshape(b, 4, h, w)
@@ -57,5 +58,5 @@ def decode_boxes(reg_maps, strides=STRIDES) -> torch.Tensor:
     return distance_to_bbox(points[None], distances)
 
 
-__all__ = ["REG_MAX", "STRIDES", "make_priors", "dfl_integral", "flatten_levels", "distance_to_bbox",
+__all__ = ["STRIDES", "make_priors", "dfl_integral", "flatten_levels", "distance_to_bbox",
            "bbox_to_distance", "decode_boxes"]

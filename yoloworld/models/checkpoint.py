@@ -222,7 +222,11 @@ def text_encoder_for(checkpoint: Checkpoint, text_model: str | os.PathLike | Non
     if not checkpoint.has_text:
         return None
     stored = checkpoint.stored.get("text_config")
-    text_config = config_from_meta(stored, str(checkpoint.path)) if stored else clip_text_config(config.text_hidden)
+    try:
+        text_config = config_from_meta(stored, str(checkpoint.path)) if stored else clip_text_config(config.text_hidden)
+    except CheckpointError as exc:  # the file's text tower has no stored config: name the file the tower is in
+        raise CheckpointError(exc if str(exc).startswith(str(checkpoint.path)) else f"{checkpoint.path}: {exc}") \
+            from None
     return TextEncoder.from_config(text_config)
 
 

@@ -82,7 +82,8 @@ class ProtoModule(nn.Module):
 
 
 class YOLOWorldHeadModule(nn.Module):
-    """Per level: `cls_preds` -> 512-d region embeddings -> `cls_contrasts` logits; `reg_preds` -> 4 x 16 bins.
+    """Per level: `cls_preds` -> 512-d region embeddings -> `cls_contrasts` logits; `reg_preds` -> 4 x reg_max bins
+    (reg_max distance bins per box side; decoding and the loss read it from the channel count).
     With `mask_channels`: `seg_preds` -> raw mask coefficients per level, `proto_pred` -> prototypes."""
 
     def __init__(self, in_channels: list[int], contrastive: str = "bn", embed_dims: int = 512, reg_max: int = 16,

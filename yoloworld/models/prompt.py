@@ -58,13 +58,33 @@ def read_embeddings(path: str | os.PathLike, dims: int | None = None) -> tuple[t
     embeds = torch.from_numpy(array.astype(np.float32))
     if not torch.isfinite(embeds).all() or (embeds.norm(dim=-1) == 0).any():
         raise InputError(f"{path}: embeddings contain NaN, inf or all-zero rows")
-    note = {}
-    if note_path(path).is_file():
-        try:
-            note = json.loads(note_path(path).read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            raise InputError(f"{note_path(path)}: malformed JSON next to {path.name}") from None
-    return F.normalize(embeds, dim=-1), note
+    return F.normalize(embeds, dim=-1), read_note(path)
+
+
+def read_note(path: Path) -> dict:
+    """The JSON note beside an embeddings file ({} if there is none), checked: an object whose `classes` (if
+    any) are names or non-empty lists of names and whose `padded` (if any) is true or false."""
+    where = note_path(path)
+    if not where.is_file():
+        return {}
+    try:
+        note = json.loads(where.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        raise InputError(f"{where}: malformed JSON next to {path.name}") from None
+    if not isinstance(note, dict):
+        raise InputError(f"{where}: expected a JSON object (the note `yoloworld embed` writes), got a "
+                         f"{type(note).__name__}")
+    classes = note.get("classes")
+    if classes is not None:
+        groups = [[c] if isinstance(c, str) else c for c in classes] if isinstance(classes, list) else None
+        if groups is None or not all(isinstance(g, list) and g and all(isinstance(t, str) and t.strip() for t in g)
+                                     for g in groups):
+            raise InputError(f"{where}: 'classes' must be a list of class names or of non-empty lists of names "
+                             f'(synonyms), like ["person", ["car", "automobile"]]; got {json.dumps(classes)[:60]}')
+        note = {**note, "classes": groups}
+    if not isinstance(note.get("padded", False), bool):
+        raise InputError(f"{where}: 'padded' must be true or false, got {json.dumps(note['padded'])[:20]}")
+    return note
 
 
 # ---------------------------------------------------------------- the prompt-tuning detector
