@@ -83,6 +83,18 @@ def test_data_synth_writes_the_val_split_the_synth_demo_recipe_reads(synth):
         assert result.returncode == 0, result.stderr
 
 
+def test_the_training_command_data_synth_prints_trains_and_validates(tmp_path):
+    written = run_cli("data", "synth", "--out", "data/synth", "--images", 6, "--min-side", 96, "--max-side", 128,
+                      cwd=tmp_path)
+    assert written.returncode == 0, written.stderr
+    command = written.stdout.strip().splitlines()[-1]
+    assert command == "train on it: yoloworld train synth_demo", command
+    tiny = ["data.augment.image_size=64", "data.workers=0", "schedule.epochs=1", "schedule.warmup_min_iters=1"]
+    trained = run_cli("train", "synth_demo", *tiny, cwd=tmp_path, timeout=600)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    assert "epoch 1 validation: AP" in trained.stderr + trained.stdout
+
+
 # ---------------------------------------------------------------- help, version, --list (22.10)
 
 def test_help_of_every_command_does_not_import_torch():

@@ -130,4 +130,18 @@ def run_synth(args: argparse.Namespace) -> int:
           f"--classes-file {out / 'coco' / 'class_texts.json'}")
     print(f"  grounding: --ann {out / 'grounding' / 'annotations.json'} --images {out / 'coco' / 'images'}")
     print(f"  yolo:      {out / 'yolo'}")
+    print(f"train on it: {synth_training_command(out, args.val_fraction > 0)}")
     return 0
+
+
+def synth_training_command(out: Path, has_val: bool) -> str:
+    """`yoloworld train synth_demo`, with the paths of `out` where it is not the recipe's data/synth."""
+    command = "yoloworld train synth_demo"
+    if out == Path("data/synth") and has_val:
+        return command
+    coco = out / "coco"
+    settings = [f"data.train.0.ann={coco / 'annotations.json'}", f"data.train.0.images={coco / 'images'}",
+                f"data.train.0.classes_file={coco / 'class_texts.json'}"]
+    settings += [f"data.val.0.ann={coco / 'annotations_val.json'}", f"data.val.0.images={coco / 'images'}",
+                 f"data.val.0.classes_file={coco / 'class_texts.json'}"] if has_val else ["data.val=[]"]
+    return " ".join([command, *settings])
