@@ -26,7 +26,7 @@ from yoloworld.models.weights import DEMO_NAME, default_imgsz, is_demo
 from yoloworld.postprocess import decode_outputs
 from yoloworld.predictor import Predictor, check_imgsz
 from yoloworld.prompts import VisualPrompt, encode_visual_prompts
-from yoloworld.vocabulary import Vocabulary
+from yoloworld.vocabulary import PADDING_PROMPT, Vocabulary
 
 logger = logging.getLogger(__name__)
 DEMO_WARNING = ("warning: the demo model was trained on synthetic coloured shapes only: on real photos it finds "
@@ -100,6 +100,13 @@ class YOLOWorld(Predictor):
                                            "imgsz": self.imgsz}, keep_text_model=keep_text_model, half=half, **entries)
 
     # ------------------------------------------------------------------ vocabulary
+    def set_classes(self, classes, padding: bool = True):
+        # a model without a text tower saved without the padding prompt (an Ultralytics file, a vocabulary saved
+        # unpadded) has no embedding for it: it runs unpadded, as it was saved
+        if self._cache is None and self._stored_embeds and PADDING_PROMPT not in self._stored_embeds:
+            padding = False
+        return super().set_classes(classes, padding)
+
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """(N, D) L2-normalised text embeddings (cached in memory and on disk)."""
         if self._cache is None:

@@ -39,7 +39,15 @@ class Results:
         return {"file": self.file, "width": w, "height": h, **self.extra, "detections": detections}
 
     def to_supervision(self):
-        import supervision as sv
+        try:
+            import supervision as sv
+        except ModuleNotFoundError as exc:
+            if exc.name != "supervision":
+                raise
+            from yoloworld.errors import InputError
+
+            raise InputError("to_supervision() needs supervision: pip install 'yoloworld[supervision]' "
+                             "(supervision)") from None
 
         return sv.Detections(xyxy=self.xyxy.astype(np.float32), confidence=self.scores.astype(np.float32),
                              class_id=self.class_ids.astype(int), mask=self.masks,

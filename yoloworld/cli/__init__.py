@@ -7,6 +7,7 @@ import importlib
 import logging
 import sys
 
+from yoloworld import __version__
 from yoloworld.errors import YOLOWorldError
 
 # command name -> module under yoloworld.cli; each is imported to build the parser, and loads heavy libraries
@@ -36,7 +37,8 @@ class OneLineParser(argparse.ArgumentParser):
 
 def build_parser(available: dict[str, object]) -> argparse.ArgumentParser:
     parser = OneLineParser(prog="yoloworld", description="Open-vocabulary detection with YOLO-World.",
-                                     epilog="Add --debug to any command to see the full traceback of an error.")
+                           epilog="Add --debug to any command to see the full traceback of an error.")
+    parser.add_argument("--version", action="version", version=f"yoloworld {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in available.values():
         module.add_parser(sub)

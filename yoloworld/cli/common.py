@@ -98,6 +98,7 @@ def add_class_flags(parser, group=None, visual_flags: tuple[str, ...] = ("--visu
                         help="a class given by reference images (repeatable; a name given twice averages its "
                         "references): NAME=IMAGE, NAME=IMAGE:x1,y1,x2,y2 (a box), NAME=FOLDER (its images) or a "
                         "FOLDER of class folders; a NAME that is also a text class joins it as a synonym")
+    parser.set_defaults(visual_flag=visual_flags[0])  # the name errors give it (embed calls it --images)
 
 
 def add_vision_flag(parser) -> None:
@@ -123,16 +124,16 @@ def chosen_classes(args) -> list[list] | None:
     elif getattr(args, "classes", None) is not None:
         classes = parse_class_string(args.classes, "--classes")
     if getattr(args, "visual_prompt", None):
-        classes = with_visual_prompts(classes or [], args.visual_prompt)
+        classes = with_visual_prompts(classes or [], args.visual_prompt, getattr(args, "visual_flag", "--visual-prompt"))
     return classes
 
 
-def with_visual_prompts(classes: list[list], specs: list[str]) -> list[list]:
+def with_visual_prompts(classes: list[list], specs: list[str], flag: str = "--visual-prompt") -> list[list]:
     """`classes` plus one class per --visual-prompt name; a name that is already a class joins it as a synonym."""
     from yoloworld.prompts import parse_visual_prompts, prompt_name
 
     merged = [list(group) for group in classes]
-    for prompt in parse_visual_prompts(specs):
+    for prompt in parse_visual_prompts(specs, flag):
         group = next((g for g in merged if prompt_name(g[0]) == prompt.name), None)
         if group is None:
             merged.append([prompt])

@@ -48,12 +48,12 @@ def run(args: argparse.Namespace) -> int:
     if len(problems):
         print(problems.summary())
     for split in written:
-        print(f"{split.split}: {split.images} images, {split.boxes} boxes -> {split.path} "
-              f"(train with --ann {split.path} --images {split.images_root})")
+        print(f"{split.split}: {split.images} images, {split.boxes} boxes -> {split.path}")
     if args.texts:
         _, names = find_yolo_splits(args.source)
         write_class_texts([[name] for name in names], args.texts)
         print(f"class texts: {args.texts} ({len(names)} classes)")
+    print(f"fine-tune on it: {training_command(written, args.texts)}")
     return 0
 
 
@@ -66,6 +66,21 @@ def planned_coco_files(source: str, out: str | None) -> list[Path]:
     several = len(splits) > 1
     return [output_path(Path(out) if out else None, base, split, several) for split, images in splits.items()
             if images]
+
+
+def training_command(written: list, texts: str | None) -> str:
+    """The `yoloworld train` line that trains on the converted splits (val: the split named val, if any)."""
+    by_name = {split.split: split for split in written}
+    train = by_name.get("train", written[0])
+    val = by_name.get("val")
+    settings = []
+    for key, split in (("train", train), ("val", val)):
+        if split is None:
+            settings.append(f"data.{key}=[]")
+            continue
+        settings += [f"data.{key}.0.ann={split.path}", f"data.{key}.0.images={split.images_root}"]
+        settings += [f"data.{key}.0.classes_file={texts}"] if texts else []
+    return "yoloworld train finetune_coco " + " ".join(settings)
 
 
 def convert_ultralytics(args: argparse.Namespace) -> int:

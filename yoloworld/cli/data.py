@@ -14,7 +14,6 @@ from yoloworld.data.check import check_sources
 from yoloworld.data.problems import ProblemLog
 from yoloworld.data.sources import KINDS, DatasetConfig, load_dataset_yaml, read_source
 from yoloworld.data.synth import COLOURS, SHAPES, TEXTURES, SynthConfig, synthesize
-from yoloworld.data.train_dataset import TrainDataset
 from yoloworld.data.visualize import write_grid
 from yoloworld.errors import DatasetError
 from yoloworld.files import check_output
@@ -40,12 +39,17 @@ def add_parser(subparsers) -> None:
     check.add_argument("--decode-limit", type=int, help="decode at most this many images per dataset")
     check.add_argument("--seed", type=int, default=0)
 
-    synth = commands.add_parser("synth", help="write a small dataset of coloured shapes in COCO, grounding and "
-                                "YOLO layouts")
+    synth = commands.add_parser(
+        "synth", help="write a small dataset of coloured shapes in COCO, grounding and YOLO layouts",
+        description="Writes OUT/coco/ (images/, annotations.json, class_texts.json and, for the val split, "
+        "annotations_val.json), OUT/grounding/annotations{,_val}.json and OUT/yolo/ (images/ and labels/ "
+        "{train,val}, data.yaml). "
+        "`--out data/synth` is where the synth_demo recipe reads it: `yoloworld train synth_demo` next.")
     synth.add_argument("--out", required=True, help="output folder")
     synth.add_argument("--images", type=positive_int, default=200, help="number of images (default 200)")
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--val-fraction", type=float, default=0.0, help="fraction of images in a val split")
+    synth.add_argument("--val-fraction", type=float, default=0.2,
+                       help="fraction of images in the val split (default 0.2; 0 writes no val split)")
     synth.add_argument("--colours", type=int, default=3, help=f"colours used, 1..{len(COLOURS)} (default 3)")
     synth.add_argument("--shapes", type=int, default=3, help=f"shapes used, 1..{len(SHAPES)} (default 3)")
     synth.add_argument("--max-objects", type=int, default=6, help="objects per image: 1..N (default 6)")
@@ -96,6 +100,8 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"warning: {line}")
     print(problems.summary())
     if not args.no_grid and args.samples > 0:
+        from yoloworld.data.train_dataset import TrainDataset  # imports torch: not needed for --help
+
         dataset = TrainDataset(sources, AugmentConfig(image_size=args.image_size), seed=args.seed)
         dataset.use_mosaic = not args.no_mosaic
         rng = np.random.default_rng(args.seed)
@@ -124,4 +130,18 @@ def run_synth(args: argparse.Namespace) -> int:
           f"--classes-file {out / 'coco' / 'class_texts.json'}")
     print(f"  grounding: --ann {out / 'grounding' / 'annotations.json'} --images {out / 'coco' / 'images'}")
     print(f"  yolo:      {out / 'yolo'}")
+    print(f"train on it: {synth_training_command(out, args.val_fraction > 0)}")
     return 0
+
+
+def synth_training_command(out: Path, has_val: bool) -> str:
+    """`yoloworld train synth_demo`, with the paths of `out` where it is not the recipe's data/synth."""
+    command = "yoloworld train synth_demo"
+    if out == Path("data/synth") and has_val:
+        return command
+    coco = out / "coco"
+    settings = [f"data.train.0.ann={coco / 'annotations.json'}", f"data.train.0.images={coco / 'images'}",
+                f"data.train.0.classes_file={coco / 'class_texts.json'}"]
+    settings += [f"data.val.0.ann={coco / 'annotations_val.json'}", f"data.val.0.images={coco / 'images'}",
+                 f"data.val.0.classes_file={coco / 'class_texts.json'}"] if has_val else ["data.val=[]"]
+    return " ".join([command, *settings])

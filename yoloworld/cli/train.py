@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import textwrap
 from pathlib import Path
 
 import yaml
@@ -40,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.list:
         for path in sorted(RECIPES_DIR.glob("*.yaml")):
-            print(f"{path.stem:<24} {_first_comment(path)}")
+            print(textwrap.fill(_description(path), width=110, initial_indent=f"{path.stem:<24} ",
+                                subsequent_indent=" " * 25, break_on_hyphens=False, break_long_words=False))
         return 0
     recipe, overrides = args.config, list(args.overrides)
     if recipe is not None and "=" in recipe and not Path(recipe).exists():
@@ -69,8 +71,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _first_comment(path: Path) -> str:
+def _description(path: Path) -> str:
+    """A recipe's opening comment paragraph (it may run over several lines), as one line of text."""
+    lines = []
     for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("#"):
-            return line.lstrip("# ").strip()
-    return ""
+        text = line.lstrip("#").strip()
+        if not line.startswith("#") or not text:
+            break
+        lines.append(text)
+    return " ".join(lines)

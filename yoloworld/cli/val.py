@@ -30,7 +30,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     add_model_flags(parser, weights_required=False, classes=False,
                     imgsz_help="inference size, a multiple of 32 (default: the model's own, else 640)")
-    parser.add_argument("--predictions", help="existing COCO results JSON to score (instead of --weights)")
+    parser.add_argument("--predictions", help="existing COCO results JSON, or the --json file of `yoloworld "
+                        "predict`, to score (instead of --weights)")
     parser.add_argument("--ann", required=True, help="COCO or LVIS annotation JSON")
     parser.add_argument("--images", help="image folder (file_name in --ann is relative to it); needed with --weights")
     parser.add_argument("--classes-file", help="class-text JSON: one list of synonyms per category, in --ann order "
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     annotations = load_annotations(args.ann, args.kind)
     lvis_modes = _lvis_modes(annotations.kind, args.lvis_mode)
     if args.predictions:
-        predictions, source = _read_predictions(args.predictions), args.predictions
+        predictions, source = _read_predictions(args.predictions, annotations), args.predictions
     else:
         predictions, source = predict_dataset(args, annotations, _model_max_det(lvis_modes)), "model predictions"
     if args.save_json:
@@ -122,10 +123,14 @@ def _model_max_det(lvis_modes: list[str]) -> int:
     return LVIS_FIXED_MODEL_MAX_PER_IMAGE if "fixed" in lvis_modes else LVIS_STANDARD_MAX_PER_IMAGE
 
 
-def _read_predictions(path: str) -> list:
+def _read_predictions(path: str, annotations) -> list:
+    """A COCO results list, or the records `yoloworld predict --json` writes (matched to images by file name)."""
     from yoloworld.eval.inputs import load_predictions
+    from yoloworld.eval.predict_json import is_predict_json, predict_records_to_coco
 
     predictions, _ = load_predictions(path)
+    if is_predict_json(predictions):
+        predictions = predict_records_to_coco(predictions, annotations.dataset, path)
     if not predictions:
         # scoring nothing is almost always a wrong file or a threshold that removed everything
         raise DatasetError(f"{path}: holds no detections; nothing to score (every AP would be 0)")

@@ -204,9 +204,10 @@ def restore_run(run, state: dict) -> None:
 
 
 def fresh_out_dir(out: Path) -> Path:
-    """`out` itself if it holds no run yet, else out2, out3, ... (a finished run is never overwritten)."""
+    """`out` itself if it is new or empty, else out2, out3, ...: a finished run is never overwritten, nor a
+    file of the user's replaced by the run's config.yaml, logs or weights."""
     def used(path: Path) -> bool:
-        return (path / STATE_FILE).exists() or (path / "last.pth").exists()
+        return path.is_dir() and any(path.iterdir())
     if not used(out):
         return out
     index = 2

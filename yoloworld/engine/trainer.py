@@ -354,19 +354,6 @@ def autocast_factory(amp: str, device: torch.device):
     return lambda: torch.autocast(device.type, dtype=dtype)
 
 
-def fresh_out_dir(out: Path) -> Path:
-    """`out` itself if it is new or empty, else out2, out3, ...: a finished run is never overwritten, nor a
-    file of the user's replaced by the run's config.yaml, logs or weights."""
-    def used(path: Path) -> bool:
-        return path.is_dir() and any(path.iterdir())
-    if not used(out):
-        return out
-    index = 2
-    while used(out.with_name(f"{out.name}{index}")):
-        index += 1
-    return out.with_name(f"{out.name}{index}")
-
-
 def train(config: TrainConfig, resume: bool = False) -> dict:
     try:
         return Trainer(config, resume).fit()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.ops import nms  # here, never first inside a traced forward (its import runs an untraceable op)
 
 from yoloworld.models.boxes import decode_boxes, dfl_integral, flatten_levels
 from yoloworld.models.detector import YOLOWorldDetector
@@ -51,8 +52,6 @@ class NonMaxSuppression(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, boxes, scores, max_boxes: int, iou: float, conf: float):
-        from torchvision.ops import nms
-
         selected = []
         for b in range(boxes.shape[0]):
             (candidates,) = (scores[b, 0] > conf).nonzero(as_tuple=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torchvision.ops import box_iou
 
 from yoloworld.errors import InputError
 from yoloworld.export.graphs import DetectorGraph, NmsGraph, TextEncoderGraph
@@ -246,8 +247,6 @@ def compare_with_pytorch(plan: ExportPlan, path: str | os.PathLike, images: torc
 def match_detections(expected: np.ndarray, got: np.ndarray, min_iou: float = 0.99) -> dict[str, float]:
     """Compare NMS outputs as sets (near-equal scores may swap ranks): the fraction of expected rows with a
     row of the same image and class at IoU >= `min_iou`, the largest score gap among them, and the counts."""
-    from torchvision.ops import box_iou
-
     matched, score_gap = 0, 0.0
     for key in {tuple(k) for k in expected[:, [0, 6]].tolist()}:
         mine = expected[(expected[:, 0] == key[0]) & (expected[:, 6] == key[1])]

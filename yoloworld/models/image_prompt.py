@@ -49,7 +49,7 @@ def clip_vision_config(base_hidden_size: int = 768, **overrides):
 
     if base_hidden_size not in BUILTIN_VISION_CONFIGS:
         raise CheckpointError(f"no built-in CLIP vision config for hidden size {base_hidden_size}: "
-                              "pass --vision-model DIR")
+                              "pass --vision-model DIR (model.vision_model=DIR for yoloworld train)")
     return CLIPVisionConfig(**{"hidden_act": "quick_gelu", **BUILTIN_VISION_CONFIGS[base_hidden_size], **overrides})
 
 

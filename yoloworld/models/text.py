@@ -44,7 +44,8 @@ def clip_text_config(base_hidden_size: int = 512, **overrides):
     from transformers import CLIPTextConfig
 
     if base_hidden_size not in BUILTIN_TEXT_CONFIGS:
-        raise CheckpointError(f"no built-in CLIP text config for hidden size {base_hidden_size}: pass --text-model DIR")
+        raise CheckpointError(f"no built-in CLIP text config for hidden size {base_hidden_size}: pass --text-model DIR "
+                              "(model.text_model=DIR for yoloworld train)")
     values = dict(vocab_size=VOCAB_SIZE, max_position_embeddings=MAX_TOKENS, hidden_act="quick_gelu",
                   bos_token_id=49406, eos_token_id=49407, pad_token_id=1)
     return CLIPTextConfig(**{**values, **BUILTIN_TEXT_CONFIGS[base_hidden_size], **overrides})

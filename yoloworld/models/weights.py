@@ -8,6 +8,7 @@ network, or HF_HUB_OFFLINE=1) the error says where the file goes.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 from dataclasses import dataclass
@@ -124,9 +125,17 @@ def resolve_weights(name_or_path: str | os.PathLike) -> Path:
         return DEMO_WEIGHTS
     row = lookup(name_or_path)
     if row is None:
-        raise CheckpointError(f"{name_or_path}: no such file, and not a known model name "
-                              f"({', '.join([DEMO_NAME, *WEIGHTS])})")
+        raise CheckpointError(f"{name_or_path}: no such file, and not a known model name{_did_you_mean(path)}")
     return _download_hub(str(name_or_path), row) if row.on_hub else _download_url(str(name_or_path), row)
+
+
+def _did_you_mean(path: Path) -> str:
+    """The closest short names to a mistyped one, else the list of them all."""
+    names = [DEMO_NAME, *WEIGHTS]
+    close = difflib.get_close_matches(path.name.lower(), names, n=2, cutoff=0.75)
+    if close:
+        return f"; did you mean {' or '.join(close)}?"
+    return f" ({', '.join(names)})"
 
 
 def _download_hub(name: str, row: WeightsFile) -> Path:
@@ -141,7 +150,7 @@ def _download_hub(name: str, row: WeightsFile) -> Path:
         return Path(hf_hub_download(row.repo, row.file))
     except Exception as exc:  # offline, no such file, network error: one line with the way out
         raise CheckpointError(f"{name}: cannot download {row.file} ({type(exc).__name__}); download {row.url} "
-                              f"yourself and pass --weights /path/to/{row.file}") from None
+                              f"yourself and {_use_the_file(row.file)}") from None
 
 
 def weights_cache() -> Path:
@@ -166,4 +175,10 @@ def _download_url(name: str, row: WeightsFile) -> Path:
         except Exception as exc:
             reason = type(exc).__name__
     raise CheckpointError(f"{name}: cannot download {row.file} ({reason}); put {row.url} in {target.parent}/ "
-                          f"or pass --weights /path/to/{row.file}")
+                          f"or {_use_the_file(row.file)}")
+
+
+def _use_the_file(file: str) -> str:
+    """The way out, in both places a weights name is given (a command's flag, a training recipe's key)."""
+    return f"give its path instead of the name (--weights /path/to/{file}, or model.weights=/path/to/{file} " \
+           "for yoloworld train)"
