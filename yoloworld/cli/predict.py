@@ -29,8 +29,8 @@ from yoloworld.images import (
     video_frames,
     video_info,
 )
-from yoloworld.outputs import OutputFolder, check_apart
 from yoloworld.models.weights import DEMO_WEIGHTS
+from yoloworld.outputs import OutputFolder, check_apart
 from yoloworld.streams import Stream, is_stream, stream_name
 
 logger = logging.getLogger(__name__)
