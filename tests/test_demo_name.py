@@ -56,5 +56,7 @@ def test_the_image_prompt_recipe_starts_from_the_demo_model_from_any_folder(tmp_
 
 def test_an_unknown_name_lists_demo_among_the_known_names(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(CheckpointError, match=r"not a known model name \(demo, yolo_world_v2_s"):
+    with pytest.raises(CheckpointError, match=r"dmeo: no such file, and not a known model name; did you mean demo\?"):
         resolve_weights("dmeo")
+    with pytest.raises(CheckpointError, match=r"not a known model name \(demo, yolo_world_v2_s"):
+        resolve_weights("nothing_like_it")
