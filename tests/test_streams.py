@@ -126,7 +126,7 @@ def test_credentials_in_a_stream_address_reach_no_record_file_name_or_line(frame
             "&X-Amz-Signature=***&fps=5"
     assert [r["file"] for r in json_lines(done.stdout)] == [shown] * 3
     assert [r["file"] for r in json.loads((tmp_path / "all.json").read_text())] == [shown] * 3
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["127_0_0_1_%d_stream_mjpg.mp4" % camera.server.server_port]
+    assert [p.name for p in (tmp_path / "out").glob("*.mp4")] == ["127_0_0_1_%d_stream_mjpg.mp4" % camera.server.server_port]
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert_no_secret(done.stdout, done.stderr, *(str(p) for p in files),
                      *(p.read_bytes().decode("latin-1") for p in files))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from yoloworld.cli.common import (
     add_model_flags,
@@ -152,7 +153,9 @@ def predict_video(model, video: Path, annotated: Path | None, args, sink: Record
     from yoloworld.predictor import predict_frames
 
     fps, count = video_info(video)
-    with tqdm(total=min(count, args.max_frames or count) or None, unit="frame", desc=video.name) as bar:
+    # log lines (a warning on the first frame) go through tqdm.write: on their own line, not glued to the bar
+    with logging_redirect_tqdm(), tqdm(total=min(count, args.max_frames or count) or None, unit="frame",
+                                       desc=video.name) as bar:
         def add(record: dict) -> None:
             sink.add(record)
             bar.update()
