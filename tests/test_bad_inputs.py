@@ -160,7 +160,16 @@ def test_reg_max_of_the_config_reaches_prediction_the_loss_and_the_export_graph(
     assert all(torch.isfinite(v) for v in losses.values()) and losses["loss_dfl"] > 0
 
 
-@pytest.mark.parametrize("classes", [["person", " "], [""], ["person", ["car", "  "]], "person, ,car"])
+def test_a_trailing_blank_class_is_the_padding_prompt_never_a_reported_class():
+    from yoloworld.vocabulary import Vocabulary
+
+    padded = Vocabulary.build(["person", " "])
+    assert padded.names == ["person"] and padded.padded and padded.texts == ["person", " "]
+    as_given = Vocabulary.build(["person", " "], padding=False)  # the official evaluation's texts, kept as given
+    assert as_given.names == ["person", " "] and not as_given.padded
+
+
+@pytest.mark.parametrize("classes", [[" ", "person"], [""], [" "], ["person", ["car", "  "]], "person, ,car"])
 def test_a_blank_class_is_refused(classes):
     from yoloworld.vocabulary import Vocabulary
 

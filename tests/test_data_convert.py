@@ -42,7 +42,9 @@ def test_yolo2coco_round_trips_every_split(tmp_path, capsys):
     for split in ("train", "val", "test"):
         ann = tmp_path / "annotations" / f"{split}.json"
         images = tmp_path / "coco128" / split / "images"
-        assert f"--ann {ann} --images {images}" in printed
+        assert f"-> {ann}" in printed
+        if split != "test":  # the printed training command uses the train and val splits
+            assert f"data.{split}.0.ann={ann} data.{split}.0.images={images}" in printed
         coco = json.loads(ann.read_text())
         assert [c["name"] for c in coco["categories"]] == names
         # the JSON holds the label values exactly (relative 1e-6 is the promise; float64 gives ~1e-15)

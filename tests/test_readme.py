@@ -105,10 +105,6 @@ SUBSTITUTIONS = [
         reason="as finetune_coco; at 64 px the shapes are smaller than the official 64-px minimum prompt box"),
     Sub("*", "data.train.0.ann=...", "data.train.0.ann=data/coco128/annotations/train.json",
         reason="'...' stands for the reader's annotation file"),
-    # ---- pending another fix (issue 22.7, output manifest): run them again once it is merged
-    Sub("*", "--vocab dynamic", SKIP, reason="pending 22.7: in a fresh folder `export --vocab dynamic` refuses the "
-        "W_dynamic.tokenizer/merges.txt it writes itself ('yoloworld did not write it')"),
-    Sub("*", "--weights W_dynamic.onnx", SKIP, reason="pending 22.7: needs the dynamic-vocabulary export above"),
     # ---- small inputs
     Sub("*", "--images 200 --seed 0", "--images 12 --seed 0 --min-side 96 --max-side 128",
         reason="a dozen small images instead of 200 up to 640 px"),

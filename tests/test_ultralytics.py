@@ -83,7 +83,9 @@ def write_layouts(ultralytics, yaml: str, folder, seed: int) -> dict:
     strip_optimizer's output, and Model.save after fuse() (conv biases, no BatchNorm)."""
     from ultralytics.utils.torch_utils import strip_optimizer
 
-    wrapper = ultralytics.YOLOWorld(yaml)
+    with torch.random.fork_rng():  # the convolutions' own init draws from the global generator: seed it here
+        torch.manual_seed(seed)
+        wrapper = ultralytics.YOLOWorld(yaml)
     randomise(wrapper.model, seed)
     set_vocabulary(wrapper.model, NAMES, seed)
     paths = {name: folder / f"{yaml[:-5]}_{name}.pt" for name in LAYOUTS}

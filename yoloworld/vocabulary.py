@@ -31,6 +31,9 @@ class Vocabulary:
             if not kept:
                 raise InputError("the class list holds only a padding embedding: give at least one class")
             return cls(kept, True, rows[-1][0])
+        if is_padding_text(normalised[-1]):  # the official texts end with the padding prompt ' '
+            # padding=False keeps it as given, a class like any other, as the official evaluation does
+            return cls(normalised[:-1], True, normalised[-1][0]) if padding else cls(normalised, False)
         return cls(normalised, padding)
 
     @property
@@ -73,11 +76,17 @@ def normalise_classes(classes) -> list[list]:
         group = [entry] if isinstance(entry, PROMPT_TYPES) else entry
         if not isinstance(group, (list, tuple)) or not group or not all(isinstance(t, PROMPT_TYPES) for t in group):
             raise InputError(f"class entry {entry!r} is not a text, a VisualPrompt or a non-empty list of them")
-        if any(isinstance(t, str) and not t.strip() for t in group):
+        padding_last = len(normalised) == len(classes) - 1 and is_padding_text(group) and len(classes) > 1
+        if any(isinstance(t, str) and not t.strip() for t in group) and not padding_last:
             raise InputError(f"class {len(normalised) + 1} ({entry!r}) is blank: give every class a name (the padding "
                              "prompt is added for you; padding=False leaves it out)")
         normalised.append(list(group))
     return normalised
+
+
+def is_padding_text(group) -> bool:
+    """A class of one blank text: the padding prompt, when it comes last."""
+    return isinstance(group, (list, tuple)) and len(group) == 1 and isinstance(group[0], str) and not group[0].strip()
 
 
 def parse_class_string(text: str, flag: str = "classes") -> list[list[str]]:

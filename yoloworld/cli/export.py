@@ -66,8 +66,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         from yoloworld.export.onnx_export import export_onnx
 
+        tokenizer_is_new = not out.with_suffix(".tokenizer").exists()
         written = export_onnx(plan, out, api.imgsz, **options)
-        _claim(out.parent, written, _kind(args), args.overwrite)  # the tokenizer folder's files, known only now
+        _record_tokenizer(out, written, _kind(args), args.overwrite, tokenizer_is_new)
     names = ", ".join(plan.vocabulary.names) if plan.vocabulary else "set at run time"
     shape = "any multiple of 32, default long side" if args.dynamic_shape else "input"
     print(f"wrote {', '.join(str(p) for p in written)} ({args.vocab} vocabulary: {names}; {api.imgsz} px {shape}"
@@ -113,6 +114,18 @@ def _claim_planned(args, out: Path) -> None:
         tokenizer = out.with_suffix(".tokenizer")  # its files are checked if it is there, claimed once written
         text = [out.with_suffix(".text.onnx"), *([tokenizer] if tokenizer.is_dir() else [])] if dynamic else []
         _claim(out.parent, [out, *text], _kind(args), args.overwrite)
+
+
+def _record_tokenizer(out: Path, written: list[Path], kind: str, overwrite: bool, is_new: bool) -> None:
+    """The tokenizer folder's files, known only once written: all of them ours when this export made the folder
+    (an existing one had its files checked before any work)."""
+    from yoloworld.outputs import OutputFolder
+
+    if is_new:
+        files = [f for p in written if p.is_dir() for f in sorted(p.rglob("*")) if f.is_file()]
+        OutputFolder(out.parent, "--out").adopt(files, kind)
+    else:
+        _claim(out.parent, written, kind, overwrite)
 
 
 def _kind(args) -> str:

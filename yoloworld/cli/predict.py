@@ -109,7 +109,8 @@ def annotated_files(save_dir: Path | None, paths: list[Path]) -> tuple[dict[Path
     used: set[Path] = set()
     if not save_dir:
         return {}, used
-    targets = {p: unique_name(save_dir, p.with_suffix(".mp4") if is_video(p) else p, used) for p in paths}
+    targets = {p: unique_name(save_dir, p.with_suffix(".mp4") if is_video(p) else p, used)
+               for p in dict.fromkeys(paths)}  # a source given twice is written once, under one name
     claim_outputs(save_dir, list(targets.values()))
     return targets, used
 
