@@ -105,6 +105,10 @@ SUBSTITUTIONS = [
         reason="as finetune_coco; at 64 px the shapes are smaller than the official 64-px minimum prompt box"),
     Sub("*", "data.train.0.ann=...", "data.train.0.ann=data/coco128/annotations/train.json",
         reason="'...' stands for the reader's annotation file"),
+    Sub("Image (visual) prompts", "yoloworld predict shelf.jpg --weights W_dynamic.onnx",
+        "yoloworld export --weights W --format onnx --vocab dynamic --out W_dynamic.onnx --no-check > /dev/null && "
+        "yoloworld predict shelf.jpg --weights W_dynamic.onnx",
+        reason="W_dynamic.onnx is the Export section's command (its own folder): made here first, as written there"),
     # ---- small inputs
     Sub("*", "--images 200 --seed 0", "--images 12 --seed 0 --min-side 96 --max-side 128",
         reason="a dozen small images instead of 200 up to 640 px"),
