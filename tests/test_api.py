@@ -123,7 +123,8 @@ def test_results_export_json_and_supervision(api, image):
 
 def test_class_parsing_and_bad_vocabularies():
     assert parse_class_string("person, car|automobile ,dog") == [["person"], ["car", "automobile"], ["dog"]]
-    for blank in (["a", " "], [""], ["a", ["b", "  "]]):  # a blank class would be reported as a class
+    assert Vocabulary.build(["a", " "]).names == ["a"]  # a trailing blank is the padding prompt, never reported
+    for blank in ([" ", "a"], [""], ["a", ["b", "  "]]):  # a blank class would be reported as a class
         with pytest.raises(InputError, match="blank"):
             Vocabulary.build(blank)
     with pytest.raises(InputError):

@@ -20,7 +20,6 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import pytest
 from helpers import REPO, cli_env
 
@@ -268,6 +267,8 @@ def given(tmp_path_factory) -> Path:
                "data.val.0.ann=synth/coco/annotations_val.json", "data.val.0.images=synth/coco/images",
                "data.val.0.classes_file=synth/coco/class_texts.json", *TINY_SYNTH.split()], root, env, 600),
           "given: W.pth")
+    # in a child: FFmpeg's encoder in this long-lived test process (torch, ONNX Runtime, OpenVINO loaded) crashed
+    check(run([sys.executable, "-c", WRITE_VIDEO, "synth/coco/images", "clip.mp4"], root, env), "given: clip.mp4")
     check(run([sys.executable, "-c", textwrap.dedent("""
         import sys
         sys.path.insert(0, sys.argv[1])
@@ -298,7 +299,7 @@ def prepare(folder: Path, given: Path, section: str) -> None:
         (folder / sub).mkdir(parents=True)
         for image in picked:
             (folder / sub / image.name).symlink_to(image)
-    write_video(folder / "clip.mp4", images[:3])
+    (folder / "clip.mp4").symlink_to(given / "clip.mp4")
     write_lvis(coco / "annotations_val.json", folder / "lvis_v1_minival_inserted_image_name.json")
     write_results(coco / "annotations_val.json", folder / "preds.json")
     coco128 = folder / "data" / "coco128"
@@ -311,11 +312,18 @@ def prepare(folder: Path, given: Path, section: str) -> None:
         (folder / "data" / "synth").symlink_to(synth)
 
 
-def write_video(path: Path, frames: list[Path]) -> None:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 5, (256, 256))
-    for frame in frames:
-        writer.write(cv2.resize(cv2.imread(str(frame)), (256, 256)))
-    writer.release()
+WRITE_VIDEO = """
+import sys
+from pathlib import Path
+
+import cv2
+
+frames = sorted(Path(sys.argv[1]).glob("*.jpg"))[:3]
+writer = cv2.VideoWriter(sys.argv[2], cv2.VideoWriter_fourcc(*"mp4v"), 5, (256, 256))
+for frame in frames:
+    writer.write(cv2.resize(cv2.imread(str(frame)), (256, 256)))
+writer.release()
+"""
 
 
 def write_lvis(coco_file: Path, path: Path) -> None:
