@@ -46,7 +46,16 @@ def notice(caplog) -> str:
     return "\n".join(r.getMessage() for r in caplog.records if "interrupted at epoch" in r.getMessage())
 
 
-def test_ctrl_c_during_the_first_save_finishes_it_and_resume_continues(config, monkeypatch, caplog):
+@pytest.fixture()
+def python_sigint():
+    """Python's own Ctrl-C handler, as in a fresh `yoloworld train`: a library loaded by an earlier test of this
+    process may have left a native SIGINT handler behind (a real SIGINT then crashed the test process)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+
+
+def test_ctrl_c_during_the_first_save_finishes_it_and_resume_continues(config, monkeypatch, caplog, python_sigint):
     run = Path(config.out)
     # Ctrl-C right after last.pth of epoch 1 is written: best.pth and last_state.pt are still to come
     interrupt_on(monkeypatch, 1, lambda: os.kill(os.getpid(), signal.SIGINT))
