@@ -81,6 +81,10 @@ SUBSTITUTIONS = [
     Sub("Cameras and live streams", "yoloworld predict ", SKIP,
         reason="a camera, an RTSP camera and an MJPEG server; tests/test_streams.py runs a local MJPEG camera"),
     Sub("Web app", "yoloworld app", SKIP, reason="a server that runs until stopped; tests/test_app.py drives it"),
+    Sub("Serving", "yoloworld serve", SKIP, reason="a server that runs until stopped; tests/test_serve.py starts it"),
+    Sub("Serving", "curl ", SKIP, reason="needs the server: tests/test_serve.py runs this line against it"),
+    Sub("Scaling out", "ray start", SKIP, reason="a multi-node Ray cluster; tests/test_serve.py runs a local one"),
+    Sub("Scaling out", "yoloworld serve", SKIP, reason="a server that runs until stopped; tests/test_serve.py starts it"),
     # ---- the demo model knows coloured shapes: classes it can find, so the labelled dataset has boxes
     Sub("Auto-labelling", '"person,forklift,pallet|skid"', '"red circle,green square,blue triangle|blue square"',
         reason="classes of the shapes the images show (an empty dataset would not train)"),
@@ -377,8 +381,10 @@ def test_readme_section_runs_as_written(section, given, tmp_path):
         assignments = []  # `R="..."` lines: kept for the later commands of the block, as one shell would
         for line, command in block.commands:
             if block.language == "python":
-                code = textwrap.dedent(PYTHON_PRELUDE.get(section, "")) + \
-                    substituted(PYTHON_SUBSTITUTIONS, section, command, used)
+                code = substituted(PYTHON_SUBSTITUTIONS, section, command, used)
+                if code is None:
+                    continue
+                code = textwrap.dedent(PYTHON_PRELUDE.get(section, "")) + code
                 check(run([sys.executable, "-c", code], folder, env), f"[{section}] README line {line}:\n{code}")
                 ran += 1
                 continue

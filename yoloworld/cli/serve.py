@@ -80,8 +80,8 @@ def run(args) -> int:
     from yoloworld.serve.launch import Scaling, deploy, start_ray, stop
 
     spec, api_key = model_spec(args), os.environ.get(API_KEY_ENV) if args.api_key is None else args.api_key
-    check_model(spec)
     port = free_port(args.host, args.port)
+    check_model(spec)
     if not is_loopback(args.host) and not api_key:
         logger.warning(f"warning: serving on {args.host} without an API key: anyone who can reach this machine can "
                        f"use the model; add --api-key KEY (or set {API_KEY_ENV})")
