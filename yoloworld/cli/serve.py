@@ -9,10 +9,9 @@ import os
 import signal
 import socket
 import time
-from pathlib import Path
 
 from yoloworld.cli.app import is_loopback, port_number
-from yoloworld.cli.common import add_model_flags, chosen_classes, positive_int
+from yoloworld.cli.common import add_model_flags, positive_int
 
 logger = logging.getLogger(__name__)
 API_KEY_ENV = "YOLOWORLD_API_KEY"
@@ -76,12 +75,13 @@ def run(args) -> int:
         from ray import serve  # noqa: F401
     except ModuleNotFoundError:
         raise InputError("yoloworld serve needs Ray Serve: pip install 'yoloworld[serve]'") from None
+    from yoloworld.cluster import ModelSpec, start_ray
     from yoloworld.serve.deployment import Limits
-    from yoloworld.serve.launch import Scaling, deploy, start_ray, stop
+    from yoloworld.serve.launch import Scaling, deploy, stop
 
-    spec, api_key = model_spec(args), os.environ.get(API_KEY_ENV) if args.api_key is None else args.api_key
+    spec, api_key = ModelSpec.from_args(args), os.environ.get(API_KEY_ENV) if args.api_key is None else args.api_key
     port = free_port(args.host, args.port)
-    check_model(spec)
+    spec.load(device="cpu")  # here once, so bad weights or classes fail as one line before Ray starts
     if not is_loopback(args.host) and not api_key:
         logger.warning(f"warning: serving on {args.host} without an API key: anyone who can reach this machine can "
                        f"use the model; add --api-key KEY (or set {API_KEY_ENV})")
@@ -105,24 +105,6 @@ def run(args) -> int:
 
 def interrupt(*_) -> None:
     raise KeyboardInterrupt
-
-
-def model_spec(args):
-    """The replicas' model: local paths made absolute (Ray's workers do not start in this folder)."""
-    from yoloworld.serve.deployment import ModelSpec
-
-    def absolute(path: str | None) -> str | None:
-        return str(Path(path).resolve()) if path and Path(path).exists() else path
-
-    return ModelSpec(absolute(args.weights), args.device, args.imgsz, absolute(args.text_model), chosen_classes(args))
-
-
-def check_model(spec) -> None:
-    """Load the model here once, on the CPU, so bad weights or classes fail as one line before Ray starts."""
-    from yoloworld.api import load
-    from yoloworld.cli.common import apply_vocabulary
-
-    apply_vocabulary(load(spec.weights, device="cpu", imgsz=spec.imgsz, text_model=spec.text_model), spec.classes)
 
 
 def free_port(host: str, port: int) -> int:

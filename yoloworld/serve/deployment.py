@@ -18,21 +18,11 @@ from fastapi.responses import JSONResponse
 from ray import serve
 from starlette.exceptions import HTTPException
 
+from yoloworld.cluster import ModelSpec
 from yoloworld.errors import InputError
 from yoloworld.serve.requests import DetectOptions, RequestError, decode_image, detect_options
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What each replica loads (`yoloworld.load`, so every weights format) and the vocabulary it starts with."""
-
-    weights: str
-    device: str = "auto"
-    imgsz: int | None = None
-    text_model: str | None = None
-    classes: list | None = None  # None: the vocabulary stored with the weights
 
 
 @dataclass(frozen=True)
@@ -66,12 +56,10 @@ async def _http_error(_, exc: HTTPException):  # unknown paths and methods: JSON
 @serve.deployment
 @serve.ingress(api)
 class Detector:
-    def __init__(self, spec: ModelSpec, limits: Limits):
-        from yoloworld.api import load
-        from yoloworld.cli.common import apply_vocabulary
+    """One replica: its model, loaded once (`ModelSpec.load`), answers the batches of its queue."""
 
-        self.model = apply_vocabulary(load(spec.weights, device=spec.device, imgsz=spec.imgsz,
-                                           text_model=spec.text_model, fuse=True), spec.classes)
+    def __init__(self, spec: ModelSpec, limits: Limits):
+        self.model = spec.load()
         self.model.warn_demo = False  # a server's clients never see its log
         self.limits = limits
         self.detect_batch.set_max_batch_size(limits.max_batch_size)

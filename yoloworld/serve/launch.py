@@ -1,11 +1,12 @@
-"""Start Ray (a local instance, or join the cluster at `address`), Serve's HTTP proxy and the detector; stop them."""
+"""Start Serve's HTTP proxy and the detector on Ray (started by `yoloworld.cluster.start_ray`); stop them."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 
-from yoloworld.serve.deployment import Detector, Limits, ModelSpec
+from yoloworld.cluster import ModelSpec
+from yoloworld.serve.deployment import Detector, Limits
 
 APP_NAME = "yoloworld"
 QUIET = {"log_level": "WARNING", "enable_access_log": False}  # a line per request would drown the log
@@ -22,18 +23,6 @@ class Scaling:
     gpus_per_replica: float = 0.0
     max_ongoing_requests: int = 16  # per replica: the requests it holds (its batch queue included)
     max_queued_requests: int = 32  # per proxy, waiting for a free replica slot
-
-
-def start_ray(address: str | None, num_cpus: int | None = None, metrics_port: int | None = None) -> None:
-    """Join the cluster at `address`, or start a local Ray instance without its dashboard (a web UI that would
-    listen on another port); `metrics_port`: where Ray exports Serve's Prometheus metrics."""
-    import ray
-
-    options = {"_metrics_export_port": metrics_port} if metrics_port else {}
-    if address:
-        ray.init(address=address, logging_level=logging.WARNING, **options)
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING, **options)
 
 
 def deploy(spec: ModelSpec, limits: Limits, scaling: Scaling, host: str, port: int):
