@@ -96,7 +96,7 @@ def detector(args, model):
         import ray
         import ray.data  # noqa: F401
     except ModuleNotFoundError:
-        raise InputError("label --ray needs Ray: pip install 'yoloworld[serve]'") from None
+        raise InputError("label --ray needs Ray Data: pip install 'yoloworld[serve]'") from None
     from yoloworld.autolabel.distributed import detect_on_ray
     from yoloworld.cluster import ModelSpec, start_ray
 
