@@ -82,9 +82,12 @@ SUBSTITUTIONS = [
         reason="a camera, an RTSP camera and an MJPEG server; tests/test_streams.py runs a local MJPEG camera"),
     Sub("Web app", "yoloworld app", SKIP, reason="a server that runs until stopped; tests/test_app.py drives it"),
     Sub("Serving", "yoloworld serve", SKIP, reason="a server that runs until stopped; tests/test_serve.py starts it"),
+    Sub("Serving", "python benchmarks/serve_load.py", SKIP, reason="a 3-minute load test (its figures are in the README)"),
     Sub("Serving", "curl ", SKIP, reason="needs the server: tests/test_serve.py runs this line against it"),
     Sub("Scaling out", "ray start", SKIP, reason="a multi-node Ray cluster; tests/test_serve.py runs a local one"),
     Sub("Scaling out", "yoloworld serve", SKIP, reason="a server that runs until stopped; tests/test_serve.py starts it"),
+    Sub("Scaling out", "yoloworld label", SKIP, reason="joins a Ray cluster; tests/test_label_ray.py runs it on a "
+        "local Ray head"),
     # ---- the demo model knows coloured shapes: classes it can find, so the labelled dataset has boxes
     Sub("Auto-labelling", '"person,forklift,pallet|skid"', '"red circle,green square,blue triangle|blue square"',
         reason="classes of the shapes the images show (an empty dataset would not train)"),

@@ -29,6 +29,7 @@ def deploy(spec: ModelSpec, limits: Limits, scaling: Scaling, host: str, port: i
     """Serve's proxy on host:port and the detector behind it; returns when every replica has loaded its model."""
     from ray import serve
 
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)  # its INFO lines would bury our one line of where
     if limits.max_batch_size > scaling.max_ongoing_requests:
         # Serve caps a replica at max_ongoing_requests: a larger batch could never fill
         scaling = Scaling(**{**scaling.__dict__, "max_ongoing_requests": limits.max_batch_size})
