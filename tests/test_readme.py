@@ -161,6 +161,8 @@ PYTHON_SUBSTITUTIONS = [
     Sub("Zero-shot prediction", '"yolo_world_v2_s"', '"W.pth"', reason="official weights: a download"),
     Sub("Zero-shot prediction", "model.forward_raw(images, text_embeds)", "model.forward_raw(images, "
         "model.text_embeds[None])", reason="text_embeds stands for (B, T, D) embeddings: the vocabulary's"),
+    Sub("Serving", "requests.post(", SKIP, reason="the client needs the server: tests/test_serve.py runs this block "
+        "against it"),
 ]
 
 
