@@ -2,7 +2,7 @@
 ~20 s to start on two cores), on 127.0.0.1 and a free port, stopped with Ctrl-C at the end.
 
 The server runs with small limits (batches of 4, 4 ongoing + 8 queued requests, 1 MB uploads) so that dynamic
-batching, backpressure and the upload limit are all reached by a few requests."""
+batching, backpressure and the upload limit are all reached by a few requests, and asks for an API key."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ requests = pytest.importorskip("requests")
 from yoloworld.results import Results  # noqa: E402
 
 SHAPES = "red circle,green square,blue triangle|blue square"
+KEY = "test-key-0123"  # given through YOLOWORLD_API_KEY, as the README advises (not on the command line)
+AUTH = {"X-API-Key": KEY}
 
 
 def free_port() -> int:
@@ -53,7 +55,8 @@ def server(tmp_path_factory):
                "--max-batch-size", "4", "--batch-wait-ms", "50", "--max-ongoing-requests", "4",
                "--max-queued-requests", "8", "--max-upload-mb", "1"]
     with open(log, "w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=cli_env(), cwd=REPO)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=dict(cli_env(), YOLOWORLD_API_KEY=KEY),
+                                   cwd=REPO)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(process, log, url)
@@ -81,7 +84,8 @@ def wait_until_ready(process, log: Path, url: str, timeout: float = 240) -> None
 
 def detect(url: str, image: Path | bytes, timeout: float = 120, **fields) -> requests.Response:
     data = image.read_bytes() if isinstance(image, Path) else image
-    return requests.post(f"{url}/v1/detect", files={"image": ("upload.jpg", data)}, data=fields, timeout=timeout)
+    return requests.post(f"{url}/v1/detect", files={"image": ("upload.jpg", data)}, data=fields, timeout=timeout,
+                         headers=AUTH)
 
 
 def as_results(record: dict, names: list[str]) -> Results:
@@ -160,13 +164,23 @@ def test_each_client_mistake_answers_4xx_json_naming_the_field(server, images, n
     files, fields, field = BAD_FORMS[name]
     if files == "IMAGE":
         files = {"image": ("a.jpg", images[0].read_bytes())}
-    answer = requests.post(f"{server}/v1/detect", files=files, data=fields, timeout=60)
+    answer = requests.post(f"{server}/v1/detect", files=files, data=fields, timeout=60, headers=AUTH)
     assert 400 <= answer.status_code < 500, (answer.status_code, answer.text)
     assert re.match(rf"^{field}\b", answer.json()["error"]), answer.json()
 
 
+def test_a_missing_or_wrong_api_key_answers_401(server, images):
+    for headers in ({}, {"X-API-Key": "wrong"}, {"Authorization": "Bearer wrong"}):
+        answer = requests.post(f"{server}/v1/detect", files={"image": images[0].read_bytes()}, headers=headers,
+                               timeout=30)
+        assert answer.status_code == 401 and "API key" in answer.json()["error"], answer.text
+    bearer = requests.post(f"{server}/v1/detect", files={"image": images[0].read_bytes()}, timeout=60,
+                           headers={"Authorization": f"Bearer {KEY}"})
+    assert bearer.status_code == 200, bearer.text
+
+
 def test_other_requests_answer_4xx_json(server):
-    assert requests.post(f"{server}/v1/detect", json={"image": "a.jpg"}, timeout=30).status_code == 415
+    assert requests.post(f"{server}/v1/detect", json={"image": "a.jpg"}, timeout=30, headers=AUTH).status_code == 415
     assert requests.get(f"{server}/v1/detect", timeout=30).json()["error"]
     missing = requests.get(f"{server}/v2/nothing", timeout=30)
     assert missing.status_code == 404 and missing.json()["error"]
@@ -195,8 +209,11 @@ def test_readme_client_example_runs_against_the_server(server, images, tmp_path)
     cv2.imwrite(str(tmp_path / "street.jpg"), cv2.imread(str(images[0])))
     env, address = cli_env(), server.removeprefix("http://")
     # the demo model knows the shapes' names only (it has no text encoder for new words)
-    client = client.replace("person,car|automobile", SHAPES).replace("127.0.0.1:8000", address)
-    curl = curl.replace("person,bus", "red circle,green square").replace("127.0.0.1:8000", address)
+    # and this server asks for an API key (the README's first server does not)
+    client = client.replace("person,car|automobile", SHAPES).replace("127.0.0.1:8000", address) \
+        .replace("files={", f"headers={AUTH!r}, files={{")
+    curl = curl.replace("person,bus", "red circle,green square").replace("127.0.0.1:8000", address) \
+        .replace("curl ", f"curl -H 'X-API-Key: {KEY}' ")
     for command in ([sys.executable, "-c", client], ["bash", "-c", curl]):
         ran = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
         assert ran.returncode == 0, ran.stderr
