@@ -19,6 +19,7 @@ class ModelSpec:
     device: str = "auto"
     imgsz: int | None = None
     text_model: str | None = None
+    vision_model: str | None = None  # encodes --visual-prompt references
     classes: list | None = None
 
     @classmethod
@@ -30,7 +31,7 @@ class ModelSpec:
             return str(Path(path).resolve()) if path and Path(path).exists() else path
 
         return cls(absolute(str(args.weights)), args.device, args.imgsz, absolute(args.text_model),
-                   chosen_classes(args))
+                   absolute(getattr(args, "vision_model", None)), chosen_classes(args))
 
     def load(self, device: str | None = None):
         """The model with its vocabulary set (`device` overrides the spec's: the driver checks it on the CPU)."""
@@ -38,7 +39,7 @@ class ModelSpec:
         from yoloworld.cli.common import apply_vocabulary
 
         model = load(self.weights, device=device or self.device, imgsz=self.imgsz, text_model=self.text_model,
-                     fuse=True)
+                     vision_model=self.vision_model, fuse=True)
         return apply_vocabulary(model, self.classes)
 
 
