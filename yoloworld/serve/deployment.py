@@ -83,12 +83,13 @@ class Detector:
         return await asyncio.to_thread(self._run, jobs)
 
     def _run(self, jobs: list[tuple]) -> list[tuple[int, dict, int]]:
+        """(status, JSON, images in its forward pass) per job: one `predict` call per set of equal options."""
         answers: list = [None] * len(jobs)
         order = sorted(range(len(jobs)), key=lambda i: repr(jobs[i][1]))
         for _, group in groupby(order, key=lambda i: repr(jobs[i][1])):
             group = list(group)
             for index, answer in zip(group, self._predict([jobs[i][0] for i in group], jobs[group[0]][1])):
-                answers[index] = (*answer, len(jobs))
+                answers[index] = (*answer, len(group))
         return answers
 
     def _predict(self, images: list, options: DetectOptions) -> list[tuple[int, dict]]:
