@@ -229,3 +229,13 @@ def test_bad_weights_and_a_taken_port_are_one_line_before_ray_starts(tmp_path):
         taken.listen()
         busy = run_cli("serve", "--weights", "demo", "--port", taken.getsockname()[1])
     assert busy.returncode == 2 and "--port" in busy.stderr.strip().splitlines()[-1], busy.stderr
+
+
+def test_a_reachable_server_without_a_key_is_warned_about():
+    from yoloworld.cli.serve import exposure_warning
+
+    assert "without an API key" in exposure_warning("0.0.0.0", None)
+    assert "without an API key" in exposure_warning("192.168.1.20", "")
+    assert exposure_warning("0.0.0.0", "k") is None
+    assert exposure_warning("127.0.0.1", None) is None and exposure_warning("localhost", None) is None
+    assert exposure_warning("::1", None) is None

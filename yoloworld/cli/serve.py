@@ -82,9 +82,9 @@ def run(args) -> int:
     spec, api_key = ModelSpec.from_args(args), os.environ.get(API_KEY_ENV) if args.api_key is None else args.api_key
     port = free_port(args.host, args.port)
     spec.load(device="cpu")  # here once, so bad weights or classes fail as one line before Ray starts
-    if not is_loopback(args.host) and not api_key:
-        logger.warning(f"warning: serving on {args.host} without an API key: anyone who can reach this machine can "
-                       f"use the model; add --api-key KEY (or set {API_KEY_ENV})")
+    warning = exposure_warning(args.host, api_key)
+    if warning:
+        logger.warning(warning)
     limits = Limits(args.max_upload_mb * 2**20, args.max_batch_size, args.batch_wait_ms / 1000, api_key or None)
     scaling = Scaling(args.replicas, args.cpus_per_replica, args.gpus_per_replica, args.max_ongoing_requests,
                       args.max_queued_requests)
@@ -101,6 +101,14 @@ def run(args) -> int:
     finally:
         stop()
     return 0
+
+
+def exposure_warning(host: str, api_key: str | None) -> str | None:
+    """The warning for a server that other machines can reach and that asks for no key (None otherwise)."""
+    if is_loopback(host) or api_key:
+        return None
+    return (f"warning: serving on {host} without an API key: anyone who can reach this machine can use the model; "
+            f"add --api-key KEY (or set {API_KEY_ENV})")
 
 
 def interrupt(*_) -> None:
