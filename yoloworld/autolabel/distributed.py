@@ -10,6 +10,7 @@ stopped run continues from the ledger as `label` always does.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -46,12 +47,11 @@ def detect_on_ray(spec: ModelSpec, names: list[str], workers: int):
     def detect(paths: list[Path], batch: int, conf: float, iou: float, max_det: int):
         if not paths:
             return
-        context = ray.data.DataContext.get_current()
-        context.execution_options.preserve_order = True  # the same order, names and dataset as without Ray
-        context.enable_progress_bars = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # its INFO lines on every run
+        ray.data.DataContext.get_current().execution_options.preserve_order = True  # the same names and dataset
         dataset = ray.data.from_items([{"path": str(p)} for p in paths]).map_batches(
-            _Worker, fn_constructor_args=(spec, conf, iou, max_det), batch_size=batch, concurrency=workers,
-            num_cpus=1, batch_format="numpy")
+            _Worker, fn_constructor_args=(spec, conf, iou, max_det), batch_size=batch,
+            compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1, batch_format="numpy")
         for rows in dataset.iter_batches(batch_size=batch, batch_format="numpy"):
             yield [(Path(path), _as_result(row, names)) for path, row in zip(rows["path"], rows["result"])]
 
