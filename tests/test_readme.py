@@ -81,6 +81,13 @@ SUBSTITUTIONS = [
     Sub("Cameras and live streams", "yoloworld predict ", SKIP,
         reason="a camera, an RTSP camera and an MJPEG server; tests/test_streams.py runs a local MJPEG camera"),
     Sub("Web app", "yoloworld app", SKIP, reason="a server that runs until stopped; tests/test_app.py drives it"),
+    Sub("Serving", "yoloworld serve", SKIP, reason="a server that runs until stopped; tests/test_serve.py starts it"),
+    Sub("Serving", "python benchmarks/serve_load.py", SKIP, reason="a 3-minute load test (its figures are in the README)"),
+    Sub("Serving", "curl ", SKIP, reason="needs the server: tests/test_serve.py runs this line against it"),
+    Sub("Scaling out", "ray start", SKIP, reason="a multi-node Ray cluster; tests/test_serve.py runs a local one"),
+    Sub("Scaling out", "yoloworld serve", SKIP, reason="a server that runs until stopped; tests/test_serve.py starts it"),
+    Sub("Scaling out", "yoloworld label", SKIP, reason="joins a Ray cluster; tests/test_label_ray.py runs it on a "
+        "local Ray head"),
     # ---- the demo model knows coloured shapes: classes it can find, so the labelled dataset has boxes
     Sub("Auto-labelling", '"person,forklift,pallet|skid"', '"red circle,green square,blue triangle|blue square"',
         reason="classes of the shapes the images show (an empty dataset would not train)"),
@@ -154,6 +161,8 @@ PYTHON_SUBSTITUTIONS = [
     Sub("Zero-shot prediction", '"yolo_world_v2_s"', '"W.pth"', reason="official weights: a download"),
     Sub("Zero-shot prediction", "model.forward_raw(images, text_embeds)", "model.forward_raw(images, "
         "model.text_embeds[None])", reason="text_embeds stands for (B, T, D) embeddings: the vocabulary's"),
+    Sub("Serving", "requests.post(", SKIP, reason="the client needs the server: tests/test_serve.py runs this block "
+        "against it"),
 ]
 
 
@@ -377,8 +386,10 @@ def test_readme_section_runs_as_written(section, given, tmp_path):
         assignments = []  # `R="..."` lines: kept for the later commands of the block, as one shell would
         for line, command in block.commands:
             if block.language == "python":
-                code = textwrap.dedent(PYTHON_PRELUDE.get(section, "")) + \
-                    substituted(PYTHON_SUBSTITUTIONS, section, command, used)
+                code = substituted(PYTHON_SUBSTITUTIONS, section, command, used)
+                if code is None:
+                    continue
+                code = textwrap.dedent(PYTHON_PRELUDE.get(section, "")) + code
                 check(run([sys.executable, "-c", code], folder, env), f"[{section}] README line {line}:\n{code}")
                 ran += 1
                 continue

@@ -71,9 +71,11 @@ class LabelRun:
 
 
 def label_images(model, sources: list[Path], out: Path, settings: LabelSettings, batch: int = 8,
-                 review: int = 16, weights: str = "") -> LabelReport:
+                 review: int = 16, weights: str = "", detect=None) -> LabelReport:
     """Label `sources` with `model` (its vocabulary set) into `out`; images recorded by an earlier run are skipped.
-    Stopped by Ctrl-C, the dataset of the images done so far is still written before the interrupt goes on."""
+    Stopped by Ctrl-C, the dataset of the images done so far is still written before the interrupt goes on.
+    `detect(paths, batch, conf, iou, max_det)`: yields batches of (path, Results or why it is unreadable) in the
+    order of `paths`; default `detect_locally(model)` (`yoloworld.autolabel.distributed`: on Ray Data workers)."""
     thresholds = settings.thresholds(model.class_names)
     outputs = OutputFolder(out)
     adopt_earlier_labelling(out, outputs)
@@ -86,9 +88,10 @@ def label_images(model, sources: list[Path], out: Path, settings: LabelSettings,
     todo = [p for p in todo if str(p) not in done and inside_out not in p.parents]  # never our own copies
     run.used.update(Path(entry["name"]).stem for entry in done.values())
     classes = model.vocabulary.stored_classes()
+    detect = detect or detect_locally(model)
     try:
-        for start in tqdm(range(0, len(todo), batch), unit="batch", disable=len(todo) <= batch):
-            _label_batch(model, todo[start:start + batch], run, thresholds)
+        for done_batch in detect(todo, batch, float(thresholds.min()), settings.iou, settings.max_det):
+            _record_batch(done_batch, run, thresholds)
     except KeyboardInterrupt:
         if run.ledger.read():
             finish(run, classes, review)
@@ -123,23 +126,42 @@ def _describe_source(source) -> str:
     return "image sha256 " + hashlib.sha256(np.ascontiguousarray(np.asarray(source)).tobytes()).hexdigest()[:16]
 
 
-def _label_batch(model, paths: list[Path], run: LabelRun, thresholds: np.ndarray) -> None:
-    readable, images = [], []
+def detect_locally(model):
+    """Detection in this process, `batch` images per forward pass."""
+    def detect(paths: list[Path], batch: int, conf: float, iou: float, max_det: int):
+        for start in tqdm(range(0, len(paths), batch), unit="batch", disable=len(paths) <= batch):
+            yield detect_batch(model, paths[start:start + batch], conf, iou, max_det)
+
+    return detect
+
+
+def detect_batch(model, paths: list[Path], conf: float, iou: float, max_det: int) -> list[tuple]:
+    """(path, Results) per image, (path, the reason) for an unreadable one."""
+    readable, images, done = [], [], {}
     for path in paths:
         try:
             images.append(read_image(path))
             readable.append(path)
         except InputError as exc:
-            logger.warning("skipped: %s", exc)
-            run.counts["unreadable"] += 1
-    if not images:
+            done[path] = str(exc)
+    if images:
+        done.update(zip(readable, model.predict(images, conf, iou, max_det)))
+    return [(path, done[path]) for path in paths]
+
+
+def _record_batch(detected: list[tuple], run: LabelRun, thresholds: np.ndarray) -> None:
+    """Copy each labelled image into the dataset and record its boxes above their class thresholds."""
+    for path, why in ((p, r) for p, r in detected if isinstance(r, str)):
+        logger.warning("skipped: %s", why)
+        run.counts["unreadable"] += 1
+    detected = [(path, result) for path, result in detected if not isinstance(result, str)]
+    if not detected:
         return
     fmt, fraction = run.settings.format, run.settings.val_fraction
-    names = [unique_name(path, run.used) for path in readable]
+    names = [unique_name(path, run.used) for path, _ in detected]
     splits = ["val" if zlib.crc32(name.encode()) % 1000 < fraction * 1000 else "train" for name in names]
     targets = run.outputs.claim([image_target(run.out, fmt, n, s) for n, s in zip(names, splits)], KIND)
-    results = model.predict(images, float(thresholds.min()), run.settings.iou, run.settings.max_det)
-    for path, name, split, target, result in zip(readable, names, splits, targets, results):
+    for (path, result), name, split, target in zip(detected, names, splits, targets):
         keep = result.scores >= thresholds[result.class_ids]
         boxes = [[*(round(float(v), 2) for v in box), int(c), round(float(s), 4)]
                  for box, c, s in zip(result.xyxy[keep], result.class_ids[keep], result.scores[keep])]

@@ -25,6 +25,7 @@ COMMANDS = {
     "export": "export",
     "label": "label",
     "app": "app",
+    "serve": "serve",
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from contextlib import contextmanager
 
 from yoloworld.cli.common import (
     add_model_flags,
@@ -41,6 +42,12 @@ def add_parser(sub) -> None:
     p.add_argument("--drop-empty", action="store_true", help="leave images without any box out of the dataset")
     p.add_argument("--review", type=non_negative_int, default=16, help="labelled samples in review.png (default 16)")
     p.add_argument("--batch", type=positive_int, default=8, help="images per forward pass (default 8)")
+    p.add_argument("--ray", action="store_true", help="detect on Ray Data workers (a local Ray instance, or the "
+                   "cluster of --address); the dataset is the same, and a stopped run resumes alike (needs "
+                   "yoloworld[serve])")
+    p.add_argument("--address", help="with --ray: the Ray cluster to join (auto, or ray://HOST:10001)")
+    p.add_argument("--workers", type=positive_int, default=2, help="with --ray: Ray Data workers, one model each "
+                   "(default 2)")
     p.add_argument("--overwrite", action="store_true",
                    help="remove the files an earlier labelling wrote in --out (only those) and start over")
 
@@ -65,7 +72,8 @@ def run(args) -> int:
                          "images (extract frames first, e.g. with ffmpeg)")
     model = apply_vocabulary(load_predictor(args), chosen_classes(args))
     prepare_out(out, args.overwrite)
-    report = label_images(model, sources, out, settings, args.batch, args.review, str(args.weights))
+    with detector(args, model) as detect:
+        report = label_images(model, sources, out, settings, args.batch, args.review, str(args.weights), detect)
     print(summary_table(report.summary))
     resumed = f", {report.resumed} done by an earlier run" if report.resumed else ""
     unreadable = f", {report.unreadable} unreadable skipped" if report.unreadable else ""
@@ -74,3 +82,26 @@ def run(args) -> int:
           f"check it: yoloworld data check {report.dataset}\n"
           f"train on it: yoloworld train RECIPE data.train=[] data.val=[] data.dataset={report.dataset}")
     return 0
+
+
+@contextmanager
+def detector(args, model):
+    """`label_images`' detection: None (in this process), or on Ray Data workers started here and stopped after."""
+    if not args.ray:
+        yield None
+        return
+    from yoloworld.errors import InputError
+
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ModuleNotFoundError:
+        raise InputError("label --ray needs Ray Data: pip install 'yoloworld[serve]'") from None
+    from yoloworld.autolabel.distributed import detect_on_ray
+    from yoloworld.cluster import ModelSpec, start_ray
+
+    start_ray(args.address)
+    try:
+        yield detect_on_ray(ModelSpec.from_args(args), model.class_names, args.workers)
+    finally:
+        ray.shutdown()
