@@ -27,7 +27,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "dynamic: text embeddings are a graph input")
     parser.add_argument("--neck", choices=NECK_MODES, default="conv", help="reparameterized neck layout (baked v2)")
     parser.add_argument("--nms", action="store_true", help="class-aware NMS inside the graph (baked vocabulary)")
-    add_selection_flags(parser, conf=0.05, conf_help="score threshold of the in-graph NMS")
+    add_selection_flags(parser, conf=0.05, conf_help="score threshold of the in-graph NMS", calibrated=False)
     parser.add_argument("--nms-pre", type=positive_int, default=30000,
                         help="in-graph NMS: the best candidates kept before NMS, as predict (default 30000)")
     parser.add_argument("--dynamic-batch", action="store_true", help="allow any batch size (default: 1)")

@@ -127,9 +127,12 @@ class OnnxYOLOWorld(Predictor):
         feeds = {"input_ids": tokens["input_ids"].numpy(), "attention_mask": tokens["attention_mask"].numpy()}
         return self._infer(feeds, text=True)[0]
 
-    def set_classes(self, classes, padding: bool = True) -> "OnnxYOLOWorld":
+    def set_classes(self, classes, padding: bool = True, negatives=None) -> "OnnxYOLOWorld":
         if self.dynamic:
-            return super().set_classes(classes, padding)
+            return super().set_classes(classes, padding, negatives)
+        if negatives:
+            raise InputError(f"{self.path}: the vocabulary is baked in at export: negatives are given at export "
+                             "(yoloworld export --negative ...), or export with --vocab dynamic")
         vocabulary = Vocabulary.build(classes, padding)
         baked = ", ".join(self.class_names) or "none"
         if any(not isinstance(prompt, str) for group in vocabulary.classes for prompt in group):
