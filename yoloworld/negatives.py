@@ -5,7 +5,8 @@
 The rule: at each prior (anchor, one box), a class score below the best negative score there is zeroed before
 selection, so a box the network finds more wolf-like than dog-like is never a "dog" detection. It acts per box
 only: a negative does not suppress neighbouring boxes, and it helps only where the model scores the look-alike's
-own text higher than the class on that object (a model that cannot tell them apart gains nothing).
+own text higher than the class on that object (a model that cannot tell them apart gains nothing). The negatives
+join the texts the text-guided neck attends to, so class scores can shift a little, as with any added class.
 """
 
 from __future__ import annotations
