@@ -20,12 +20,17 @@ def suppress_negatives(outputs: tuple, vocabularies: list) -> tuple:
     if not any(vocabulary.negatives for vocabulary in vocabularies):
         return outputs
     scores, *rest = outputs
-    scores = scores.clone()
+    rows = []
     for image, vocabulary in enumerate(vocabularies):
         columns = vocabulary.negative_columns()
-        if columns.start == columns.stop:
-            continue
-        claimed = scores[image, :, columns].amax(dim=-1, keepdim=True)
-        positives = scores[image, :, :columns.start]
-        scores[image, :, :columns.start] = torch.where(positives >= claimed, positives, torch.zeros_like(positives))
-    return (scores, *rest)
+        rows.append(drop_claimed(scores[image], columns.start, columns.stop) if vocabulary.negatives else scores[image])
+    return (torch.stack(rows), *rest)
+
+
+def drop_claimed(scores: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """(..., T) text scores with the class columns before `start` zeroed where the best of the negative columns
+    `start:stop` scores higher (out of place: it is also traced into exported graphs)."""
+    claimed = scores[..., start:stop].amax(dim=-1, keepdim=True)
+    positives = scores[..., :start]
+    kept = torch.where(positives >= claimed, positives, torch.zeros_like(positives))
+    return torch.cat([kept, scores[..., start:]], dim=-1)
