@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import run_cli
+from tests.helpers import match_detections, run_cli
 from yoloworld.data.synth import SynthConfig, synthesize
 from yoloworld.errors import CheckpointError
 from yoloworld.eval.calibrate import ClassCurve, Target, class_threshold, global_threshold
@@ -108,3 +108,24 @@ def test_bad_targets_and_malformed_thresholds_are_one_line_errors(tmp_path):
         ClassThresholds.from_meta({"classes": {"a": 1.5}, "fallback": 0.2}, "w.pth")
     with pytest.raises(CheckpointError, match="malformed metadata"):
         ClassThresholds.from_meta({"classes": ["a"]}, "w.pth")
+
+
+def test_exports_keep_the_thresholds_and_negatives_and_the_runner_applies_them(calibrated, tmp_path):
+    import yoloworld
+
+    out, _, images = calibrated
+    onnx = tmp_path / "calibrated.onnx"
+    classes, negatives = ["red circle", "blue square"], ["red square"]
+    result = run_cli("export", "--weights", out, "--nms", "--classes", ",".join(classes), "--negative",
+                     ",".join(negatives), "--out", onnx, "--no-check")
+    assert result.returncode == 0, result.stderr
+    exported, model = yoloworld.load(onnx), yoloworld.load(out).set_classes(classes, negatives=negatives)
+    assert exported.thresholds == model.thresholds and exported.vocabulary.negatives == negatives
+    assert exported.meta["conf"] == pytest.approx(min(model.thresholds.for_classes(model.vocabulary.classes)))
+    paths = sorted(str(p) for p in images.glob("*.jpg"))[:6]
+    found = 0
+    for ours, theirs in zip(exported.predict(paths), model.predict(paths)):
+        _, unmatched_ours, unmatched_theirs = match_detections(ours, theirs, box_tol=0.5, score_tol=1e-3)
+        assert not len(unmatched_ours) and not len(unmatched_theirs)
+        found += len(ours)
+    assert found  # the comparison compared something
