@@ -129,3 +129,28 @@ def test_exports_keep_the_thresholds_and_negatives_and_the_runner_applies_them(c
         assert not len(unmatched_ours) and not len(unmatched_theirs)
         found += len(ours)
     assert found  # the comparison compared something
+
+
+def test_the_app_uses_calibrated_thresholds_unless_unticked_and_takes_negatives(calibrated):
+    import cv2
+
+    import yoloworld
+    from yoloworld.app.session import AppSession
+
+    out, _, images = calibrated
+    path = sorted(images.glob("*.jpg"))[0]
+    image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    session = AppSession([str(out)])
+    try:
+        found = session.detect_image(image, str(out), "", 100, 0.99, 0.7)  # the box ticked: the slider is unused
+        expected = yoloworld.load(out).predict(str(path), iou=0.7)[0]
+        assert sorted(d["score"] for d in found.records[0]["detections"]) == \
+            pytest.approx(sorted(expected.scores.tolist()), abs=1e-4)
+        assert not session.detect_image(image, str(out), "", 100, 0.99, 0.7, "", False).records[0]["detections"]
+        negated = session.detect_image(image, str(out), "red circle", 100, 0.01, 0.7, "red square", False)
+        assert {d["class_name"] for d in negated.records[0]["detections"]} <= {"red circle"}
+        assert session.model(str(out)).vocabulary.negatives == ["red square"]
+        session.detect_image(image, str(out), "", 100, 0.01, 0.7, "", False)  # the box emptied: negatives gone
+        assert not session.model(str(out)).vocabulary.negatives
+    finally:
+        session.close()

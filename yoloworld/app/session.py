@@ -92,26 +92,36 @@ class AppSession:
             self._models.popitem(last=False)
         return model
 
-    def _vocabulary(self, model, classes: str):
-        """The typed classes (our syntax: ',' between classes, '|' between synonyms), else the stored ones."""
+    def _vocabulary(self, model, classes: str, negatives: str = ""):
+        """The typed classes (our syntax: ',' between classes, '|' between synonyms), else the stored ones, with
+        the typed negative prompts (none when the box is empty, even if an earlier action typed some)."""
         from yoloworld.cli.common import apply_vocabulary
         from yoloworld.vocabulary import parse_class_string
 
-        return apply_vocabulary(model, parse_class_string(classes) if classes.strip() else None,
-                                "the Classes box (\"person, car|automobile\")")
+        typed = parse_class_string(classes) if classes.strip() else None
+        if typed is None and not negatives.strip() and model.vocabulary is not None and model.vocabulary.negatives:
+            typed = model.vocabulary.classes  # the box was emptied: drop the negatives an earlier action set
+        return apply_vocabulary(model, typed, "the Classes box (\"person, car|automobile\")",
+                                negatives=negatives.strip() or None)
+
+    @staticmethod
+    def _conf(model, score: float, calibrated: bool) -> float | None:
+        """None (each class at the model's calibrated threshold) when asked for and the model has them."""
+        return None if calibrated and model.thresholds is not None else score
 
     def _run_folder(self) -> Path:
         """A new folder for one action's files; concurrent actions never share one."""
         return Path(tempfile.mkdtemp(prefix="run", dir=self.folder))
 
     def detect_image(self, image_rgb: np.ndarray | None, weights: str, classes: str, max_boxes: int, score: float,
-                     iou: float) -> Detection:
+                     iou: float, negatives: str = "", calibrated: bool = True) -> Detection:
         if image_rgb is None:
             raise InputError("upload an image first")
         image = cv2.cvtColor(np.asarray(image_rgb, dtype=np.uint8), cv2.COLOR_RGB2BGR)
         with self._lock:
-            model = self._vocabulary(self.model(weights), classes)
-            result = model.predict([image], conf=score, iou=iou, max_det=int(max_boxes))[0]
+            model = self._vocabulary(self.model(weights), classes, negatives)
+            result = model.predict([image], conf=self._conf(model, score, calibrated), iou=iou,
+                                   max_det=int(max_boxes))[0]
         result.file = "upload"
         records = [result.to_dict()]
         json_file = write_json(self._run_folder() / "detections.json", records, indent=1)
@@ -119,7 +129,7 @@ class AppSession:
                          json_file)
 
     def detect_video(self, video: str | None, weights: str, classes: str, max_boxes: int, score: float,
-                     iou: float) -> Detection:
+                     iou: float, negatives: str = "", calibrated: bool = True) -> Detection:
         from yoloworld.images import video_frames, video_info
         from yoloworld.predictor import predict_frames
 
@@ -127,9 +137,10 @@ class AppSession:
             raise InputError("upload a video first")
         folder, records = self._run_folder(), []
         annotated = folder / f"{Path(video).stem}_detections.webm"
-        settings = SimpleNamespace(conf=score, iou=iou, max_det=int(max_boxes), max_frames=self.max_video_frames)
         with self._lock:
-            model = self._vocabulary(self.model(weights), classes)
+            model = self._vocabulary(self.model(weights), classes, negatives)
+            settings = SimpleNamespace(conf=self._conf(model, score, calibrated), iou=iou, max_det=int(max_boxes),
+                                       max_frames=self.max_video_frames)
             predict_frames(model, video_frames(Path(video)), Path(video).name, annotated, video_info(Path(video))[0],
                            settings, records.append)
         json_file = write_json(folder / "detections.json", records, indent=1)

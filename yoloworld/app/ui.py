@@ -12,6 +12,7 @@ WEIGHTS_HELP = {False: "the weights this server was started with",
                 True: "any file on the server, or a name such as yolo_world_v2_s (--allow-any-weights)"}
 CLASSES_HELP = "comma between classes, | between synonyms: person, car|automobile, traffic light. Empty: the classes " \
                "stored with the weights."
+NEGATIVES_HELP = "look-alikes never reported: a box one of them scores higher than a class is not that class"
 
 
 def shown_errors(action):
@@ -56,7 +57,11 @@ def build_app(session: AppSession, title: str = "YOLO-World") -> gr.Blocks:
                     output_video = gr.Video(label="Detections (video)", elem_id="output-video", interactive=False)
                 classes = gr.Textbox(label="Classes", info=CLASSES_HELP, elem_id="classes",
                                      placeholder="person, car|automobile, dog")
+                negatives = gr.Textbox(label="Negative prompts", info=NEGATIVES_HELP, elem_id="negatives",
+                                       placeholder="wolf, toy dog")
                 max_boxes = gr.Slider(1, 300, value=100, step=1, label="Maximum number of boxes")
+                calibrated = gr.Checkbox(value=True, label="Calibrated per-class thresholds (weights made by "
+                                         "`yoloworld calibrate`) instead of the score threshold", elem_id="calibrated")
                 score = gr.Slider(0, 1, value=0.05, step=0.01, label="Score threshold")
                 iou = gr.Slider(0.01, 1, value=0.5, step=0.01, label="NMS threshold")
                 with gr.Row():
@@ -68,7 +73,7 @@ def build_app(session: AppSession, title: str = "YOLO-World") -> gr.Blocks:
                 files = gr.File(label="Downloads: detections JSON, ONNX model", elem_id="downloads",
                                 interactive=False)
                 records = gr.JSON(label="Detections", elem_id="detections")
-        settings = [weights, classes, max_boxes, score, iou]
+        settings = [weights, classes, max_boxes, score, iou, negatives, calibrated]
 
         def on_image(picture, *values):
             found = session.detect_image(picture, *values)
