@@ -1,5 +1,6 @@
 """The page: the official YOLO-World demo's controls (image, classes, max boxes, score and NMS thresholds, export
-to ONNX) plus a weights picker, a video tab and the detections as JSON to download."""
+to ONNX) plus a weights picker, a video tab, negative prompts, calibrated thresholds, an image prompt (a reference
+image, a box on it, a class name) and the detections as JSON to download."""
 
 from __future__ import annotations
 
@@ -57,6 +58,15 @@ def build_app(session: AppSession, title: str = "YOLO-World") -> gr.Blocks:
                     output_video = gr.Video(label="Detections (video)", elem_id="output-video", interactive=False)
                 classes = gr.Textbox(label="Classes", info=CLASSES_HELP, elem_id="classes",
                                      placeholder="person, car|automobile, dog")
+                with gr.Group():
+                    gr.Markdown("Image prompt (optional): a class given by example, beside the typed classes")
+                    reference = gr.Image(type="numpy", image_mode="RGB", label="Reference image",
+                                         elem_id="reference-image", height=200)
+                    with gr.Row():
+                        reference_box = gr.Textbox(label="Box on the reference", elem_id="reference-box",
+                                                   placeholder="x1, y1, x2, y2 (empty: the whole image)")
+                        reference_name = gr.Textbox(label="Class name", elem_id="reference-name",
+                                                    placeholder="my mug")
                 negatives = gr.Textbox(label="Negative prompts", info=NEGATIVES_HELP, elem_id="negatives",
                                        placeholder="wolf, toy dog")
                 max_boxes = gr.Slider(1, 300, value=100, step=1, label="Maximum number of boxes")
@@ -73,7 +83,8 @@ def build_app(session: AppSession, title: str = "YOLO-World") -> gr.Blocks:
                 files = gr.File(label="Downloads: detections JSON, ONNX model", elem_id="downloads",
                                 interactive=False)
                 records = gr.JSON(label="Detections", elem_id="detections")
-        settings = [weights, classes, max_boxes, score, iou, negatives, calibrated]
+        settings = [weights, classes, max_boxes, score, iou, negatives, calibrated, reference, reference_box,
+                    reference_name]
 
         def on_image(picture, *values):
             found = session.detect_image(picture, *values)

@@ -139,10 +139,18 @@ def chosen_classes(args) -> list[list] | None:
 
 def with_visual_prompts(classes: list[list], specs: list[str], flag: str = "--visual-prompt") -> list[list]:
     """`classes` plus one class per --visual-prompt name; a name that is already a class joins it as a synonym."""
-    from yoloworld.prompts import parse_visual_prompts, prompt_name
+    from yoloworld.prompts import parse_visual_prompts
+
+    return merge_prompts(classes, parse_visual_prompts(specs, flag))
+
+
+def merge_prompts(classes: list[list], prompts: list) -> list[list]:
+    """`classes` plus one class per prompt (a `VisualPrompt`); a name that is already a class joins it as a
+    synonym."""
+    from yoloworld.prompts import prompt_name
 
     merged = [list(group) for group in classes]
-    for prompt in parse_visual_prompts(specs, flag):
+    for prompt in prompts:
         group = next((g for g in merged if prompt_name(g[0]) == prompt.name), None)
         if group is None:
             merged.append([prompt])
