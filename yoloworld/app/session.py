@@ -194,13 +194,21 @@ def image_prompt(reference: np.ndarray | None, box: str, name: str):
         return None
     if not name:
         raise InputError("image prompt: name the class the reference image shows")
-    values = None
-    if box:
-        values = [part.strip() for part in box.split(",")]
-        if len(values) != 4:
-            raise InputError(f"image prompt: box {box!r} is not x1,y1,x2,y2 (pixels on the reference image)")
     bgr = cv2.cvtColor(np.asarray(reference, dtype=np.uint8), cv2.COLOR_RGB2BGR)
-    return VisualPrompt(bgr, values, name=name)
+    return VisualPrompt(bgr, reference_box(box, bgr.shape) if box else None, name=name)
+
+
+def reference_box(text: str, shape: tuple[int, ...]) -> tuple[float, ...]:
+    """"x1,y1,x2,y2" typed on the page -> the box, checked against the reference image (one message if not)."""
+    from yoloworld.prompts import check_box
+
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4 or not all(np.isfinite(values)):
+        raise InputError(f"image prompt: box {text!r} is not x1,y1,x2,y2 (pixels on the reference image)")
+    return check_box(values, shape, "image prompt")
 
 
 def summarize(records: list[dict]) -> str:

@@ -72,7 +72,7 @@ def build_app(session: AppSession, title: str = "YOLO-World") -> gr.Blocks:
                 max_boxes = gr.Slider(1, 300, value=100, step=1, label="Maximum number of boxes")
                 calibrated = gr.Checkbox(value=True, label="Calibrated per-class thresholds (weights made by "
                                          "`yoloworld calibrate`) instead of the score threshold", elem_id="calibrated")
-                score = gr.Slider(0, 1, value=0.05, step=0.01, label="Score threshold")
+                score = gr.Slider(0, 1, value=0.05, step=0.01, label="Score threshold", elem_id="score")
                 iou = gr.Slider(0.01, 1, value=0.5, step=0.01, label="NMS threshold")
                 with gr.Row():
                     detect = gr.Button("Detect", variant="primary", elem_id="detect")
