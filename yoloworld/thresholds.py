@@ -12,7 +12,7 @@ its own threshold, since NMS is per class.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
@@ -50,13 +50,11 @@ class ClassThresholds:
         names = [[prompt_name(prompt) for prompt in group] for group in classes]
         return [next((self.per_class[n] for n in group if n in self.per_class), self.fallback) for group in names]
 
-    def describe(self, classes: list[list]) -> str:
-        values = self.for_classes(classes)
-        shown = ", ".join(f"{group and prompt_name(group[0])} {value:.3f}" for group, value in zip(classes, values))
-        return f"calibrated per-class thresholds ({self.target}): {shown}"
-
-    def with_fallback(self, fallback: float) -> ClassThresholds:
-        return replace(self, fallback=fallback)
+    def describe(self, classes: list[list], shown: int = 12) -> str:
+        """One line naming the thresholds in use (the first `shown` classes)."""
+        pairs = [f"{prompt_name(group[0])} {value:.3f}" for group, value in zip(classes, self.for_classes(classes))]
+        more = f", ... ({len(pairs)} classes)" if len(pairs) > shown else ""
+        return f"calibrated per-class thresholds ({self.target}): {', '.join(pairs[:shown])}{more}"
 
 
 def keep_above(detections, thresholds: torch.Tensor):
