@@ -286,7 +286,8 @@ def test_a_port_in_use_is_one_line(tmp_path):
 def test_app_help_names_only_the_apps_flags():
     done = subprocess.run([sys.executable, "-m", "yoloworld", "app", "--help"], capture_output=True, text=True,
                           env=cli_env(), timeout=120)
-    assert "--visual-prompt" not in done.stdout and "--vision-model" not in done.stdout
+    assert "--visual-prompt" not in done.stdout  # image prompts come from the page; --vision-model encodes them
+    assert "--vision-model" in done.stdout
     assert "--allow-any-weights" in done.stdout and "--auth" in done.stdout
 
 
