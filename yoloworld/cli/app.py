@@ -44,7 +44,7 @@ def add_parser(sub) -> None:
                    "this machine can then be loaded and exported, and downloads started (off by default)")
     p.add_argument("--text-model", help="Hugging Face CLIP folder or hub id (tokenizer / text weights), optional when "
                    "the weights hold a text tower")
-    add_vision_flag(p)
+    add_vision_flag(p, "the image prompts given on the page")
     p.add_argument("--device", default="auto", help=DEVICE_HELP + " (default auto)")
     p.add_argument("--imgsz", type=image_size, help="network input size, a multiple of 32 (default: the model's own, "
                    "else 640)")

@@ -106,10 +106,9 @@ def add_negative_flag(parser) -> None:
                         'of them scores higher than a class is not that class, e.g. --negative "wolf,toy dog"')
 
 
-def add_vision_flag(parser) -> None:
-    parser.add_argument("--vision-model", help="Hugging Face CLIP folder or hub id whose vision tower encodes "
-                        "--visual-prompt references (default: the tower in the weights, else "
-                        "openai/clip-vit-base-patch32)")
+def add_vision_flag(parser, what: str = "--visual-prompt references") -> None:
+    parser.add_argument("--vision-model", help=f"Hugging Face CLIP folder or hub id whose vision tower encodes {what} "
+                        "(default: the tower in the weights, else openai/clip-vit-base-patch32)")
 
 
 def add_selection_flags(parser, conf: float, conf_help: str = "score threshold", calibrated: bool = True) -> None:
