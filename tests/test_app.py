@@ -193,6 +193,9 @@ def weights_folder(root: Path) -> Path:
     return root
 
 
+NO_EXTRAS = ("", True, None, "", "")  # the later inputs left as the page starts: negatives, calibrated, image prompt
+
+
 def test_a_browser_can_use_only_the_weights_the_server_was_started_with(tmp_path):
     from yoloworld.app.session import NOT_OFFERED
 
@@ -204,10 +207,11 @@ def test_a_browser_can_use_only_the_weights_the_server_was_started_with(tmp_path
     with running_app(tmp_path, "--weights-dir", folder, "--host", "0.0.0.0", "--max-upload-mb", 2) as url:
         choices, custom = weights_choices(url)
         assert choices == [str(DEMO), str(folder / "runs/exp/best.pth")] and not custom
-        assert call(url, "detect_image", None, str(DEMO), "", 100, 0.1, 0.5) == ("error", ANY_ERROR("upload an image"))
+        no_image = call(url, "detect_image", None, str(DEMO), "", 100, 0.1, 0.5, *NO_EXTRAS)
+        assert no_image == ("error", ANY_ERROR("upload an image"))
         answers = [call(url, action, *values) for action, values in (
             ("export_onnx", (str(private), "")), ("export_onnx", (str(tmp_path / "missing.pth"), "")),
-            ("export_onnx", ("yolo_world_v2_s", "")), ("detect_image", (None, str(private), "", 100, 0.1, 0.5)))]
+            ("export_onnx", ("yolo_world_v2_s", "")), ("detect_image", (None, str(private), "", 100, 0.1, 0.5, *NO_EXTRAS)))]
         # one answer whether a path exists or not (no map of the server's files), and no release download
         assert answers == [("error", ANY_ERROR(NOT_OFFERED))] * 4 and len({a[1]["error"] for a in answers}) == 1
         upload = urllib.request.Request(f"{url}gradio_api/upload", multipart("big.png", (tmp_path / "big.png")),
@@ -282,7 +286,8 @@ def test_a_port_in_use_is_one_line(tmp_path):
 def test_app_help_names_only_the_apps_flags():
     done = subprocess.run([sys.executable, "-m", "yoloworld", "app", "--help"], capture_output=True, text=True,
                           env=cli_env(), timeout=120)
-    assert "--visual-prompt" not in done.stdout and "--vision-model" not in done.stdout
+    assert "--visual-prompt" not in done.stdout  # image prompts come from the page; --vision-model encodes them
+    assert "--vision-model" in done.stdout
     assert "--allow-any-weights" in done.stdout and "--auth" in done.stdout
 
 

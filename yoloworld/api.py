@@ -25,7 +25,7 @@ from yoloworld.models.text import TextEmbeddingCache
 from yoloworld.models.weights import DEMO_NAME, default_imgsz, is_demo
 from yoloworld.postprocess import decode_outputs
 from yoloworld.predictor import Predictor, check_imgsz
-from yoloworld.prompts import VisualPrompt, encode_visual_prompts
+from yoloworld.prompts import VisualPrompt, encode_visual_prompts, prompt_name
 from yoloworld.vocabulary import PADDING_PROMPT, Vocabulary
 
 logger = logging.getLogger(__name__)
@@ -84,10 +84,12 @@ class YOLOWorld(Predictor):
                                    str(name_or_path))
         api = cls(model, device, imgsz or _stored_input_size(info, name_or_path))
         api.warn_demo = str(name_or_path) == DEMO_NAME or is_demo(name_or_path)
-        if info.classes and "class_embeddings" in checkpoint:
-            api._use_vocabulary(Vocabulary(info.classes, info.padded), checkpoint["class_embeddings"].float())
-        elif info.classes and not model.needs_text:
-            api._use_vocabulary(Vocabulary(info.classes, info.padded), None)
+        vocabulary = Vocabulary(info.classes, info.padded, negatives=info.negatives or []) if info.classes else None
+        if vocabulary and "class_embeddings" in checkpoint:
+            api._use_vocabulary(vocabulary, checkpoint["class_embeddings"].float())
+        elif vocabulary and not model.needs_text:
+            api._use_vocabulary(vocabulary, None)
+        api.thresholds = info.thresholds
         return api
 
     def save(self, path: str | os.PathLike, keep_text_model: bool = False, half: bool = False) -> None:
@@ -96,16 +98,24 @@ class YOLOWorld(Predictor):
         if self.vocabulary is None:
             raise InputError("set_classes() first: the vocabulary is saved with the model")
         entries = {} if self.text_embeds is None else {"class_embeddings": self.text_embeds}
-        save_checkpoint(path, self.model, {"classes": self.vocabulary.stored_classes(), "padded": self.vocabulary.padded,
-                                           "imgsz": self.imgsz}, keep_text_model=keep_text_model, half=half, **entries)
+        save_checkpoint(path, self.model, self.usage_meta(), keep_text_model=keep_text_model, half=half, **entries)
+
+    def usage_meta(self) -> dict:
+        """What `save` records beside the weights: vocabulary (negatives included), input size, thresholds."""
+        meta = {"classes": self.vocabulary.stored_classes(), "padded": self.vocabulary.padded, "imgsz": self.imgsz}
+        if self.vocabulary.negatives:
+            meta["negatives"] = [prompt_name(prompt) for prompt in self.vocabulary.negatives]
+        if self.thresholds is not None:
+            meta["thresholds"] = self.thresholds.to_meta()
+        return meta
 
     # ------------------------------------------------------------------ vocabulary
-    def set_classes(self, classes, padding: bool = True):
+    def set_classes(self, classes, padding: bool = True, negatives=None):
         # a model without a text tower saved without the padding prompt (an Ultralytics file, a vocabulary saved
         # unpadded) has no embedding for it: it runs unpadded, as it was saved
         if self._cache is None and self._stored_embeds and PADDING_PROMPT not in self._stored_embeds:
             padding = False
-        return super().set_classes(classes, padding)
+        return super().set_classes(classes, padding, negatives)
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """(N, D) L2-normalised text embeddings (cached in memory and on disk)."""

@@ -21,6 +21,7 @@ class ModelSpec:
     text_model: str | None = None
     vision_model: str | None = None  # encodes --visual-prompt references
     classes: list | None = None
+    negatives: str | None = None  # --negative's texts
 
     @classmethod
     def from_args(cls, args) -> "ModelSpec":
@@ -31,7 +32,7 @@ class ModelSpec:
             return str(Path(path).resolve()) if path and Path(path).exists() else path
 
         return cls(absolute(str(args.weights)), args.device, args.imgsz, absolute(args.text_model),
-                   absolute(getattr(args, "vision_model", None)), chosen_classes(args))
+                   absolute(getattr(args, "vision_model", None)), chosen_classes(args), getattr(args, "negative", None))
 
     def load(self, device: str | None = None):
         """The model with its vocabulary set (`device` overrides the spec's: the driver checks it on the CPU)."""
@@ -40,7 +41,7 @@ class ModelSpec:
 
         model = load(self.weights, device=device or self.device, imgsz=self.imgsz, text_model=self.text_model,
                      vision_model=self.vision_model, fuse=True)
-        return apply_vocabulary(model, self.classes)
+        return apply_vocabulary(model, self.classes, negatives=self.negatives)
 
 
 def start_ray(address: str | None, num_cpus: int | None = None, metrics_port: int | None = None) -> None:

@@ -13,8 +13,9 @@ in network-input pixels, plus mask coefficients and prototypes for a segmentatio
 
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 
@@ -23,13 +24,17 @@ import torch
 
 from yoloworld.errors import InputError
 from yoloworld.images import as_bgr, video_writer
+from yoloworld.negatives import suppress_negatives
 from yoloworld.postprocess import Detections, detections_from
 from yoloworld.prompts import encode_prompts
 from yoloworld.results import Results
+from yoloworld.thresholds import ClassThresholds, keep_above, per_class_tensors
 from yoloworld.transforms import LetterboxInfo, letterbox_batch
 from yoloworld.vocabulary import Vocabulary
 
+logger = logging.getLogger(__name__)
 MAX_IMGSZ = 4096  # 4096^2 x 3 float32 = 200 MB per image; larger inputs are a typo, not a model
+DEFAULT_CONF = 0.05  # the score threshold of a model without calibrated thresholds
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,8 @@ class Predictor:
     vocabulary: Vocabulary | None = None
     text_embeds = None  # embeddings of vocabulary.texts; None where the vocabulary is baked in
     embed_dims: int | None = None  # width of a class embedding, where the runtime knows it
+    thresholds: ClassThresholds | None = None  # calibrated per-class thresholds stored with the model
+    _said_thresholds = False  # which thresholds apply is said once per model
 
     @property
     def class_names(self) -> list[str]:
@@ -100,25 +107,29 @@ class Predictor:
         prototypes (B, M, S / 4, S / 4)."""
         raise NotImplementedError
 
-    def set_classes(self, classes, padding: bool = True):
+    def set_classes(self, classes, padding: bool = True, negatives=None):
         """`classes`: ["person", ["car", "automobile"], VisualPrompt("mug.jpg"), ...] or "person,car|automobile".
-        The padding prompt is appended when the vocabulary has none (the released models were trained with it)."""
-        vocabulary = Vocabulary.build(classes, padding)
+        The padding prompt is appended when the vocabulary has none (the released models were trained with it).
+        `negatives`: prompts scored with the classes, never reported; a detection whose box a negative scores
+        higher is dropped (see yoloworld.negatives)."""
+        vocabulary = Vocabulary.build(classes, padding, negatives)
         self.text_embeds = self.encode_prompts(vocabulary.texts)
         self.vocabulary = vocabulary
         return self
 
-    def predict(self, images, conf: float = 0.05, iou: float = 0.7, max_det: int = 300, batch_size: int = 8,
+    def predict(self, images, conf: float | None = None, iou: float = 0.7, max_det: int = 300, batch_size: int = 8,
                 per_image_classes: list | None = None, nms_pre: int = 30000,
                 official_masks: bool = False, rect: bool = False) -> list[Results]:
         """Detect the vocabulary in each image (a path, a BGR array or a PIL image, or a list of them).
 
-        `per_image_classes`: one vocabulary per image instead of the shared one. Segmentation models also give
+        `conf`: one score threshold for every class; None: the calibrated per-class thresholds stored with the
+        model (`yoloworld calibrate`), else DEFAULT_CONF. `per_image_classes`: one vocabulary per image instead of
+        the shared one. Segmentation models also give
         `Results.masks`; `official_masks` reproduces the official padding cut (its bottom/right bug), for parity.
         `rect`: letterbox each batch to the smallest multiple of 32 holding it instead of `imgsz` x `imgsz` (faster
         on non-square images).
         """
-        settings = Settings(conf, iou, max_det, nms_pre, official_masks)
+        settings = Settings(DEFAULT_CONF if conf is None else conf, iou, max_det, nms_pre, official_masks)
         if rect:
             self.check_rect()
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -126,11 +137,24 @@ class Predictor:
         if not isinstance(images, (list, tuple)):
             images = [images]
         vocabularies = self._vocabularies(len(images), per_image_classes)
+        per_class = self._class_thresholds(vocabularies) if conf is None else [None] * len(images)
+        if per_class and per_class[0] is not None:  # one selection at the lowest, then each class at its own
+            settings = replace(settings, conf=min(float(t.min()) for t in per_class))
         results = []
         for start in range(0, len(images), batch_size):
             chunk = slice(start, start + batch_size)
-            results += self._predict_batch(list(images[chunk]), vocabularies[chunk], settings, rect)
+            results += self._predict_batch(list(images[chunk]), vocabularies[chunk], settings, rect, per_class[chunk])
         return results
+
+    def _class_thresholds(self, vocabularies: list) -> list:
+        """Per image its (C,) calibrated thresholds, or None each without stored thresholds; said once."""
+        if self.thresholds is None:
+            return [None] * len(vocabularies)
+        if not self._said_thresholds:
+            self._said_thresholds = True
+            logger.info("using the model's %s (others %.3f); --conf / conf= sets one threshold for all",
+                        self.thresholds.describe(vocabularies[0][0].classes), self.thresholds.fallback)
+        return per_class_tensors(self.thresholds, [vocabulary for vocabulary, _ in vocabularies])
 
     def _vocabularies(self, count: int, per_image_classes) -> list[tuple[Vocabulary, object]]:
         if per_image_classes is None:
@@ -147,10 +171,12 @@ class Predictor:
                 built[key] = (vocabulary, self.encode_prompts(vocabulary.texts))
         return [built[repr(classes)] for classes in per_image_classes]
 
-    def _predict_batch(self, images: list, vocabularies: list, settings: Settings, rect: bool) -> list[Results]:
+    def _predict_batch(self, images: list, vocabularies: list, settings: Settings, rect: bool,
+                       per_class: list) -> list[Results]:
         bgr = [as_bgr(image) for image in images]
         batch, infos = letterbox_batch(bgr, self.imgsz, rect)
-        detections = self.detect(batch, infos, vocabularies, settings)
+        detections = [det if thresholds is None else keep_above(det, thresholds)
+                      for det, thresholds in zip(self.detect(batch, infos, vocabularies, settings), per_class)]
         return [Results(det.boxes.cpu().numpy().astype(np.float32), det.scores.cpu().float().numpy(),
                         det.labels.cpu().numpy().astype(np.int64), vocabulary.names, image.shape[:2],
                         str(source) if isinstance(source, (str, Path)) else None,
@@ -160,7 +186,8 @@ class Predictor:
     def detect(self, batch: np.ndarray, infos: list[LetterboxInfo], vocabularies: list,
                settings: Settings) -> list[Detections]:
         """Per-image detections in original-image pixels (with masks for a segmentation model)."""
-        outputs = self.forward(batch, [embeds for _, embeds in vocabularies])
+        outputs = suppress_negatives(self.forward(batch, [embeds for _, embeds in vocabularies]),
+                                     [vocabulary for vocabulary, _ in vocabularies])
         return detections_from(outputs, infos, settings.conf, settings.iou, settings.max_det, settings.nms_pre,
                                [vocabulary.groups() for vocabulary, _ in vocabularies], settings.official_masks)
 
@@ -182,4 +209,4 @@ def predict_frames(model, frames, source: str, video: Path | None, fps: float, a
             writer.release()
 
 
-__all__ = ["Predictor", "Settings", "check_imgsz", "MAX_IMGSZ", "predict_frames"]
+__all__ = ["DEFAULT_CONF", "Predictor", "Settings", "check_imgsz", "MAX_IMGSZ", "predict_frames"]

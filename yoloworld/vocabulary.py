@@ -3,7 +3,7 @@ or a list of synonymous prompts; the padding prompt is added, never reported."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,9 +21,16 @@ class Vocabulary:
     classes: list[list]  # synonymous prompts per class (texts, VisualPrompt, Embedding)
     padded: bool  # a padding prompt was appended to `texts`
     padding: object = PADDING_PROMPT  # the padding prompt (an Embedding when an embeddings file carries it)
+    negatives: list = field(default_factory=list)  # prompts scored with the classes, never reported
 
     @classmethod
-    def build(cls, classes, padding: bool = True) -> "Vocabulary":
+    def build(cls, classes, padding: bool = True, negatives=None) -> "Vocabulary":
+        vocabulary = cls._build(classes, padding)
+        vocabulary.negatives = normalise_negatives(negatives, vocabulary)
+        return vocabulary
+
+    @classmethod
+    def _build(cls, classes, padding: bool) -> "Vocabulary":
         normalised = normalise_classes(classes)
         rows = [g for g in normalised if len(g) == 1 and isinstance(g[0], Embedding) and not g[0].name.strip()]
         if rows:  # the padding row of an embeddings file (`yoloworld embed --padding`): the padding, not a class
@@ -44,8 +51,13 @@ class Vocabulary:
     def texts(self) -> list:
         """Flat prompt list fed to the encoders (and the network), padding prompt last; only texts for a text
         vocabulary."""
-        flat = [t for group in self.classes for t in group]
+        flat = [t for group in self.classes for t in group] + self.negatives
         return flat + [self.padding] if self.padded else flat
+
+    def negative_columns(self) -> slice:
+        """Where the negatives sit in `texts`: after the class prompts."""
+        start = sum(len(group) for group in self.classes)
+        return slice(start, start + len(self.negatives))
 
     def stored_classes(self) -> list[list[str]]:
         """`classes` with every prompt by its name: what metadata (JSON, weights-only checkpoints) can hold."""
@@ -82,6 +94,20 @@ def normalise_classes(classes) -> list[list]:
                              "prompt is added for you; padding=False leaves it out)")
         normalised.append(list(group))
     return normalised
+
+
+def normalise_negatives(negatives, vocabulary: Vocabulary) -> list:
+    """Negative prompts as a flat list ("wolf,toy dog" or ["wolf", "toy dog"]); a negative that is also a class's
+    prompt is refused (it would claim that class's own boxes)."""
+    if negatives is None or (isinstance(negatives, (list, tuple)) and not negatives):
+        return []
+    groups = parse_class_string(negatives, "negatives") if isinstance(negatives, str) else normalise_classes(negatives)
+    flat = [prompt for group in groups for prompt in group]
+    names = {prompt_name(prompt) for group in vocabulary.classes for prompt in group}
+    clash = [prompt_name(p) for p in flat if prompt_name(p) in names]
+    if clash:
+        raise InputError(f"negative {clash[0]!r} is also a class: a negative names what to exclude, not a class")
+    return flat
 
 
 def is_padding_text(group) -> bool:

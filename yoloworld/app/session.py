@@ -57,9 +57,10 @@ class AppSession:
 
     def __init__(self, offered: list[str], text_model: str | None = None, device: str = "auto",
                  imgsz: int | None = None, max_video_frames: int = 300, allow_any: bool = False,
-                 cache_size: int = 2):
+                 cache_size: int = 2, vision_model: str | None = None):
         self.offered, self.allow_any = list(offered), allow_any
         self.text_model, self.device, self.imgsz = text_model, device, imgsz
+        self.vision_model = vision_model  # the CLIP vision tower of image prompts (default: the weights', else CLIP)
         self.max_video_frames, self.cache_size = max_video_frames, cache_size
         self.folder = Path(tempfile.mkdtemp(prefix="yoloworld-app-"))
         self._models: OrderedDict[str, object] = OrderedDict()
@@ -86,32 +87,54 @@ class AppSession:
         if weights in self._models:
             self._models.move_to_end(weights)
             return self._models[weights]
-        model = load(weights, device=self.device, imgsz=self.imgsz, text_model=self.text_model, fuse=True)
+        model = load(weights, device=self.device, imgsz=self.imgsz, text_model=self.text_model, fuse=True,
+                     vision_model=self.vision_model)
         self._models[weights] = model
         while len(self._models) > self.cache_size:
             self._models.popitem(last=False)
         return model
 
-    def _vocabulary(self, model, classes: str):
-        """The typed classes (our syntax: ',' between classes, '|' between synonyms), else the stored ones."""
-        from yoloworld.cli.common import apply_vocabulary
+    def _vocabulary(self, model, classes: str, negatives: str = "", image_prompt=None):
+        """The typed classes (our syntax: ',' between classes, '|' between synonyms), else the stored ones, plus
+        the image-prompt class, with the typed negative prompts. What an earlier action added (its image prompt,
+        its negatives) is gone when its box is emptied."""
+        from yoloworld.cli.common import apply_vocabulary, merge_prompts
+        from yoloworld.prompts import VisualPrompt
         from yoloworld.vocabulary import parse_class_string
 
-        return apply_vocabulary(model, parse_class_string(classes) if classes.strip() else None,
-                                "the Classes box (\"person, car|automobile\")")
+        typed = parse_class_string(classes) if classes.strip() else None
+        stored = model.vocabulary
+        if typed is None and stored is not None and (image_prompt or stored.negatives or any(
+                isinstance(p, VisualPrompt) for group in stored.classes for p in group)):
+            typed = [kept for group in stored.classes
+                     if (kept := [p for p in group if not isinstance(p, VisualPrompt)])]
+        if image_prompt is not None:
+            typed = merge_prompts(typed or [], [image_prompt])
+        return apply_vocabulary(model, typed, "the Classes box (\"person, car|automobile\")",
+                                negatives=negatives.strip() or None)
+
+    @staticmethod
+    def _conf(model, score: float, calibrated: bool) -> float | None:
+        """None (each class at the model's calibrated threshold) when asked for and the model has them."""
+        return None if calibrated and model.thresholds is not None else score
 
     def _run_folder(self) -> Path:
         """A new folder for one action's files; concurrent actions never share one."""
         return Path(tempfile.mkdtemp(prefix="run", dir=self.folder))
 
     def detect_image(self, image_rgb: np.ndarray | None, weights: str, classes: str, max_boxes: int, score: float,
-                     iou: float) -> Detection:
+                     iou: float, negatives: str = "", calibrated: bool = True, reference: np.ndarray | None = None,
+                     reference_box: str = "", reference_name: str = "") -> Detection:
+        """Detect in one image. `reference` (RGB), `reference_box` ("x1,y1,x2,y2" on it, empty: all of it) and
+        `reference_name`: a class given by example (the library's `VisualPrompt`), beside the typed ones."""
         if image_rgb is None:
             raise InputError("upload an image first")
         image = cv2.cvtColor(np.asarray(image_rgb, dtype=np.uint8), cv2.COLOR_RGB2BGR)
         with self._lock:
-            model = self._vocabulary(self.model(weights), classes)
-            result = model.predict([image], conf=score, iou=iou, max_det=int(max_boxes))[0]
+            prompt = image_prompt(reference, reference_box, reference_name)
+            model = self._vocabulary(self.model(weights), classes, negatives, prompt)
+            result = model.predict([image], conf=self._conf(model, score, calibrated), iou=iou,
+                                   max_det=int(max_boxes))[0]
         result.file = "upload"
         records = [result.to_dict()]
         json_file = write_json(self._run_folder() / "detections.json", records, indent=1)
@@ -119,7 +142,8 @@ class AppSession:
                          json_file)
 
     def detect_video(self, video: str | None, weights: str, classes: str, max_boxes: int, score: float,
-                     iou: float) -> Detection:
+                     iou: float, negatives: str = "", calibrated: bool = True, reference: np.ndarray | None = None,
+                     reference_box: str = "", reference_name: str = "") -> Detection:
         from yoloworld.images import video_frames, video_info
         from yoloworld.predictor import predict_frames
 
@@ -127,9 +151,11 @@ class AppSession:
             raise InputError("upload a video first")
         folder, records = self._run_folder(), []
         annotated = folder / f"{Path(video).stem}_detections.webm"
-        settings = SimpleNamespace(conf=score, iou=iou, max_det=int(max_boxes), max_frames=self.max_video_frames)
         with self._lock:
-            model = self._vocabulary(self.model(weights), classes)
+            prompt = image_prompt(reference, reference_box, reference_name)
+            model = self._vocabulary(self.model(weights), classes, negatives, prompt)
+            settings = SimpleNamespace(conf=self._conf(model, score, calibrated), iou=iou, max_det=int(max_boxes),
+                                       max_frames=self.max_video_frames)
             predict_frames(model, video_frames(Path(video)), Path(video).name, annotated, video_info(Path(video))[0],
                            settings, records.append)
         json_file = write_json(folder / "detections.json", records, indent=1)
@@ -154,6 +180,35 @@ class AppSession:
 
     def close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def image_prompt(reference: np.ndarray | None, box: str, name: str):
+    """The page's image prompt as a `VisualPrompt` (None without a reference image); a box or name without an
+    image, or a box that is not four numbers, is one message."""
+    from yoloworld.prompts import VisualPrompt
+
+    box, name = (box or "").strip(), (name or "").strip()
+    if reference is None:
+        if box or name:
+            raise InputError("image prompt: upload a reference image (or clear its box and class name)")
+        return None
+    if not name:
+        raise InputError("image prompt: name the class the reference image shows")
+    bgr = cv2.cvtColor(np.asarray(reference, dtype=np.uint8), cv2.COLOR_RGB2BGR)
+    return VisualPrompt(bgr, reference_box(box, bgr.shape) if box else None, name=name)
+
+
+def reference_box(text: str, shape: tuple[int, ...]) -> tuple[float, ...]:
+    """"x1,y1,x2,y2" typed on the page -> the box, checked against the reference image (one message if not)."""
+    from yoloworld.prompts import check_box
+
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4 or not all(np.isfinite(values)):
+        raise InputError(f"image prompt: box {text!r} is not x1,y1,x2,y2 (pixels on the reference image)")
+    return check_box(values, shape, "image prompt")
 
 
 def summarize(records: list[dict]) -> str:

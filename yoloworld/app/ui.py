@@ -1,5 +1,6 @@
 """The page: the official YOLO-World demo's controls (image, classes, max boxes, score and NMS thresholds, export
-to ONNX) plus a weights picker, a video tab and the detections as JSON to download."""
+to ONNX) plus a weights picker, a video tab, negative prompts, calibrated thresholds, an image prompt (a reference
+image, a box on it, a class name) and the detections as JSON to download."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ WEIGHTS_HELP = {False: "the weights this server was started with",
                 True: "any file on the server, or a name such as yolo_world_v2_s (--allow-any-weights)"}
 CLASSES_HELP = "comma between classes, | between synonyms: person, car|automobile, traffic light. Empty: the classes " \
                "stored with the weights."
+NEGATIVES_HELP = "look-alikes never reported: a box one of them scores higher than a class is not that class"
 
 
 def shown_errors(action):
@@ -56,8 +58,21 @@ def build_app(session: AppSession, title: str = "YOLO-World") -> gr.Blocks:
                     output_video = gr.Video(label="Detections (video)", elem_id="output-video", interactive=False)
                 classes = gr.Textbox(label="Classes", info=CLASSES_HELP, elem_id="classes",
                                      placeholder="person, car|automobile, dog")
+                with gr.Group():
+                    gr.Markdown("Image prompt (optional): a class given by example, beside the typed classes")
+                    reference = gr.Image(type="numpy", image_mode="RGB", label="Reference image",
+                                         elem_id="reference-image", height=200)
+                    with gr.Row():
+                        reference_box = gr.Textbox(label="Box on the reference", elem_id="reference-box",
+                                                   placeholder="x1, y1, x2, y2 (empty: the whole image)")
+                        reference_name = gr.Textbox(label="Class name", elem_id="reference-name",
+                                                    placeholder="my mug")
+                negatives = gr.Textbox(label="Negative prompts", info=NEGATIVES_HELP, elem_id="negatives",
+                                       placeholder="wolf, toy dog")
                 max_boxes = gr.Slider(1, 300, value=100, step=1, label="Maximum number of boxes")
-                score = gr.Slider(0, 1, value=0.05, step=0.01, label="Score threshold")
+                calibrated = gr.Checkbox(value=True, label="Calibrated per-class thresholds (weights made by "
+                                         "`yoloworld calibrate`) instead of the score threshold", elem_id="calibrated")
+                score = gr.Slider(0, 1, value=0.05, step=0.01, label="Score threshold", elem_id="score")
                 iou = gr.Slider(0.01, 1, value=0.5, step=0.01, label="NMS threshold")
                 with gr.Row():
                     detect = gr.Button("Detect", variant="primary", elem_id="detect")
@@ -68,7 +83,8 @@ def build_app(session: AppSession, title: str = "YOLO-World") -> gr.Blocks:
                 files = gr.File(label="Downloads: detections JSON, ONNX model", elem_id="downloads",
                                 interactive=False)
                 records = gr.JSON(label="Detections", elem_id="detections")
-        settings = [weights, classes, max_boxes, score, iou]
+        settings = [weights, classes, max_boxes, score, iou, negatives, calibrated, reference, reference_box,
+                    reference_name]
 
         def on_image(picture, *values):
             found = session.detect_image(picture, *values)

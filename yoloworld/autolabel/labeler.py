@@ -22,13 +22,14 @@ from .review import class_summary, review_grid
 from .writers import FORMATS, dataset_files, image_target, place_image, write_dataset
 
 logger = logging.getLogger(__name__)
+DEFAULT_CONF = 0.25  # labels a person will not check one by one: precision first
 KIND = "label"  # what the output manifest says wrote these files
 
 
 @dataclass
 class LabelSettings:
     format: str = "coco"
-    conf: float = 0.25  # labels a person will not check one by one: precision first
+    conf: float | None = None  # None: the model's calibrated thresholds, else DEFAULT_CONF
     class_conf: dict[str, float] = field(default_factory=dict)  # class name -> its own threshold
     iou: float = 0.7
     max_det: int = 300
@@ -41,12 +42,14 @@ class LabelSettings:
         if not 0 <= self.val_fraction < 1:
             raise InputError(f"val fraction {self.val_fraction}: must be in [0, 1)")
 
-    def thresholds(self, names: list[str]) -> np.ndarray:
+    def thresholds(self, names: list[str], calibrated: list[float] | None = None) -> np.ndarray:
+        """Per class: its --class-conf, else --conf, else the model's `calibrated` threshold, else DEFAULT_CONF."""
         unknown = sorted(set(self.class_conf) - set(names))
         if unknown:
             raise InputError(f"--class-conf names {', '.join(map(repr, unknown))}, not a class of this run "
                              f"({', '.join(names)})")
-        return np.array([self.class_conf.get(name, self.conf) for name in names], dtype=np.float32)
+        base = [self.conf] * len(names) if self.conf is not None else calibrated or [DEFAULT_CONF] * len(names)
+        return np.array([self.class_conf.get(name, value) for name, value in zip(names, base)], dtype=np.float32)
 
 
 @dataclass
@@ -76,7 +79,7 @@ def label_images(model, sources: list[Path], out: Path, settings: LabelSettings,
     Stopped by Ctrl-C, the dataset of the images done so far is still written before the interrupt goes on.
     `detect(paths, batch, conf, iou, max_det)`: yields batches of (path, Results or why it is unreadable) in the
     order of `paths`; default `detect_locally(model)` (`yoloworld.autolabel.distributed`: on Ray Data workers)."""
-    thresholds = settings.thresholds(model.class_names)
+    thresholds = settings.thresholds(model.class_names, calibrated_thresholds(model, settings))
     outputs = OutputFolder(out)
     adopt_earlier_labelling(out, outputs)
     outputs.claim([out / LEDGER_NAME, out / SETTINGS_NAME], KIND)
@@ -100,6 +103,15 @@ def label_images(model, sources: list[Path], out: Path, settings: LabelSettings,
         raise
     dataset, summary, grid = finish(run, classes, review)
     return LabelReport(dataset, summary, grid, run.counts["labelled"], len(done), run.counts["unreadable"])
+
+
+def calibrated_thresholds(model, settings: LabelSettings) -> list[float] | None:
+    """The model's calibrated per-class thresholds where they apply (no --conf), said once."""
+    if settings.conf is not None or model.thresholds is None:
+        return None
+    logger.info("using the model's %s; --conf sets one threshold for all", model.thresholds.describe(
+        model.vocabulary.classes))
+    return model.thresholds.for_classes(model.vocabulary.classes)
 
 
 def describe_classes(classes: list[list]) -> list[list]:

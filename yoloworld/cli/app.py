@@ -13,7 +13,7 @@ import signal
 import time
 from pathlib import Path
 
-from yoloworld.cli.common import image_size, non_negative_int, positive_int
+from yoloworld.cli.common import add_vision_flag, image_size, non_negative_int, positive_int
 from yoloworld.devices import DEVICE_HELP
 
 logger = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ def add_parser(sub) -> None:
                    "this machine can then be loaded and exported, and downloads started (off by default)")
     p.add_argument("--text-model", help="Hugging Face CLIP folder or hub id (tokenizer / text weights), optional when "
                    "the weights hold a text tower")
+    add_vision_flag(p, "the image prompts given on the page")
     p.add_argument("--device", default="auto", help=DEVICE_HELP + " (default auto)")
     p.add_argument("--imgsz", type=image_size, help="network input size, a multiple of 32 (default: the model's own, "
                    "else 640)")
@@ -109,7 +110,7 @@ def run(args) -> int:
     from yoloworld.app.ui import build_app
 
     session = AppSession(offered, args.text_model, args.device, args.imgsz, args.max_video_frames,
-                         allow_any=args.allow_any_weights)
+                         allow_any=args.allow_any_weights, vision_model=args.vision_model)
     try:
         for weights in args.weights or offered[:1]:  # a bad --weights fails here, as one line, before serving
             session.model(weights)

@@ -101,14 +101,22 @@ def add_class_flags(parser, group=None, visual_flags: tuple[str, ...] = ("--visu
     parser.set_defaults(visual_flag=visual_flags[0])  # the name errors give it (embed calls it --images)
 
 
-def add_vision_flag(parser) -> None:
-    parser.add_argument("--vision-model", help="Hugging Face CLIP folder or hub id whose vision tower encodes "
-                        "--visual-prompt references (default: the tower in the weights, else "
-                        "openai/clip-vit-base-patch32)")
+def add_negative_flag(parser) -> None:
+    parser.add_argument("--negative", help='texts that compete with the classes but are never reported: a box one '
+                        'of them scores higher than a class is not that class, e.g. --negative "wolf,toy dog"')
 
 
-def add_selection_flags(parser, conf: float, conf_help: str = "score threshold") -> None:
-    parser.add_argument("--conf", type=probability, default=conf, help=f"{conf_help} (default {conf})")
+def add_vision_flag(parser, what: str = "--visual-prompt references") -> None:
+    parser.add_argument("--vision-model", help=f"Hugging Face CLIP folder or hub id whose vision tower encodes {what} "
+                        "(default: the tower in the weights, else openai/clip-vit-base-patch32)")
+
+
+def add_selection_flags(parser, conf: float, conf_help: str = "score threshold", calibrated: bool = True) -> None:
+    """--conf, --iou, --max-det. `calibrated`: --conf left out means the model's calibrated per-class thresholds
+    (`yoloworld calibrate`), else `conf` (args.conf is then None: the predictor chooses)."""
+    default = f"the model's calibrated per-class thresholds, else {conf}" if calibrated else conf
+    parser.add_argument("--conf", type=probability, default=None if calibrated else conf,
+                        help=f"{conf_help} (default {default})")
     parser.add_argument("--iou", type=iou_threshold, default=0.7, help="NMS IoU threshold (default 0.7)")
     parser.add_argument("--max-det", type=positive_int, default=300, help="detections kept per image (default 300)")
 
@@ -130,10 +138,18 @@ def chosen_classes(args) -> list[list] | None:
 
 def with_visual_prompts(classes: list[list], specs: list[str], flag: str = "--visual-prompt") -> list[list]:
     """`classes` plus one class per --visual-prompt name; a name that is already a class joins it as a synonym."""
-    from yoloworld.prompts import parse_visual_prompts, prompt_name
+    from yoloworld.prompts import parse_visual_prompts
+
+    return merge_prompts(classes, parse_visual_prompts(specs, flag))
+
+
+def merge_prompts(classes: list[list], prompts: list) -> list[list]:
+    """`classes` plus one class per prompt (a `VisualPrompt`); a name that is already a class joins it as a
+    synonym."""
+    from yoloworld.prompts import prompt_name
 
     merged = [list(group) for group in classes]
-    for prompt in parse_visual_prompts(specs, flag):
+    for prompt in prompts:
         group = next((g for g in merged if prompt_name(g[0]) == prompt.name), None)
         if group is None:
             merged.append([prompt])
@@ -154,12 +170,14 @@ def load_predictor(args, fuse: bool = True):
     return model
 
 
-def apply_vocabulary(model, classes: list[list[str]] | None, what: str = "--classes \"person,car\""):
-    """Set `classes` on the model, or keep the vocabulary stored with it; neither is a one-line error."""
+def apply_vocabulary(model, classes: list[list[str]] | None, what: str = "--classes \"person,car\"",
+                     negatives: str | None = None):
+    """Set `classes` (and --negative's texts) on the model, or keep the vocabulary stored with it; neither is a
+    one-line error."""
     from yoloworld.errors import InputError
 
-    if classes is not None:
-        return model.set_classes(classes)
-    if not model.class_names:
+    if classes is None and not model.class_names:
         raise InputError(f"no classes given and the model stores none: use {what} or --classes-file texts.json")
+    if classes is not None or negatives:
+        return model.set_classes(classes if classes is not None else model.vocabulary.classes, negatives=negatives)
     return model

@@ -6,7 +6,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from yoloworld.cli.common import add_model_flags, add_selection_flags, chosen_classes, positive_int
+from yoloworld.cli.common import (
+    add_model_flags,
+    add_negative_flag,
+    add_selection_flags,
+    chosen_classes,
+    positive_int,
+)
 from yoloworld.config import NECK_MODES
 from yoloworld.files import check_output
 
@@ -27,7 +33,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "dynamic: text embeddings are a graph input")
     parser.add_argument("--neck", choices=NECK_MODES, default="conv", help="reparameterized neck layout (baked v2)")
     parser.add_argument("--nms", action="store_true", help="class-aware NMS inside the graph (baked vocabulary)")
-    add_selection_flags(parser, conf=0.05, conf_help="score threshold of the in-graph NMS")
+    add_negative_flag(parser)
+    add_selection_flags(parser, conf=0.05, conf_help="score threshold of the in-graph NMS (with calibrated "
+                        "thresholds: default their lowest; the runner applies each class's own)")
     parser.add_argument("--nms-pre", type=positive_int, default=30000,
                         help="in-graph NMS: the best candidates kept before NMS, as predict (default 30000)")
     parser.add_argument("--dynamic-batch", action="store_true", help="allow any batch size (default: 1)")
@@ -56,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     classes = chosen_classes(args)
     api = YOLOWorld.from_pretrained(args.weights, text_model=args.text_model, device=args.device, imgsz=args.imgsz,
                                     vision_model=args.vision_model)
-    plan = plan_export(api, classes, args.vocab, args.neck)
+    plan = plan_export(api, classes, args.vocab, args.neck, args.negative)
+    args.conf = graph_conf(args.conf, plan)
     options = dict(nms=args.nms, dynamic_batch=args.dynamic_batch, conf=args.conf, iou=args.iou,
                    max_det=args.max_det, opset=args.opset, nms_pre=args.nms_pre, dynamic_shape=args.dynamic_shape)
     if args.format == "openvino":
@@ -160,6 +169,17 @@ def _calibration(args) -> list | None:
 
     import_nncf()
     return calibration_images(args.calib, args.calib_images)
+
+
+def graph_conf(conf: float | None, plan) -> float:
+    """The in-graph NMS threshold: --conf, else the lowest calibrated threshold of the vocabulary, else 0.05."""
+    from yoloworld.predictor import DEFAULT_CONF
+
+    if conf is not None:
+        return conf
+    if plan.thresholds is None or plan.vocabulary is None:
+        return DEFAULT_CONF
+    return min(plan.thresholds.for_classes(plan.vocabulary.classes))
 
 
 def check_line(diffs: dict, nms: bool, conf: float, runtime: str = "onnx", int8: bool = False) -> str:

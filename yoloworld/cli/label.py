@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 from yoloworld.cli.common import (
     add_model_flags,
+    add_negative_flag,
     add_selection_flags,
     apply_vocabulary,
     chosen_classes,
@@ -31,6 +32,7 @@ def add_parser(sub) -> None:
                        "crash or Ctrl-C: images already labelled are skipped.")
     p.add_argument("sources", nargs="+", help="image files or folders")
     add_model_flags(p)
+    add_negative_flag(p)
     add_selection_flags(p, conf=0.25, conf_help="score threshold of every class without --class-conf")
     p.add_argument("--class-conf", type=class_threshold, action="append", default=[], metavar="NAME=T",
                    help="threshold of one class (its first synonym), repeatable: --class-conf \"person=0.4\"")
@@ -70,7 +72,7 @@ def run(args) -> int:
     if not sources:  # the sources hold videos only: name them, not the output folder
         raise InputError(f"{', '.join(args.sources)}: no image to label, only {len(found)} video(s); label reads "
                          "images (extract frames first, e.g. with ffmpeg)")
-    model = apply_vocabulary(load_predictor(args), chosen_classes(args))
+    model = apply_vocabulary(load_predictor(args), chosen_classes(args), negatives=args.negative)
     prepare_out(out, args.overwrite)
     with detector(args, model) as detect:
         report = label_images(model, sources, out, settings, args.batch, args.review, str(args.weights), detect)

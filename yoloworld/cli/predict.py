@@ -13,6 +13,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from yoloworld.cli.common import (
     add_model_flags,
+    add_negative_flag,
     add_rect_flag,
     add_selection_flags,
     apply_vocabulary,
@@ -45,6 +46,7 @@ def add_parser(sub) -> None:
     p.add_argument("sources", nargs="*", help="image files, folders, videos, a camera index (0) or a stream URL "
                    "(rtsp://, http://...)")
     add_model_flags(p, weights_required=False)
+    add_negative_flag(p)
     add_selection_flags(p, conf=0.05)
     add_rect_flag(p)
     p.add_argument("--batch", type=positive_int, default=4, help="images per forward pass (default 4)")
@@ -74,7 +76,7 @@ def run(args) -> int:
     paths = expand_sources([s for s in args.sources if not is_stream(s)])
     targets, used_names = annotated_files(save_dir, paths)
     classes = chosen_classes(args)
-    model = apply_vocabulary(load_predictor(args), classes)
+    model = apply_vocabulary(load_predictor(args), classes, negatives=args.negative)
     streams = [Stream(s, stream_options(args)) for s in args.sources if is_stream(s)]  # a bad address fails first
     if save_dir:
         save_dir.mkdir(parents=True, exist_ok=True)
@@ -199,7 +201,7 @@ def run_demo(args) -> int:
     model = YOLOWorld.from_pretrained(DEMO_MODEL, device=args.device, imgsz=args.imgsz, fuse=True)
     model.warn_demo = False  # it draws its own synthetic image, and says what the model is below
     image, _ = draw_image(np.random.default_rng(args.seed), SynthConfig(images=1))
-    result = model.predict([image], conf=max(args.conf, 0.25), iou=args.iou, max_det=args.max_det)[0]
+    result = model.predict([image], conf=max(args.conf or 0, 0.25), iou=args.iou, max_det=args.max_det)[0]
     save_dir = check_output(args.save_dir, "--save-dir", folder=True)
     json_path = args.json_path or str(save_dir / "demo.json")
     claim_outputs(save_dir, [save_dir / "demo_input.png", save_dir / "demo.png"]

@@ -149,21 +149,33 @@ def _flat_metrics(all_metrics: list[dict]) -> dict:
     return flat
 
 
-def predict_dataset(args: argparse.Namespace, annotations, max_det: int) -> list[dict]:
+def predict_dataset(args: argparse.Namespace, annotations, max_det: int, fuse: bool = True) -> list[dict]:
     """Run the model over every image of the annotation set; returns COCO results."""
+    model, paths = prepare_model(args, annotations, fuse)
+    return predict_images(model, paths, args, annotations, max_det)
+
+
+def prepare_model(args: argparse.Namespace, annotations, fuse: bool = True) -> tuple:
+    """The model with the annotation's categories as its vocabulary (class index i <-> i-th category), and the
+    image paths; the cheap checks first."""
+    categories = annotations.categories
+    texts = _class_file_texts(args.classes_file, categories, str(args.ann))
+    if args.visual_prompt:
+        texts = _with_visual_prompts(texts, args.visual_prompt, categories, str(args.ann))
+    paths = _image_paths(Path(args.images), annotations.dataset["images"], args.ann)
+    model = load_predictor(args, fuse=fuse)  # after the cheap checks: it loads torch
+    _set_vocabulary(model, texts, categories, str(args.ann))
+    return model, paths
+
+
+def predict_images(model, paths: list[str], args: argparse.Namespace, annotations, max_det: int) -> list[dict]:
+    """COCO results of `model` on the annotation set's images (`paths`, in its order), at --conf / --iou."""
     from tqdm import tqdm
 
     from yoloworld.eval import results_to_coco
 
-    categories = annotations.categories  # class index i <-> i-th category of the file
-    texts = _class_file_texts(args.classes_file, categories, str(args.ann))
-    if args.visual_prompt:
-        texts = _with_visual_prompts(texts, args.visual_prompt, categories, str(args.ann))
     images = annotations.dataset["images"]
-    paths = _image_paths(Path(args.images), images, args.ann)
-    model = load_predictor(args, fuse=True)  # after the cheap checks: it loads torch
-    _set_vocabulary(model, texts, categories, str(args.ann))
-    category_ids = [category["id"] for category in categories]
+    category_ids = [category["id"] for category in annotations.categories]
     predictions = []
     for start in tqdm(range(0, len(paths), args.batch), desc="val", unit="batch"):  # chunks show progress
         results = model.predict(paths[start : start + args.batch], conf=args.conf, iou=args.iou, max_det=max_det,

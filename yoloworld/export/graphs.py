@@ -20,6 +20,7 @@ from torchvision.ops import nms  # here, never first inside a traced forward (it
 from yoloworld.models.boxes import decode_boxes, dfl_integral, flatten_levels
 from yoloworld.models.detector import YOLOWorldDetector
 from yoloworld.models.text import TextEncoder
+from yoloworld.negatives import drop_claimed
 from yoloworld.postprocess import merge_synonyms
 
 
@@ -93,14 +94,17 @@ class NmsGraph(nn.Module):
     """
 
     def __init__(self, graph: DetectorGraph, groups: torch.Tensor, conf: float, iou: float, max_det: int,
-                 nms_pre: int = 30000):
+                 nms_pre: int = 30000, negatives: slice | None = None):
         super().__init__()
         self.graph = graph
         self.register_buffer("groups", groups.clone())
         self.conf, self.iou, self.max_det, self.nms_pre = conf, iou, max_det, nms_pre
+        self.negatives = negatives  # the negative prompts' text columns (yoloworld.negatives), if any
 
     def forward(self, images: torch.Tensor, text_embeds: torch.Tensor | None = None) -> torch.Tensor:
         scores, boxes = self.graph(images, text_embeds)[:2]
+        if self.negatives is not None:
+            scores = drop_claimed(scores, self.negatives.start, self.negatives.stop)
         batch, priors = scores.shape[0], scores.shape[1]
         class_scores = merge_synonyms(scores.reshape(batch * priors, -1), self.groups).reshape(batch, priors, -1)
         classes = class_scores.shape[2]

@@ -27,6 +27,8 @@ from yoloworld.export.graphs import DetectorGraph, NmsGraph, TextEncoderGraph
 from yoloworld.files import atomic_write
 from yoloworld.models.reparam import reparameterize
 from yoloworld.predictor import check_imgsz
+from yoloworld.prompts import prompt_name
+from yoloworld.thresholds import ClassThresholds
 from yoloworld.vocabulary import Vocabulary
 
 METADATA_KEY = "yoloworld"
@@ -41,27 +43,43 @@ class ExportPlan:
     vocabulary: Vocabulary | None
     dynamic: bool
     text_encoder: object | None = None  # TextEncoder for dynamic vocabularies
+    thresholds: ClassThresholds | None = None  # the model's calibrated per-class thresholds (kept in the metadata)
+
+    def negative_columns(self) -> slice | None:
+        """The negative prompts' columns of a baked vocabulary's scores, for the in-graph NMS."""
+        if self.vocabulary is None or not self.vocabulary.negatives:
+            return None
+        return self.vocabulary.negative_columns()
 
 
-def plan_export(api, classes=None, vocabulary: str = "baked", neck: str = "conv") -> ExportPlan:
-    """From a loaded `YOLOWorld`: the graph to export (the caller's model is left as it is). Baked vocabularies
-    get the padding prompt like `predict`; without `classes` the vocabulary stored with the model is baked."""
+def plan_export(api, classes=None, vocabulary: str = "baked", neck: str = "conv", negatives=None) -> ExportPlan:
+    """From a loaded `YOLOWorld`: the graph to export (the caller's model is left as it is), with its calibrated
+    thresholds. Baked vocabularies get the padding prompt like `predict`; without `classes` the vocabulary stored
+    with the model is baked. `negatives`: negative prompts (yoloworld.negatives) baked beside the classes."""
+    plan = _plan_graph(api, classes, vocabulary, neck, negatives)
+    plan.thresholds = api.thresholds
+    return plan
+
+
+def _plan_graph(api, classes, vocabulary: str, neck: str, negatives) -> ExportPlan:
     model = copy.deepcopy(api.model).cpu().float().eval()
     if vocabulary == "dynamic":
         if not model.needs_text or model.text_model is None:
             raise InputError("this model has no text encoder (reparameterized, prompt-tuned or saved with its "
                              "vocabulary): export it with --vocab baked")
-        chosen = Vocabulary.build(classes) if classes is not None else None
+        chosen = Vocabulary.build(classes, negatives=negatives) if classes is not None else None
         return ExportPlan(DetectorGraph(model), chosen, True, model.text_model)
     if vocabulary != "baked":
         raise InputError(f"unknown vocabulary kind {vocabulary!r}: use baked or dynamic")
     if model.needs_text:
-        chosen, embeds = _baked_vocabulary(api, classes)
+        chosen, embeds = _baked_vocabulary(api, classes, negatives)
         if model.neck.text_enhancer is None:
             return ExportPlan(DetectorGraph(reparameterize(model, embeds, neck)), chosen, False)
         return ExportPlan(DetectorGraph(model, embeds), chosen, False)  # v1: texts as a constant
     if api.vocabulary is None:
         raise InputError("this model stores no class names; cannot name its outputs")
+    if negatives:
+        raise InputError("this model's vocabulary is fixed in its weights: it cannot score negative prompts")
     if classes is not None and Vocabulary.build(classes).names != api.vocabulary.names:
         raise InputError(f"this model's vocabulary is fixed ({', '.join(api.vocabulary.names[:5])}, ...); "
                          "export a text-conditioned checkpoint to choose classes")
@@ -69,14 +87,17 @@ def plan_export(api, classes=None, vocabulary: str = "baked", neck: str = "conv"
     return ExportPlan(DetectorGraph(detector), api.vocabulary, False)
 
 
-def _baked_vocabulary(api, classes) -> tuple[Vocabulary, torch.Tensor]:
-    """The vocabulary to fold in and its embeddings: `classes` encoded now, or the model's stored vocabulary."""
+def _baked_vocabulary(api, classes, negatives=None) -> tuple[Vocabulary, torch.Tensor]:
+    """The vocabulary to fold in and its embeddings: `classes` (and `negatives`) encoded now, or the model's stored
+    vocabulary."""
     stored = api.vocabulary if api.text_embeds is not None else None
+    if classes is None and stored is not None and negatives:
+        classes = stored.classes
     if classes is None:
         if stored is None:
             raise InputError("a baked-vocabulary export needs the classes: --classes \"a,b\" or --classes-file F")
         return stored, api.text_embeds.detach().cpu().float()
-    chosen = Vocabulary.build(classes)
+    chosen = Vocabulary.build(classes, negatives=negatives)
     if api.model.text_model is None and stored is not None and chosen.texts == stored.texts:
         return stored, api.text_embeds.detach().cpu().float()
     return chosen, api.encode_prompts(chosen.texts).detach().cpu().float()
@@ -107,6 +128,7 @@ def export_onnx(plan: ExportPlan, out: str | os.PathLike, imgsz: int = 640, nms:
             "dynamic_batch": dynamic_batch, "dynamic_shape": dynamic_shape, "conf": conf, "iou": iou,
             "max_det": max_det, "nms_pre": nms_pre, "classes": _stored_classes(plan),
             "padded": plan.vocabulary.padded if plan.vocabulary else True, "masks": segments}
+    meta.update(_selection_meta(plan))
     if plan.dynamic:
         meta["embed_dims"] = plan.graph.detector.config.embed_dims
     if plan.dynamic and plan.text_encoder is not None:  # without one, feed embeddings (yoloworld embed) yourself
@@ -114,6 +136,16 @@ def export_onnx(plan: ExportPlan, out: str | os.PathLike, imgsz: int = 640, nms:
         meta.update(text_encoder=written[1].name, tokenizer=written[2].name)
     write_metadata(out, meta)
     return written
+
+
+def _selection_meta(plan: ExportPlan) -> dict:
+    """The calibrated thresholds and the negative prompts (by name) the runner applies."""
+    meta = {}
+    if plan.thresholds is not None:
+        meta["thresholds"] = plan.thresholds.to_meta()
+    if plan.vocabulary is not None and plan.vocabulary.negatives and _stored_classes(plan):
+        meta["negatives"] = [prompt_name(prompt) for prompt in plan.vocabulary.negatives]
+    return meta
 
 
 def _stored_classes(plan: ExportPlan) -> list | None:
@@ -159,7 +191,8 @@ def _detector_module(plan: ExportPlan, imgsz: int, nms: bool, conf: float, iou: 
     if plan.dynamic:
         raise InputError("in-graph NMS needs a baked vocabulary (the class grouping is part of the graph); "
                          "export the dynamic vocabulary without --nms")
-    return NmsGraph(graph, plan.vocabulary.groups(), conf, iou, max_det, nms_pre).eval(), names, example
+    return NmsGraph(graph, plan.vocabulary.groups(), conf, iou, max_det, nms_pre,
+                    plan.negative_columns()).eval(), names, example
 
 
 def export_text_encoder(encoder, out: Path, opset: int = DEFAULT_OPSET) -> list[Path]:
@@ -235,7 +268,7 @@ def compare_with_pytorch(plan: ExportPlan, path: str | os.PathLike, images: torc
     module = plan.graph
     if meta["nms"]:
         module = NmsGraph(plan.graph, plan.vocabulary.groups(), meta["conf"], meta["iou"], meta["max_det"],
-                          meta["nms_pre"])
+                          meta["nms_pre"], plan.negative_columns())
     expected = module.eval()(*args)
     got = runner.run(images.numpy(), None if text is None else text.numpy())
     if meta["nms"]:

@@ -22,6 +22,7 @@ import torch
 from yoloworld.errors import CheckpointError, InputError
 from yoloworld.postprocess import Detections
 from yoloworld.predictor import Predictor, Settings, check_imgsz
+from yoloworld.thresholds import ClassThresholds
 from yoloworld.transforms import boxes_to_original
 from yoloworld.vocabulary import Vocabulary
 
@@ -74,11 +75,13 @@ class OnnxYOLOWorld(Predictor):
         self._text_session = self._tokenizer = None
         if self.dynamic and self.meta.get("text_encoder"):
             self._text_session = self._open_text(self.path.parent / self.meta["text_encoder"], providers)
+        self.thresholds = ClassThresholds.from_meta(self.meta.get("thresholds"), str(self.path))
+        negatives = self.meta.get("negatives") or []
         if self.meta.get("classes"):
             if self.dynamic:
-                self.set_classes(self.meta["classes"])
+                self.set_classes(self.meta["classes"], negatives=negatives)
             else:
-                self.vocabulary = Vocabulary(self.meta["classes"], bool(self.meta["padded"]))
+                self.vocabulary = Vocabulary(self.meta["classes"], bool(self.meta["padded"]), negatives=negatives)
 
     # ------------------------------------------------------------------ the runtime-specific part
     def _open(self, providers) -> dict:
@@ -127,19 +130,24 @@ class OnnxYOLOWorld(Predictor):
         feeds = {"input_ids": tokens["input_ids"].numpy(), "attention_mask": tokens["attention_mask"].numpy()}
         return self._infer(feeds, text=True)[0]
 
-    def set_classes(self, classes, padding: bool = True) -> "OnnxYOLOWorld":
+    def set_classes(self, classes, padding: bool = True, negatives=None) -> "OnnxYOLOWorld":
         if self.dynamic:
-            return super().set_classes(classes, padding)
-        vocabulary = Vocabulary.build(classes, padding)
+            return super().set_classes(classes, padding, negatives)
+        vocabulary = Vocabulary.build(classes, padding, negatives)
         baked = ", ".join(self.class_names) or "none"
         if any(not isinstance(prompt, str) for group in vocabulary.classes for prompt in group):
             raise InputError(f"{self.path}: the vocabulary is baked in at export ({baked}): reference images "
                              "(--visual-prompt) and embeddings cannot replace it; use the PyTorch checkpoint, or "
                              "export with --vocab dynamic and pass `yoloworld embed --images` output as --classes-file")
         if self.vocabulary is None or vocabulary.texts != self.vocabulary.texts:
-            raise InputError(f"{self.path}: the vocabulary is baked in at export ({baked}); re-export with "
-                             "these --classes, or export with --vocab dynamic to choose classes at run time")
+            raise InputError(f"{self.path}: the vocabulary is baked in at export ({baked}"
+                             f"{self._baked_negatives()}); re-export with these --classes / --negative, or export "
+                             "with --vocab dynamic to choose classes at run time")
         return self
+
+    def _baked_negatives(self) -> str:
+        negatives = self.vocabulary.negatives if self.vocabulary else []
+        return f"; negatives {', '.join(negatives)}" if negatives else ""
 
     # ------------------------------------------------------------------ inference
     def run(self, batch: np.ndarray, text_embeds: np.ndarray | None = None) -> list[np.ndarray]:

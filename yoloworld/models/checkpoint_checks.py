@@ -70,7 +70,7 @@ def check_tower(model_class, tower_config, state: dict, prefix: str, source: str
 
 def check_vocabulary(config: ModelConfig, data: dict, source: str) -> None:
     """`meta.yoloworld.classes`: a list of classes, each a non-empty list of names; with `class_embeddings`, one
-    (D,) row per name (plus the padding row when `padded`)."""
+    (D,) row per name (then one per negative prompt, and the padding row when `padded`)."""
     stored = data["meta"].get("yoloworld", {})
     classes, embeddings = stored.get("classes"), data.get("class_embeddings")
     if classes is None:
@@ -83,7 +83,9 @@ def check_vocabulary(config: ModelConfig, data: dict, source: str) -> None:
         raise CheckpointError(f"{source}: malformed metadata (meta.yoloworld.padded must be true or false)")
     if embeddings is None:
         return
-    rows = sum(len(group) for group in classes) + stored.get("padded", False)
+    negatives = stored.get("negatives") or []
+    rows = sum(len(group) for group in classes) + len(negatives if isinstance(negatives, list) else []) \
+        + stored.get("padded", False)
     if not isinstance(embeddings, torch.Tensor) or tuple(embeddings.shape) != (rows, config.embed_dims):
         shape = tuple(embeddings.shape) if isinstance(embeddings, torch.Tensor) else _describe(embeddings)
         raise CheckpointError(f"{source}: its metadata names {rows} class texts (padding included) but its "

@@ -3,7 +3,8 @@ usage fields.
 
 Every file a command writes (a run's last/best/epoch_N.pth, wise_ft.pth, the `checkpoint.deploy` copy,
 `model.save(...)`, `reparam` and `convert` outputs) records the input size it was trained at, its vocabulary, its
-task and, with a text tower, that tower's config; `val`, `predict`, `export`, `label` and the app read them here.
+task, with a text tower that tower's config, and
+`yoloworld calibrate`'s per-class thresholds; `val`, `predict`, `export`, `label` and the app read them here.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 from yoloworld.config import ModelConfig
 from yoloworld.errors import CheckpointError
+from yoloworld.thresholds import ClassThresholds
 
 MAX_STORED_IMGSZ = 4096  # as yoloworld.predictor.MAX_IMGSZ (models/ imports nothing from the front end)
 TASKS = ("detect", "segment")
@@ -28,6 +30,8 @@ class CheckpointInfo:
     task: str  # "detect" or "segment"
     text_config: dict | None  # the text tower's shape, when the file holds one
     mode: str | None = None  # the training mode of a run's files (full, prompt, rep, image_prompt, ...)
+    thresholds: ClassThresholds | None = None  # calibrated per-class score thresholds (`yoloworld calibrate`)
+    negatives: list | None = None  # negative prompts saved with the vocabulary (their embeddings follow the classes')
 
     @classmethod
     def read(cls, stored: dict, config: ModelConfig, source: str) -> "CheckpointInfo":
@@ -43,8 +47,12 @@ class CheckpointInfo:
         task = stored.get("task") or task_of(config)
         if task not in TASKS:
             raise CheckpointError(f"{source}: malformed metadata (task {task!r}, expected one of {', '.join(TASKS)})")
+        negatives = stored.get("negatives") or None
+        if negatives is not None and not (isinstance(negatives, list) and all(isinstance(n, str) for n in negatives)):
+            raise CheckpointError(f"{source}: malformed metadata (negatives must be a list of texts)")
         return cls(imgsz, stored.get("classes") or None, bool(stored.get("padded", False)), task,
-                   stored.get("text_config"), stored.get("mode"))
+                   stored.get("text_config"), stored.get("mode"),
+                   ClassThresholds.from_meta(stored.get("thresholds"), source), negatives)
 
 
 def task_of(config: ModelConfig) -> str:
