@@ -38,7 +38,7 @@ DETECT_FORM = {"requestBody": {"required": True, "content": {"multipart/form-dat
     "type": "object", "required": ["image"], "properties": {
         "image": {"type": "string", "format": "binary", "description": "an image file (JPEG, PNG, BMP, WebP, TIFF)"},
         "classes": {"type": "string", "description": "\"person,car|automobile\" (default: the server's classes)"},
-        "conf": {"type": "number", "description": "score threshold in [0, 1] (default 0.05)"},
+        "conf": {"type": "number", "description": "score threshold in [0, 1] (default: calibrated per class, else 0.05)"},
         "iou": {"type": "number", "description": "NMS IoU threshold in (0, 1] (default 0.7)"},
         "max_det": {"type": "integer", "description": "detections kept (default 300)"}}}}}}}
 

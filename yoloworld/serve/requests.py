@@ -21,7 +21,7 @@ from yoloworld.errors import InputError
 MAX_PIXELS = 50_000_000  # 50 MP (an 8K x 6K photo): a decoded upload claims at most ~150 MB
 MAX_FIELD_CHARS = 10_000  # the longest `classes` text accepted
 MAX_CLASSES = 1_000  # more than LVIS' 1203 synonyms groups would be unusual; bounds the text encoder's work
-DEFAULTS = {"conf": 0.05, "iou": 0.7, "max_det": 300}  # as `yoloworld predict`
+DEFAULTS = {"conf": None, "iou": 0.7, "max_det": 300}  # as `yoloworld predict` (conf None: calibrated, else 0.05)
 
 
 class RequestError(InputError):
@@ -37,7 +37,7 @@ class DetectOptions:
     """What a request asks for besides its image. Requests with equal options share one forward pass."""
 
     classes: tuple | None  # ((synonym, ...), ...) or None: the server's vocabulary
-    conf: float = DEFAULTS["conf"]
+    conf: float | None = DEFAULTS["conf"]  # None: the model's calibrated thresholds, else 0.05
     iou: float = DEFAULTS["iou"]
     max_det: int = DEFAULTS["max_det"]
 
