@@ -132,6 +132,34 @@ class Predictor:
             results += self._predict_batch(list(images[chunk]), vocabularies[chunk], settings, rect)
         return results
 
+    def track(self, source, persist: bool = True, tracker: str = "bytetrack", conf: float = 0.1, iou: float = 0.7,
+              max_det: int = 300, track_conf: float | None = None, class_conf: dict[str, float] | None = None,
+              frame_rate: float = 30.0, rect: bool = False, keep_up: bool = True):
+        """One `Results` per frame of `source` with `track_ids` (see `yoloworld.tracking`): a video, a
+        folder or list of frames, a camera index or stream URL, or one image per call (your own frame loop).
+
+        `persist`: go on with the tracks of the previous call (same tracker settings), else start afresh.
+        `track_conf`: the score that starts a track (default 0.25), `class_conf` per class name. `set_classes`
+        between frames keeps the ids of the classes that stay. `keep_up`: a live source gives its newest frame
+        and drops stale ones (`yoloworld.streams.LatestFrames`)."""
+        from yoloworld.sources import source_frames
+        from yoloworld.tracking import TRACK_CONF, ClassTracks
+
+        Settings(conf, iou, max_det)  # bad settings fail here, not at the first frame
+        settings = (tracker, frame_rate, TRACK_CONF if track_conf is None else track_conf, class_conf)
+        tracks = getattr(self, "_tracks", None)
+        if not persist or tracks is None or tracks[0] != settings:
+            tracks = self._tracks = (settings, ClassTracks(*settings))
+        frames = source_frames(source, keep_up=keep_up)
+        return (self.track_frame(frame, index, tracks[1], conf, iou, max_det, rect) for index, frame in frames)
+
+    def track_frame(self, frame, index: int, tracks, conf: float, iou: float, max_det: int,
+                    rect: bool = False) -> Results:
+        """One frame through detection and `tracks` (a `yoloworld.tracking.ClassTracks`)."""
+        result = self.predict([frame], conf, iou, max_det, rect=rect)[0]
+        result.extra = {"frame": index}
+        return tracks.update(result, self.vocabulary.stored_classes())
+
     def _vocabularies(self, count: int, per_image_classes) -> list[tuple[Vocabulary, object]]:
         if per_image_classes is None:
             if self.vocabulary is None:
@@ -165,21 +193,28 @@ class Predictor:
                                [vocabulary.groups() for vocabulary, _ in vocabularies], settings.official_masks)
 
 
-def predict_frames(model, frames, source: str, video: Path | None, fps: float, args, emit) -> None:
+def predict_frames(model, frames, source: str, video: Path | None, fps: float, args, emit, step=None) -> None:
     """Detect in each (index, frame) of a video or stream; each record goes to `emit` as soon as it is made, the
-    annotated frames to `video`, which is closed properly however the loop ends (Ctrl-C included)."""
-    writer = None
+    annotated frames to `video`, which is closed properly however the loop ends (Ctrl-C included). `step`:
+    (frame, index) -> (Results, annotated frame or None) instead of plain detection (tracking)."""
+    writer, step = None, step or _detect_step(model, args)
     try:
         for index, frame in islice(frames, args.max_frames):
-            result = model.predict([frame], args.conf, args.iou, args.max_det, rect=getattr(args, "rect", False))[0]
-            result.file, result.extra = source, {"frame": index}
+            result, annotated = step(frame, index)
+            result.file, result.extra = source, {"frame": index, **result.extra}
             emit(result.to_dict())
             if video:
                 writer = writer or video_writer(video, fps, frame.shape)
-                writer.write(result.plot(frame))
+                writer.write(annotated if annotated is not None else result.plot(frame))
     finally:
         if writer is not None:
             writer.release()
+
+
+def _detect_step(model, args):
+    def step(frame, index):
+        return model.predict([frame], args.conf, args.iou, args.max_det, rect=getattr(args, "rect", False))[0], None
+    return step
 
 
 __all__ = ["Predictor", "Settings", "check_imgsz", "MAX_IMGSZ", "predict_frames"]

@@ -14,6 +14,7 @@ from yoloworld.errors import YOLOWorldError
 # (torch, the models) only inside its `run`, where it can
 COMMANDS = {
     "predict": "predict",
+    "track": "track",
     "val": "val",
     "train": "train",
     "data": "data",
