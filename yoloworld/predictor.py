@@ -134,15 +134,16 @@ class Predictor:
 
     def track(self, source, persist: bool = True, tracker: str = "bytetrack", conf: float = 0.1, iou: float = 0.7,
               max_det: int = 300, track_conf: float | None = None, class_conf: dict[str, float] | None = None,
-              frame_rate: float = 30.0, rect: bool = False, keep_up: bool = True):
-        """One `Results` per frame of `source` with `track_ids` (see `yoloworld.tracking`): a video, a
+              frame_rate: float = 30.0, rect: bool = False, keep_up: bool = True, stream_options=None):
+        """Yield one `Results` per frame of `source` with `track_ids` (see `yoloworld.tracking`): a video, a
         folder or list of frames, a camera index or stream URL, or one image per call (your own frame loop).
 
         `persist`: go on with the tracks of the previous call (same tracker settings), else start afresh.
         `track_conf`: the score that starts a track (default 0.25), `class_conf` per class name. `set_classes`
         between frames keeps the ids of the classes that stay. `keep_up`: a live source gives its newest frame
-        and drops stale ones (`yoloworld.streams.LatestFrames`)."""
+        and drops stale ones (`yoloworld.streams.LatestFrames`); `stream_options`: its `StreamOptions`."""
         from yoloworld.sources import source_frames
+        from yoloworld.streams import StreamOptions
         from yoloworld.tracking import TRACK_CONF, ClassTracks
 
         Settings(conf, iou, max_det)  # bad settings fail here, not at the first frame
@@ -150,8 +151,15 @@ class Predictor:
         tracks = getattr(self, "_tracks", None)
         if not persist or tracks is None or tracks[0] != settings:
             tracks = self._tracks = (settings, ClassTracks(*settings))
-        frames = source_frames(source, keep_up=keep_up)
-        return (self.track_frame(frame, index, tracks[1], conf, iou, max_det, rect) for index, frame in frames)
+        frames = source_frames(source, stream_options or StreamOptions(), keep_up)
+        return self._tracked(frames, tracks[1], conf, iou, max_det, rect)
+
+    def _tracked(self, frames, tracks, conf: float, iou: float, max_det: int, rect: bool):
+        for index, frame in frames:
+            result = self.track_frame(frame, index, tracks, conf, iou, max_det, rect)
+            if hasattr(frames, "dropped"):  # a live source: the stale frames skipped so far
+                result.extra["dropped"] = frames.dropped
+            yield result
 
     def track_frame(self, frame, index: int, tracks, conf: float, iou: float, max_det: int,
                     rect: bool = False) -> Results:
@@ -202,6 +210,8 @@ def predict_frames(model, frames, source: str, video: Path | None, fps: float, a
         for index, frame in islice(frames, args.max_frames):
             result, annotated = step(frame, index)
             result.file, result.extra = source, {"frame": index, **result.extra}
+            if hasattr(frames, "dropped"):  # a live source read newest-first: the stale frames skipped so far
+                result.extra["dropped"] = frames.dropped
             emit(result.to_dict())
             if video:
                 writer = writer or video_writer(video, fps, frame.shape)

@@ -3,7 +3,7 @@ a camera or stream URL (newest frame first, see `yoloworld.streams.LatestFrames`
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,16 +14,16 @@ from yoloworld.streams import LatestFrames, Stream, StreamOptions, is_stream
 
 
 def source_frames(source, options: StreamOptions = StreamOptions(), keep_up: bool = True
-                  ) -> Iterator[tuple[int, np.ndarray]]:
-    """(index, BGR frame) of `source`. `keep_up`: a live source hands out its newest frame and drops stale ones
-    (False: every frame, however far behind)."""
+                  ) -> Iterable[tuple[int, np.ndarray]]:
+    """(index, BGR frame) of `source`. `keep_up`: a live source is a `LatestFrames` (its newest frame, stale ones
+    dropped and counted in its `dropped`); False: every frame, however far behind."""
     if isinstance(source, (list, tuple)):
         return _each_image(source)
     if not isinstance(source, (str, Path)):  # one in-memory image (a frame of the caller's own loop)
         return _each_image([source])
     if isinstance(source, str) and is_stream(source):
         stream = Stream(source, options)
-        return iter(LatestFrames(stream, stream.name) if keep_up else stream)
+        return LatestFrames(stream, stream.name) if keep_up else stream
     path = Path(source)
     if path.is_file() and is_video(path):
         return video_frames(path)
