@@ -15,6 +15,7 @@ from yoloworld.cli.common import (
     add_model_flags,
     add_rect_flag,
     add_selection_flags,
+    add_slice_flags,
     apply_vocabulary,
     chosen_classes,
     load_predictor,
@@ -56,6 +57,7 @@ def add_source_flags(p, kind: str, conf: float) -> None:
     add_model_flags(p, weights_required=False)
     add_selection_flags(p, conf=conf)
     add_rect_flag(p)
+    add_slice_flags(p)
     p.add_argument("--save-dir", default=f"runs/{kind}", help="where annotated images/videos go")
     p.add_argument("--json", dest="json_path", help="write all detections to this JSON file")
     p.add_argument("--no-save", action="store_true", help="do not write annotated images")
@@ -147,6 +149,8 @@ def annotated_files(save_dir: Path | None, paths: list[Path], kind: str = PREDIC
 def predict_files(model, paths: list[Path], args, targets: dict[Path, Path], sink: RecordSink) -> int:
     """Videos, then images in batches, each annotated into `targets[path]` if given; returns the number of
     unreadable files skipped."""
+    from yoloworld.predictor import prediction_options
+
     skipped = 0
     images = [p for p in paths if not is_video(p)]
     for video in (p for p in paths if is_video(p)):
@@ -166,7 +170,7 @@ def predict_files(model, paths: list[Path], args, targets: dict[Path, Path], sin
                 logger.warning(f"skipped: {exc}")
                 skipped += 1
         if batch:
-            results = model.predict(arrays, args.conf, args.iou, args.max_det, rect=args.rect)
+            results = model.predict(arrays, args.conf, args.iou, args.max_det, **prediction_options(args))
             for path, image, result in zip(batch, arrays, results):
                 result.file = str(path)
                 sink.add(result.to_dict())

@@ -46,8 +46,11 @@ class FrameTracker:
         self.trails = Trails()
 
     def step(self, frame, index: int):
+        from yoloworld.predictor import prediction_options
+
         args = self.args
-        result = self.model.track_frame(frame, index, self.tracks, args.conf, args.iou, args.max_det, args.rect)
+        result = self.model.track_frame(frame, index, self.tracks, args.conf, args.iou, args.max_det,
+                                        **prediction_options(args))
         self.trails.add(result)
         return result, None if args.no_save else self.trails.draw(result.plot(frame))
 

@@ -129,4 +129,31 @@ def write_video_set(out: str | Path, config: VideoConfig, fps: float = 25.0) -> 
     return {"frames": config.frames, "tracks": len(ids), "boxes": len(rows)}
 
 
-__all__ = ["VideoConfig", "CLASSES", "video_frames_and_truth", "write_video_set", "plan_movers"]
+
+
+
+def small_object_image(seed: int, width: int = 1920, height: int = 1080, objects: int = 40, min_px: int = 8,
+                       max_px: int = 24) -> tuple[np.ndarray, list[tuple[int, tuple[float, float, float, float]]]]:
+    """A large frame scattered with small shapes (`min_px`..`max_px` wide, apart from each other): the small-object
+    set of sliced inference. Returns the BGR image and [(label into CLASSES, xyxy box)]."""
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(-20, 21, size=(height, width, 3), dtype=np.int16)
+    image = np.clip(noise + int(rng.uniform(90, 150)), 0, 255).astype(np.uint8)
+    placed: list[tuple[int, tuple]] = []
+    for _ in range(objects * 20):  # rejection sampling: shapes never touch
+        if len(placed) == objects:
+            break
+        r = float(rng.uniform(min_px, max_px)) / 2
+        cx, cy = float(rng.uniform(r + 1, width - r - 1)), float(rng.uniform(r + 1, height - r - 1))
+        box = (cx - r, cy - r, cx + r, cy + r)
+        if any(not (box[2] + 4 < b[0] or b[2] + 4 < box[0] or box[3] + 4 < b[1] or b[3] + 4 < box[1])
+               for _, b in placed):
+            continue
+        label = int(rng.integers(len(CLASSES)))
+        colour_name, shape_name = CLASSES[label].split()
+        cv2.fillPoly(image, [np.round(shape_polygon(shape_name, cx, cy, r)).astype(np.int32)], COLOURS[colour_name],
+                     lineType=cv2.LINE_AA)
+        placed.append((label, box))
+    return image, placed
+
+__all__ = ["VideoConfig", "CLASSES", "video_frames_and_truth", "write_video_set", "plan_movers", "small_object_image"]
