@@ -4,6 +4,7 @@ sources keep up with a slow model (newest frame, stale ones dropped and counted)
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import defaultdict
 
@@ -57,14 +58,15 @@ def ids_by_class(results) -> dict[str, set[int]]:
     return ids
 
 
-def test_track_cli_writes_a_track_id_per_detection_and_a_video_with_ids(frames, tmp_path):
+def test_track_cli_writes_track_ids_counts_and_a_video_with_ids(frames, tmp_path):
     video = tmp_path / "clip.mp4"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (256, 192))
     for frame in frames:
         writer.write(frame)
     writer.release()
     out = run_cli("track", video, "--weights", DEMO, "--imgsz", "256", "--classes", "red circle,blue square",
-                  "--json", tmp_path / "tracks.json", "--save-dir", tmp_path / "vis")
+                  "--json", tmp_path / "tracks.json", "--save-dir", tmp_path / "vis",
+                  "--line", "65,0,65,192", "--zone", "150,100,215,100,215,170,150,170")
     assert out.returncode == 0, out.stderr
     records = json.loads((tmp_path / "tracks.json").read_text())
     assert [r["frame"] for r in records] == list(range(6))
@@ -74,6 +76,11 @@ def test_track_cli_writes_a_track_id_per_detection_and_a_video_with_ids(frames, 
     assert all(len(r["detections"]) == 2 for r in records[2:])  # ids from the second or third frame on
     ids = {name: {d["track_id"] for d in tracked if d["class_name"] == name} for name in ("red circle", "blue square")}
     assert all(len(found) == 1 for found in ids.values()) and ids["red circle"] != ids["blue square"], ids
+    # the red circle (x 50 -> 80) crosses the line once; the blue square (x 200 -> 170) stays in the zone
+    counts = records[-1]["counts"]
+    assert sum(counts["line_in"].values()) + sum(counts["line_out"].values()) == 1 and counts["zone"] == {"blue square": 1}
+    assert re.search(r"clip.mp4: line: (1 red circle crossed in, 0 out|0 red circle crossed in, 1 out)", out.stdout)
+    assert "clip.mp4: zone: 1 blue square entered, at most 1 at once" in out.stdout
     capture = cv2.VideoCapture(str(tmp_path / "vis" / "clip.mp4"))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
     capture.release()
@@ -130,6 +137,8 @@ def test_an_unknown_tracker_is_a_one_line_error(model, tmp_path):
         model.track([], tracker="deepsort")
     out = run_cli("track", tmp_path, "--weights", DEMO, "--tracker", "deepsort")
     assert out.returncode == 2 and "invalid choice: 'deepsort'" in out.stderr and "Traceback" not in out.stderr
+    out = run_cli("track", tmp_path, "--weights", DEMO, "--zone", "1,2,3,4,5")
+    assert out.returncode == 2 and "--zone: '1,2,3,4,5': expected x,y pairs" in out.stderr
 
 
 def test_a_slow_reader_of_a_live_stream_gets_the_newest_frame_and_drops_are_counted():

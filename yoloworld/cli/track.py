@@ -1,18 +1,20 @@
 """`yoloworld track`: detect and follow objects over the frames of videos, folders of frames, cameras and streams.
 
 The sources, model, selection and output flags are `predict`'s (`add_source_flags`); each record is a `predict`
-record with a `track_id` per detection. Each video, each live source and the images given (one sequence, in order)
-are tracked on their own.
+record with a `track_id` per detection (and `counts` with --line / --zone). Each video, each live source and the
+images given (one sequence, in order) are tracked on their own.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
+import sys
 from pathlib import Path
 
 import cv2
 
-from yoloworld.cli.common import probability
+from yoloworld.cli.common import _number, probability
 from yoloworld.cli.predict import add_source_flags, predict_video, run_sources
 from yoloworld.cli.stream import RecordSink
 from yoloworld.errors import InputError
@@ -22,6 +24,26 @@ logger = logging.getLogger(__name__)
 TRACKER_NAMES = ("bytetrack", "sort", "ocsort")  # as yoloworld.tracking.TRACKERS (kept here: --help needs no numpy)
 
 
+def numbers(text: str, at_least: int, pairs: bool = False) -> tuple[float, ...]:
+    values = tuple(_number(part) for part in text.split(","))
+    if len(values) < at_least or (pairs and len(values) % 2):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected {'x,y pairs, ' if pairs else ''}at least {at_least} "
+                                         "comma-separated numbers")
+    return values
+
+
+def line_points(text: str) -> tuple[float, ...]:
+    values = numbers(text, 4)
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected x1,y1,x2,y2")
+    return values
+
+
+def zone_points(text: str) -> list[tuple[float, float]]:
+    values = numbers(text, 6, pairs=True)
+    return list(zip(values[::2], values[1::2]))
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("track", help="follow the objects of the classes you name over video frames (ids per object)")
     add_source_flags(p, "track", conf=0.1)
@@ -29,21 +51,37 @@ def add_parser(sub) -> None:
                    help="association method of Roboflow's trackers library (default bytetrack)")
     p.add_argument("--track-conf", type=probability, default=0.25,
                    help="score a detection needs to start a track (default 0.25); lower ones only extend tracks")
+    p.add_argument("--line", type=line_points, metavar="X1,Y1,X2,Y2", help="count tracks crossing this line, per "
+                   "class and direction (frame pixels)")
+    p.add_argument("--zone", type=zone_points, metavar="X,Y,X,Y,...", help="count tracks inside this polygon, per "
+                   "class (frame pixels, three points or more)")
 
 
 def run(args) -> int:
-    return run_sources(args, track_files, lambda model, stream: FrameTracker(model, args, stream.fps).step)
+    sequences: list[FrameTracker] = []
+
+    def start(model, source: str, fps: float):
+        sequences.append(FrameTracker(model, args, source, fps))
+        return sequences[-1].step
+
+    code = run_sources(args, lambda model, *rest: track_files(model, *rest, start=start),
+                       lambda model, stream: start(model, stream.name, stream.fps))
+    for sequence in sequences:
+        for line in sequence.counters.summary() if sequence.counters else []:
+            print(f"{sequence.source}: {line}", file=sys.stderr if args.stream_json == "-" else sys.stdout)
+    return code
 
 
 class FrameTracker:
-    """The per-frame step of one sequence: detect, track, draw ids and trails."""
+    """The per-frame step of one sequence: detect, track, count, draw ids, trails, the line and the zone."""
 
-    def __init__(self, model, args, fps: float):
+    def __init__(self, model, args, source: str, fps: float):
+        from yoloworld.counting import Counters
         from yoloworld.tracking import ClassTracks, Trails
 
-        self.model, self.args = model, args
+        self.model, self.args, self.source = model, args, source
         self.tracks = ClassTracks(args.tracker, fps, args.track_conf)
-        self.trails = Trails()
+        self.trails, self.counters = Trails(), Counters(args.line, args.zone)
 
     def step(self, frame, index: int):
         from yoloworld.predictor import prediction_options
@@ -51,21 +89,26 @@ class FrameTracker:
         args = self.args
         result = self.model.track_frame(frame, index, self.tracks, args.conf, args.iou, args.max_det,
                                         **prediction_options(args))
+        if self.counters:
+            result.extra["counts"] = self.counters.update(result)
+        if args.no_save:
+            return result, None
         self.trails.add(result)
-        return result, None if args.no_save else self.trails.draw(result.plot(frame))
+        return result, self.counters.draw(self.trails.draw(result.plot(frame)))
 
 
-def track_files(model, paths: list[Path], args, targets: dict[Path, Path], sink: RecordSink) -> int:
-    """Each video, then the images as one sequence of frames; returns the number of unreadable files skipped."""
+def track_files(model, paths: list[Path], args, targets: dict[Path, Path], sink: RecordSink, start) -> int:
+    """Each video, then the images as one sequence of frames; returns the number of unreadable files skipped.
+    `start(model, source, fps)`: the step of a new sequence."""
     skipped = 0
     for video in (p for p in paths if is_video(p)):
         try:
-            predict_video(model, video, targets.get(video), args, sink, lambda fps: FrameTracker(model, args, fps).step)
+            predict_video(model, video, targets.get(video), args, sink, lambda fps: start(model, str(video), fps))
         except InputError as exc:
             logger.warning(f"skipped: {exc}")
             skipped += 1
     images = [p for p in dict.fromkeys(paths) if not is_video(p)]
-    step, index = FrameTracker(model, args, fps=30.0).step, 0
+    step, index = start(model, "images", 30.0) if images else None, 0
     for path in images:
         try:
             frame = read_image(path)
