@@ -1,7 +1,8 @@
 """Tracking: detections of consecutive frames -> `Results.track_ids`, ids that follow one object over time.
 
 The trackers are Roboflow's `trackers` library (ByteTrack, SORT, OC-SORT; Apache-2.0, numpy only, no torch):
-supervision's own `ByteTrack` left supervision in 0.27 for that library, so it is the maintained home of both.
+supervision deprecated its own `sv.ByteTrack` in 0.28 in favour of that library and no longer ships it (0.31), so
+it is where ByteTrack is maintained now; its SORT and OC-SORT come with it.
 We add what an open vocabulary needs, not the association itself:
 
 - one library tracker per class ("lane"): an id never jumps between classes, and each class has its own threshold
