@@ -108,9 +108,16 @@ def video_frames_and_truth(config: VideoConfig):
         yield draw_frame(config, movers, frame, background)
 
 
+VIDEO_KIND = "data synth --video"  # what the output manifest says wrote the files
+
+
 def write_video_set(out: str | Path, config: VideoConfig, fps: float = 25.0) -> dict[str, int]:
-    """OUT/video.mp4, OUT/gt/gt.txt (MOTChallenge) and OUT/class_texts.json; returns counts."""
+    """OUT/video.mp4, OUT/gt/gt.txt (MOTChallenge) and OUT/class_texts.json; returns counts. Replaces only files
+    an earlier run of this wrote (`yoloworld.outputs`)."""
+    from yoloworld.outputs import OutputFolder
+
     out = Path(out)
+    OutputFolder(out).claim([out / "video.mp4", out / "gt" / "gt.txt", out / "class_texts.json"], VIDEO_KIND)
     (out / "gt").mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(str(out / "video.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), fps,
                              (config.width, config.height))
