@@ -80,6 +80,8 @@ SUBSTITUTIONS = [
     # ---- cameras, stream servers, the web app: hardware and servers that run until stopped
     Sub("Cameras and live streams", "yoloworld predict ", SKIP,
         reason="a camera, an RTSP camera and an MJPEG server; tests/test_streams.py runs a local MJPEG camera"),
+    Sub("Tracking and counting", "yoloworld track rtsp://", SKIP,
+        reason="an RTSP camera; tests/test_track.py tracks a local MJPEG camera"),
     Sub("Web app", "yoloworld app", SKIP, reason="a server that runs until stopped; tests/test_app.py drives it"),
     # ---- the demo model knows coloured shapes: classes it can find, so the labelled dataset has boxes
     Sub("Auto-labelling", '"person,forklift,pallet|skid"', '"red circle,green square,blue triangle|blue square"',
@@ -144,6 +146,10 @@ PYTHON_PRELUDE = {  # names a README Python block uses without defining them (it
         from PIL import Image
         bgr_array = cv2.imread("img.jpg"); pil_image = Image.open("street.jpg"); a, b = "img.jpg", "street.jpg"
         images = torch.rand(1, 3, 256, 256)
+    """,
+    "Tracking and counting": """
+        import cv2
+        bgr_frame = cv2.imread("street.jpg")
     """,
     "Image (visual) prompts": """
         from yoloworld import YOLOWorld
