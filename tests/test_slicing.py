@@ -74,6 +74,8 @@ def test_sliced_detections_agree_between_pytorch_and_onnx_runtime(model, scene, 
     reference = model.predict(image, conf=CONF, slice=256)[0]
     assert len(reference) >= 8
     assert_same_detections(ours, reference, box_tol=0.05, score_tol=1e-3, conf=CONF)
+    tracked = list(runner.track([image, image], persist=False, conf=CONF, slice=256))  # the base's track, sliced
+    assert len(tracked[-1]) >= 8 and len(set(tracked[-1].track_ids.tolist())) == len(tracked[-1])
 
 
 def test_predict_cli_slices_and_checks_the_tile_side(scene, tmp_path):

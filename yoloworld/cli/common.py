@@ -88,6 +88,15 @@ def add_rect_flag(parser) -> None:
                         "image instead of a square (faster on non-square images; exported models need --dynamic-shape)")
 
 
+def number_list(text: str, at_least: int, pairs: bool = False) -> tuple[float, ...]:
+    """'1,2,3,4' -> (1.0, 2.0, 3.0, 4.0): at least `at_least` numbers, an even count with `pairs`."""
+    values = tuple(_number(part) for part in text.split(","))
+    if len(values) < at_least or (pairs and len(values) % 2):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected {'x,y pairs, ' if pairs else ''}at least {at_least} "
+                                         "comma-separated numbers")
+    return values
+
+
 def fraction(text: str) -> float:
     value = _number(text)
     if not 0 <= value < 1:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import cv2
 
-from yoloworld.cli.common import _number, probability
+from yoloworld.cli.common import number_list, probability
 from yoloworld.cli.predict import add_source_flags, predict_video, run_sources
 from yoloworld.cli.stream import RecordSink
 from yoloworld.errors import InputError
@@ -24,23 +24,15 @@ logger = logging.getLogger(__name__)
 TRACKER_NAMES = ("bytetrack", "sort", "ocsort")  # as yoloworld.tracking.TRACKERS (kept here: --help needs no numpy)
 
 
-def numbers(text: str, at_least: int, pairs: bool = False) -> tuple[float, ...]:
-    values = tuple(_number(part) for part in text.split(","))
-    if len(values) < at_least or (pairs and len(values) % 2):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected {'x,y pairs, ' if pairs else ''}at least {at_least} "
-                                         "comma-separated numbers")
-    return values
-
-
 def line_points(text: str) -> tuple[float, ...]:
-    values = numbers(text, 4)
+    values = number_list(text, 4)
     if len(values) != 4:
         raise argparse.ArgumentTypeError(f"{text!r}: expected x1,y1,x2,y2")
     return values
 
 
 def zone_points(text: str) -> list[tuple[float, float]]:
-    values = numbers(text, 6, pairs=True)
+    values = number_list(text, 6, pairs=True)
     return list(zip(values[::2], values[1::2]))
 
 
