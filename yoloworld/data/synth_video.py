@@ -77,8 +77,9 @@ def plan_movers(config: VideoConfig) -> list[Mover]:
 def draw_frame(config: VideoConfig, movers: list[Mover], frame: int, background: np.ndarray):
     """The frame and its ground truth rows [(id, label, (x1, y1, x2, y2) clipped, visibility)]."""
     image, truth = background.copy(), []
-    pillar = (config.width // 2 - int(1.5 * config.max_radius * min(config.width, config.height)),
-              config.width // 2 + int(1.5 * config.max_radius * min(config.width, config.height)))
+    # a little wider than the largest object: every object is fully hidden for a few frames (a short occlusion)
+    half = int(1.1 * config.max_radius * min(config.width, config.height))
+    pillar = (config.width // 2 - half, config.width // 2 + half)
     for mover in movers:
         if frame < mover.start:
             continue
