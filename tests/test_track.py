@@ -200,3 +200,22 @@ def test_tracking_a_live_stream_with_a_slow_model_keeps_the_delay_bounded(model)
     lags = [done - camera.sent[frame] for done, frame in zip(done_at, frames)]
     per_frame = max(np.diff(done_at))
     assert max(lags) <= 2 * per_frame + 0.3, (lags, per_frame)
+
+
+def test_data_synth_video_writes_frames_and_mot_ground_truth(tmp_path):
+    out = run_cli("data", "synth", "--video", "--out", tmp_path / "v", "--frames", "12", "--size", "128x96",
+                  "--objects", "3")
+    assert out.returncode == 0, out.stderr
+    capture = cv2.VideoCapture(str(tmp_path / "v" / "video.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 12 and int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)) == 128
+    capture.release()
+    rows = [line.split(",") for line in (tmp_path / "v" / "gt" / "gt.txt").read_text().splitlines()]
+    assert rows and all(len(row) == 9 and 1 <= int(row[0]) <= 12 and row[6] == "1" for row in rows)
+    assert {int(row[1]) for row in rows} == {1, 2, 3}  # MOTChallenge: frame, id, x, y, w, h, 1, class, visibility
+    names = json.loads((tmp_path / "v" / "class_texts.json").read_text())
+    assert all(1 <= int(row[7]) <= len(names) and 0 <= float(row[8]) <= 1 for row in rows)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "video.mp4").write_bytes(b"the user's own file")
+    out = run_cli("data", "synth", "--video", "--out", tmp_path / "mine", "--frames", "3", "--size", "64x64")
+    assert out.returncode == 2 and "video.mp4" in out.stderr  # a file it did not write is never replaced
+    assert (tmp_path / "mine" / "video.mp4").read_bytes() == b"the user's own file"
