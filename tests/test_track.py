@@ -135,6 +135,8 @@ def test_a_class_threshold_decides_which_class_starts_tracks():
 def test_an_unknown_tracker_is_a_one_line_error(model, tmp_path):
     with pytest.raises(InputError, match="tracker 'deepsort'"):
         model.track([], tracker="deepsort")
+    with pytest.raises(InputError, match=r"class_conf\['red circle'\] 2: must be a score"):
+        model.track([], class_conf={"red circle": 2})
     out = run_cli("track", tmp_path, "--weights", DEMO, "--tracker", "deepsort")
     assert out.returncode == 2 and "invalid choice: 'deepsort'" in out.stderr and "Traceback" not in out.stderr
     out = run_cli("track", tmp_path, "--weights", DEMO, "--zone", "1,2,3,4,5")

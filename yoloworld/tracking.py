@@ -67,6 +67,9 @@ class ClassTracks:
     def __init__(self, tracker: str = "bytetrack", frame_rate: float = 30.0, track_conf: float = TRACK_CONF,
                  class_conf: dict[str, float] | None = None):
         self.tracker, self.frame_rate = check_tracker(tracker), float(frame_rate) or 30.0
+        for name, value in [("track_conf", track_conf), *((f"class_conf[{k!r}]", v) for k, v in (class_conf or {}).items())]:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise InputError(f"{name} {value!r}: must be a score between 0 and 1")
         self.track_conf, self.class_conf = track_conf, dict(class_conf or {})
         self._lanes: dict[str, Lane] = {}
         self._ids: dict[tuple[int, int], int] = {}  # (lane serial, library id) -> our id
