@@ -153,7 +153,8 @@ def test_a_slow_reader_of_a_live_stream_gets_the_newest_frame_and_drops_are_coun
             time.sleep(0.15)  # a model 7x slower than the camera
     assert taken[-1] >= 55 and len(taken) < 30  # it ended with the stream, not 60 x 0.15 s later
     assert latest.dropped == taken[-1] + 1 - len(taken)  # every frame is either handed out or counted as dropped
-    assert max(ages) < 0.1, ages  # each frame handed out had just arrived
+    # each frame handed out arrived during the reader's last step (frame by frame, ages would reach seconds)
+    assert max(ages) < 0.15, ages
 
 
 class SlowModel:
