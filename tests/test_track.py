@@ -141,6 +141,8 @@ def test_an_unknown_tracker_is_a_one_line_error(model, tmp_path):
     assert out.returncode == 2 and "invalid choice: 'deepsort'" in out.stderr and "Traceback" not in out.stderr
     out = run_cli("track", tmp_path, "--weights", DEMO, "--zone", "1,2,3,4,5")
     assert out.returncode == 2 and "--zone: '1,2,3,4,5': expected x,y pairs" in out.stderr
+    out = run_cli("track", tmp_path, "--weights", DEMO, "--class-track-conf", "red circle=2")
+    assert out.returncode == 2 and "--class-track-conf: 2 is not between 0 and 1" in out.stderr
 
 
 def test_a_slow_reader_of_a_live_stream_gets_the_newest_frame_and_drops_are_counted():

@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 
 from yoloworld.cli.common import number_list, probability
+from yoloworld.cli.label import class_threshold
 from yoloworld.cli.predict import add_source_flags, predict_video, run_sources
 from yoloworld.cli.stream import RecordSink
 from yoloworld.errors import InputError
@@ -43,6 +44,9 @@ def add_parser(sub) -> None:
                    help="association method of Roboflow's trackers library (default bytetrack)")
     p.add_argument("--track-conf", type=probability, default=0.25,
                    help="score a detection needs to start a track (default 0.25); lower ones only extend tracks")
+    p.add_argument("--class-track-conf", type=class_threshold, action="append", default=[], metavar="NAME=T",
+                   help="the score that starts a track of one class (its first synonym), repeatable: "
+                   "--class-track-conf \"forklift=0.4\"")
     p.add_argument("--line", type=line_points, metavar="X1,Y1,X2,Y2", help="count tracks crossing this line, per "
                    "class and direction (frame pixels)")
     p.add_argument("--zone", type=zone_points, metavar="X,Y,X,Y,...", help="count tracks inside this polygon, per "
@@ -72,7 +76,7 @@ class FrameTracker:
         from yoloworld.tracking import ClassTracks, Trails
 
         self.model, self.args, self.source = model, args, source
-        self.tracks = ClassTracks(args.tracker, fps, args.track_conf)
+        self.tracks = ClassTracks(args.tracker, fps, args.track_conf, dict(args.class_track_conf))
         self.trails, self.counters = Trails(), Counters(args.line, args.zone)
 
     def step(self, frame, index: int):
