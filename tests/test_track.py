@@ -7,6 +7,7 @@ import json
 import re
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -224,3 +225,31 @@ def test_data_synth_video_writes_frames_and_mot_ground_truth(tmp_path):
     out = run_cli("data", "synth", "--video", "--out", tmp_path / "mine", "--frames", "3", "--size", "64x64")
     assert out.returncode == 2 and "video.mp4" in out.stderr  # a file it did not write is never replaced
     assert (tmp_path / "mine" / "video.mp4").read_bytes() == b"the user's own file"
+
+
+def test_track_cli_follows_a_folder_of_frames_and_a_live_stream(frames, tmp_path, capsys):
+    from yoloworld.cli import main
+
+    for index, frame in enumerate(frames[:4]):
+        cv2.imwrite(str(tmp_path / f"frame_{index:03d}.png"), frame)
+    with MjpegServer(shape_frames(3), plan=[15], interval=0.02) as camera:
+        code = main(["track", str(tmp_path), camera.url, "--weights", str(DEMO), "--imgsz", "256", "--classes",
+                     "red circle,blue square,green square,red square,blue triangle,green circle", "--stream-json", "-",
+                     "--reconnect", "0", "--no-save"])
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    files = [r for r in records if r["file"] != camera.url]
+    live = [r for r in records if r["file"] == camera.url]
+    assert code == 0 and [Path(r["file"]).name for r in files] == [f"frame_{i:03d}.png" for i in range(4)]
+    assert ids_by_class_records(files[1:]) == {"red circle": 1, "blue square": 1}  # one id each over the frames
+    # the live source keeps up: its newest frames, in order, with the stale ones counted
+    assert live and all("dropped" in r for r in live) and live[-1]["frame"] >= 10
+    assert [r["frame"] for r in live] == sorted(r["frame"] for r in live)
+    assert all(isinstance(d["track_id"], int) for r in live for d in r["detections"])
+
+
+def ids_by_class_records(records) -> dict[str, int]:
+    ids = defaultdict(set)
+    for record in records:
+        for detection in record["detections"]:
+            ids[detection["class_name"]].add(detection["track_id"])
+    return {name: len(found) for name, found in ids.items()}
