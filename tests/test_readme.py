@@ -80,6 +80,8 @@ SUBSTITUTIONS = [
     # ---- cameras, stream servers, the web app: hardware and servers that run until stopped
     Sub("Cameras and live streams", "yoloworld predict ", SKIP,
         reason="a camera, an RTSP camera and an MJPEG server; tests/test_streams.py runs a local MJPEG camera"),
+    Sub("Tracking and counting", "yoloworld track rtsp://", SKIP,
+        reason="an RTSP camera; tests/test_track.py tracks a local MJPEG camera"),
     Sub("Web app", "yoloworld app", SKIP, reason="a server that runs until stopped; tests/test_app.py drives it"),
     Sub("Serving", "yoloworld serve", SKIP, reason="a server that runs until stopped; tests/test_serve.py starts it"),
     Sub("Serving", "python benchmarks/serve_load.py", SKIP, reason="a 3-minute load test (its figures are in the README)"),
@@ -151,6 +153,10 @@ PYTHON_PRELUDE = {  # names a README Python block uses without defining them (it
         from PIL import Image
         bgr_array = cv2.imread("img.jpg"); pil_image = Image.open("street.jpg"); a, b = "img.jpg", "street.jpg"
         images = torch.rand(1, 3, 256, 256)
+    """,
+    "Tracking and counting": """
+        import cv2
+        bgr_frame = cv2.imread("street.jpg")
     """,
     "Image (visual) prompts": """
         from yoloworld import YOLOWorld

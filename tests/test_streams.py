@@ -29,7 +29,9 @@ def frames():
 
 
 def predict_args(source: str, *extra) -> list[str]:
-    return ["predict", source, "--weights", str(DEMO), "--imgsz", "256", "--reconnect-delay", "0.05", *map(str, extra)]
+    # --every-frame: these tests count and number every frame (the default drops stale ones: tests/test_track.py)
+    return ["predict", source, "--weights", str(DEMO), "--imgsz", "256", "--reconnect-delay", "0.05", "--every-frame",
+            *map(str, extra)]
 
 
 def json_lines(text: str) -> list[dict]:

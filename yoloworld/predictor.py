@@ -119,7 +119,8 @@ class Predictor:
 
     def predict(self, images, conf: float | None = None, iou: float = 0.7, max_det: int = 300, batch_size: int = 8,
                 per_image_classes: list | None = None, nms_pre: int = 30000,
-                official_masks: bool = False, rect: bool = False) -> list[Results]:
+                official_masks: bool = False, rect: bool = False, slice: int | None = None,
+                slice_overlap: float = 0.2, slice_full: bool = True) -> list[Results]:
         """Detect the vocabulary in each image (a path, a BGR array or a PIL image, or a list of them).
 
         `conf`: one score threshold for every class; None: the calibrated per-class thresholds stored with the
@@ -127,9 +128,13 @@ class Predictor:
         the shared one. Segmentation models also give
         `Results.masks`; `official_masks` reproduces the official padding cut (its bottom/right bug), for parity.
         `rect`: letterbox each batch to the smallest multiple of 32 holding it instead of `imgsz` x `imgsz` (faster
-        on non-square images).
+        on non-square images). `slice`: detect in tiles of this many pixels overlapping by `slice_overlap`, plus
+        the whole image unless `slice_full` is False, merged (small objects; see `yoloworld.slicing`).
         """
+        from yoloworld.slicing import Slicing
+
         settings = Settings(DEFAULT_CONF if conf is None else conf, iou, max_det, nms_pre, official_masks)
+        slicing = None if slice is None else Slicing(slice, slice_overlap, slice_full)
         if rect:
             self.check_rect()
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -142,8 +147,9 @@ class Predictor:
             settings = replace(settings, conf=min(float(t.min()) for t in per_class))
         results = []
         for start in range(0, len(images), batch_size):
-            chunk = slice(start, start + batch_size)
-            results += self._predict_batch(list(images[chunk]), vocabularies[chunk], settings, rect, per_class[chunk])
+            end = start + batch_size
+            results += self._predict_batch(list(images[start:end]), vocabularies[start:end], settings, rect,
+                                           per_class[start:end], slicing)
         return results
 
     def _class_thresholds(self, vocabularies: list) -> list:
@@ -155,6 +161,42 @@ class Predictor:
             logger.info("using the model's %s (others %.3f); --conf / conf= sets one threshold for all",
                         self.thresholds.describe(vocabularies[0][0].classes), self.thresholds.fallback)
         return per_class_tensors(self.thresholds, [vocabulary for vocabulary, _ in vocabularies])
+
+    def track(self, source, persist: bool = True, tracker: str = "bytetrack", conf: float = 0.1, iou: float = 0.7,
+              max_det: int = 300, track_conf: float | None = None, class_conf: dict[str, float] | None = None,
+              frame_rate: float = 30.0, keep_up: bool = True, stream_options=None, **options):
+        """Yield one `Results` per frame of `source` with `track_ids` (see `yoloworld.tracking`): a video, a
+        folder or list of frames, a camera index or stream URL, or one image per call (your own frame loop).
+
+        `persist`: go on with the tracks of the previous call (same tracker settings), else start afresh.
+        `track_conf`: the score that starts a track (default 0.25), `class_conf` per class name. `set_classes`
+        between frames keeps the ids of the classes that stay. `keep_up`: a live source gives its newest frame
+        and drops stale ones (`yoloworld.streams.LatestFrames`); `stream_options`: its `StreamOptions`.
+        `options`: `predict`'s (`rect`, `slice`, `slice_overlap`, `slice_full`)."""
+        from yoloworld.sources import source_frames
+        from yoloworld.streams import StreamOptions
+        from yoloworld.tracking import TRACK_CONF, ClassTracks
+
+        Settings(conf, iou, max_det)  # bad settings fail here, not at the first frame
+        settings = (tracker, frame_rate, TRACK_CONF if track_conf is None else track_conf, class_conf)
+        tracks = getattr(self, "_tracks", None)
+        if not persist or tracks is None or tracks[0] != settings:
+            tracks = self._tracks = (settings, ClassTracks(*settings))
+        frames = source_frames(source, stream_options or StreamOptions(), keep_up)
+        return self._tracked(frames, tracks[1], conf, iou, max_det, options)
+
+    def _tracked(self, frames, tracks, conf: float, iou: float, max_det: int, options: dict):
+        for index, frame in frames:
+            result = self.track_frame(frame, index, tracks, conf, iou, max_det, **options)
+            if hasattr(frames, "dropped"):  # a live source: the stale frames skipped so far
+                result.extra["dropped"] = frames.dropped
+            yield result
+
+    def track_frame(self, frame, index: int, tracks, conf: float, iou: float, max_det: int, **options) -> Results:
+        """One frame through detection (`options`: `predict`'s) and `tracks` (a `yoloworld.tracking.ClassTracks`)."""
+        result = self.predict([frame], conf, iou, max_det, **options)[0]
+        result.extra = {"frame": index}
+        return tracks.update(result, self.vocabulary.stored_classes())
 
     def _vocabularies(self, count: int, per_image_classes) -> list[tuple[Vocabulary, object]]:
         if per_image_classes is None:
@@ -172,11 +214,18 @@ class Predictor:
         return [built[repr(classes)] for classes in per_image_classes]
 
     def _predict_batch(self, images: list, vocabularies: list, settings: Settings, rect: bool,
-                       per_class: list) -> list[Results]:
+                       per_class: list, slicing=None) -> list[Results]:
+        from yoloworld.slicing import detect_sliced
+
         bgr = [as_bgr(image) for image in images]
-        batch, infos = letterbox_batch(bgr, self.imgsz, rect)
+        if slicing is None:
+            batch, infos = letterbox_batch(bgr, self.imgsz, rect)
+            detections = self.detect(batch, infos, vocabularies, settings)
+        else:
+            detections = [detect_sliced(self, image, vocabulary, settings, rect, slicing)
+                          for image, vocabulary in zip(bgr, vocabularies)]
         detections = [det if thresholds is None else keep_above(det, thresholds)
-                      for det, thresholds in zip(self.detect(batch, infos, vocabularies, settings), per_class)]
+                      for det, thresholds in zip(detections, per_class)]
         return [Results(det.boxes.cpu().numpy().astype(np.float32), det.scores.cpu().float().numpy(),
                         det.labels.cpu().numpy().astype(np.int64), vocabulary.names, image.shape[:2],
                         str(source) if isinstance(source, (str, Path)) else None,
@@ -192,21 +241,38 @@ class Predictor:
                                [vocabulary.groups() for vocabulary, _ in vocabularies], settings.official_masks)
 
 
-def predict_frames(model, frames, source: str, video: Path | None, fps: float, args, emit) -> None:
+def predict_frames(model, frames, source: str, video: Path | None, fps: float, args, emit, step=None) -> None:
     """Detect in each (index, frame) of a video or stream; each record goes to `emit` as soon as it is made, the
-    annotated frames to `video`, which is closed properly however the loop ends (Ctrl-C included)."""
-    writer = None
+    annotated frames to `video`, which is closed properly however the loop ends (Ctrl-C included). `step`:
+    (frame, index) -> (Results, annotated frame or None) instead of plain detection (tracking)."""
+    writer, step = None, step or _detect_step(model, args)
     try:
         for index, frame in islice(frames, args.max_frames):
-            result = model.predict([frame], args.conf, args.iou, args.max_det, rect=getattr(args, "rect", False))[0]
-            result.file, result.extra = source, {"frame": index}
+            result, annotated = step(frame, index)
+            result.file, result.extra = source, {"frame": index, **result.extra}
+            if hasattr(frames, "dropped"):  # a live source read newest-first: the stale frames skipped so far
+                result.extra["dropped"] = frames.dropped
             emit(result.to_dict())
             if video:
                 writer = writer or video_writer(video, fps, frame.shape)
-                writer.write(result.plot(frame))
+                writer.write(annotated if annotated is not None else result.plot(frame))
     finally:
         if writer is not None:
             writer.release()
 
 
-__all__ = ["DEFAULT_CONF", "Predictor", "Settings", "check_imgsz", "MAX_IMGSZ", "predict_frames"]
+def prediction_options(args) -> dict:
+    """`predict`'s keyword options from the CLI flags a command has (--rect, --slice...)."""
+    options = {"rect": getattr(args, "rect", False)}
+    if getattr(args, "slice", None):
+        options.update(slice=args.slice, slice_overlap=args.slice_overlap, slice_full=not args.slice_no_full)
+    return options
+
+
+def _detect_step(model, args):
+    def step(frame, index):
+        return model.predict([frame], args.conf, args.iou, args.max_det, **prediction_options(args))[0], None
+    return step
+
+
+__all__ = ["DEFAULT_CONF", "Predictor", "Settings", "check_imgsz", "MAX_IMGSZ", "predict_frames", "prediction_options"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -18,6 +18,7 @@ class Results:
     file: str | None = None
     extra: dict = field(default_factory=dict)
     masks: np.ndarray | None = None  # (K, H, W) bool at the original size; None for detection models
+    track_ids: np.ndarray | None = None  # (K,) int64 track ids from `track()`; None for plain detection
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -26,11 +27,21 @@ class Results:
     def class_names(self) -> list[str]:
         return [self.names[i] for i in self.class_ids]
 
+    def take(self, index: np.ndarray, track_ids: np.ndarray | None = None) -> "Results":
+        """The detections at `index`, in that order, with `track_ids` (one per index) if given."""
+        index = np.asarray(index, dtype=np.int64)
+        return replace(self, xyxy=self.xyxy[index], scores=self.scores[index], class_ids=self.class_ids[index],
+                       masks=None if self.masks is None else self.masks[index], extra=dict(self.extra),
+                       track_ids=None if track_ids is None else np.asarray(track_ids, dtype=np.int64))
+
     def to_dict(self) -> dict:
         h, w = self.orig_shape
         detections = [{"xyxy": [round(float(v), 2) for v in box], "score": round(float(s), 5),
                        "class_id": int(c), "class_name": self.names[c]}
                       for box, s, c in zip(self.xyxy, self.scores, self.class_ids)]
+        if self.track_ids is not None:
+            for detection, track_id in zip(detections, self.track_ids):
+                detection["track_id"] = int(track_id)
         if self.masks is not None:  # COCO RLE, as a COCO results file carries masks
             from yoloworld.masks import encode_rle
 
@@ -51,6 +62,7 @@ class Results:
 
         return sv.Detections(xyxy=self.xyxy.astype(np.float32), confidence=self.scores.astype(np.float32),
                              class_id=self.class_ids.astype(int), mask=self.masks,
+                             tracker_id=None if self.track_ids is None else self.track_ids.astype(int),
                              data={"class_name": np.array(self.class_names)})
 
     def plot(self, image_bgr: np.ndarray) -> np.ndarray:
@@ -67,7 +79,8 @@ class Results:
             cv2.rectangle(canvas, (x1, y1), (x2, y2), palette(int(self.class_ids[i])), thickness)
         for i in order:
             cid = int(self.class_ids[i])
-            label = f"{self.names[cid]} {self.scores[i]:.2f}"
+            track = f"#{self.track_ids[i]} " if self.track_ids is not None else ""
+            label = f"{track}{self.names[cid]} {self.scores[i]:.2f}"
             (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, 1)
             x1, y1 = (int(round(v)) for v in self.xyxy[i, :2])
             # above the box; moved down and left where the image ends, so the whole label stays visible

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -177,3 +178,60 @@ class Stream:
         if self._capture is not None:
             self._capture.release()
             self._capture = None
+
+
+class LatestFrames:
+    """A live source read on its own thread, handing out only the newest frame: a consumer slower than the camera
+    gets the frame that arrived last (its index tells how many came between) and the stale ones are dropped and
+    counted, so the delay between a frame arriving and its result stays under one frame's processing time instead
+    of growing without bound. Files never go through this: they are read frame by frame.
+
+    Iterating gives (index, frame) like `Stream`; `dropped` counts the frames skipped; `age()` is how long ago the
+    frame last handed out arrived."""
+
+    def __init__(self, frames, name: str = "stream"):
+        self.name, self.dropped = name, 0
+        self._frames, self._newest, self._taken_at = frames, None, 0.0
+        self._ready, self._stop, self._done = threading.Condition(), threading.Event(), False
+        self._thread = threading.Thread(target=self._read, name=f"reader {name}", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        frames = iter(self._frames)
+        try:
+            for index, frame in frames:
+                with self._ready:
+                    if self._newest is not None:  # the consumer never took it: stale now
+                        self.dropped += 1
+                    self._newest = (index, frame, time.monotonic())
+                    self._ready.notify()
+                if self._stop.is_set():
+                    return
+        finally:
+            getattr(frames, "close", lambda: None)()  # a Stream releases its capture on this thread, its reader
+            with self._ready:
+                self._done = True
+                self._ready.notify()
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        try:
+            while True:
+                with self._ready:
+                    self._ready.wait_for(lambda: self._newest is not None or self._done)
+                    if self._newest is None:
+                        return
+                    index, frame, self._taken_at = self._newest
+                    self._newest = None
+                yield index, frame
+        finally:
+            self.close()
+
+    def age(self) -> float:
+        """Seconds since the frame last handed out arrived from the source."""
+        return time.monotonic() - self._taken_at
+
+    def close(self, wait: float = 15.0) -> None:
+        """Stop reading: the reader ends after the frame it is waiting for (at most the source's read timeout)."""
+        self._stop.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(wait)

@@ -15,6 +15,7 @@ from yoloworld.errors import YOLOWorldError
 COMMANDS = {
     "predict": "predict",
     "calibrate": "calibrate",
+    "track": "track",
     "val": "val",
     "train": "train",
     "data": "data",

@@ -88,6 +88,31 @@ def add_rect_flag(parser) -> None:
                         "image instead of a square (faster on non-square images; exported models need --dynamic-shape)")
 
 
+def number_list(text: str, at_least: int, pairs: bool = False) -> tuple[float, ...]:
+    """'1,2,3,4' -> (1.0, 2.0, 3.0, 4.0): at least `at_least` numbers, an even count with `pairs`."""
+    values = tuple(_number(part) for part in text.split(","))
+    if len(values) < at_least or (pairs and len(values) % 2):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected {'x,y pairs, ' if pairs else ''}at least {at_least} "
+                                         "comma-separated numbers")
+    return values
+
+
+def fraction(text: str) -> float:
+    value = _number(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1)")
+    return value
+
+
+def add_slice_flags(parser) -> None:
+    parser.add_argument("--slice", type=side, metavar="PIXELS", help="detect small objects in tiles of this side "
+                        "(e.g. 640), merged with the whole image's detections")
+    parser.add_argument("--slice-overlap", type=fraction, default=0.2, help="share of a tile its neighbours overlap "
+                        "(default 0.2)")
+    parser.add_argument("--slice-no-full", action="store_true", help="with --slice: tiles only, no pass over the "
+                        "whole image")
+
+
 def add_class_flags(parser, group=None, visual_flags: tuple[str, ...] = ("--visual-prompt",)) -> None:
     target = group or parser
     target.add_argument("--classes", help='comma-separated classes, "|" between synonyms: "person,car|automobile" '

@@ -61,10 +61,40 @@ def add_parser(subparsers) -> None:
     synth.add_argument("--only", help="draw only these classes, comma-separated ('red circle,blue square')")
     synth.add_argument("--unlabelled", help="with --only: also draw these classes, solid and never annotated")
     synth.add_argument("--overwrite", action="store_true", help="replace the files an earlier synth wrote in --out (only those)")
+    video = synth.add_argument_group("tracking video (--video): OUT/video.mp4, OUT/gt/gt.txt (MOTChallenge ground "
+                                     "truth), OUT/class_texts.json")
+    video.add_argument("--video", action="store_true", help="write a video of moving shapes with ground-truth tracks "
+                       "(same-class crossings, a pillar that hides them, objects entering and leaving) instead")
+    video.add_argument("--frames", type=positive_int, default=60, help="frames of the video (default 60)")
+    video.add_argument("--objects", type=positive_int, default=4, help="moving objects, in crossing pairs (default 4)")
+    video.add_argument("--size", type=video_size, default=(320, 240), metavar="WxH", help="frame size (default 320x240)")
+    video.add_argument("--no-pillar", action="store_true", help="no occluding pillar")
+
+
+def video_size(text: str) -> tuple[int, int]:
+    width, x, height = text.lower().partition("x")
+    if not x:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT (e.g. 320x240)")
+    return side(width), side(height)
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_check(args) if args.data_command == "check" else run_synth(args)
+    if args.data_command == "check":
+        return run_check(args)
+    return run_synth_video(args) if args.video else run_synth(args)
+
+
+def run_synth_video(args: argparse.Namespace) -> int:
+    from yoloworld.data.synth_video import VideoConfig, write_video_set
+
+    check_output(args.out, "--out", folder=True)
+    config = VideoConfig(frames=args.frames, width=args.size[0], height=args.size[1], objects=args.objects,
+                         pillar=not args.no_pillar, seed=args.seed)
+    counts = write_video_set(args.out, config)
+    out = Path(args.out)
+    print(f"wrote {counts['frames']} frames with {counts['tracks']} tracks ({counts['boxes']} boxes) to {out}")
+    print(f"track it: yoloworld track {out / 'video.mp4'} --weights demo --json tracks.json")
+    return 0
 
 
 def dataset_configs(args: argparse.Namespace) -> list[DatasetConfig]:

@@ -16,6 +16,7 @@ from yoloworld.cli.common import (
     add_negative_flag,
     add_rect_flag,
     add_selection_flags,
+    add_slice_flags,
     apply_vocabulary,
     chosen_classes,
     load_predictor,
@@ -33,7 +34,7 @@ from yoloworld.images import (
 )
 from yoloworld.models.weights import DEMO_WEIGHTS
 from yoloworld.outputs import OutputFolder, check_apart
-from yoloworld.streams import Stream, is_stream, stream_name
+from yoloworld.streams import LatestFrames, Stream, is_stream, stream_name
 
 logger = logging.getLogger(__name__)
 
@@ -43,29 +44,43 @@ DEMO_MODEL = DEMO_WEIGHTS
 
 def add_parser(sub) -> None:
     p = sub.add_parser("predict", help="zero-shot detection of the classes you name")
-    p.add_argument("sources", nargs="*", help="image files, folders, videos, a camera index (0) or a stream URL "
-                   "(rtsp://, http://...)")
-    add_model_flags(p, weights_required=False)
-    add_negative_flag(p)
-    add_selection_flags(p, conf=0.05)
-    add_rect_flag(p)
+    add_source_flags(p, "predict", conf=0.05)
     p.add_argument("--batch", type=positive_int, default=4, help="images per forward pass (default 4)")
-    p.add_argument("--save-dir", default="runs/predict", help="where annotated images/videos go")
-    p.add_argument("--json", dest="json_path", help="write all detections to this JSON file")
-    p.add_argument("--no-save", action="store_true", help="do not write annotated images")
-    add_stream_flags(p)
     p.add_argument("--demo", action="store_true", help="run the built-in demo model on a synthetic image")
     p.add_argument("--seed", type=int, default=0, help="with --demo: which synthetic image to draw (default 0: the "
                    "same picture every run)")
 
 
-def run(args) -> int:
-    from yoloworld.predictor import predict_frames
+def add_source_flags(p, kind: str, conf: float, calibrated: bool = True) -> None:
+    """Sources, model, selection and output flags: one spelling for `predict` and `track`. `calibrated`: --conf
+    left out means the model's calibrated thresholds (see add_selection_flags)."""
+    p.add_argument("sources", nargs="*", help="image files, folders, videos, a camera index (0) or a stream URL "
+                   "(rtsp://, http://...)")
+    add_model_flags(p, weights_required=False)
+    add_negative_flag(p)
+    add_selection_flags(p, conf=conf, calibrated=calibrated)
+    add_rect_flag(p)
+    add_slice_flags(p)
+    p.add_argument("--save-dir", default=f"runs/{kind}", help="where annotated images/videos go")
+    p.add_argument("--json", dest="json_path", help="write all detections to this JSON file")
+    p.add_argument("--no-save", action="store_true", help="do not write annotated images")
+    add_stream_flags(p)
+    p.set_defaults(output_kind=kind)
 
+
+def run(args) -> int:
     if args.demo:
         return run_demo(args)
+    return run_sources(args, predict_files)
+
+
+def run_sources(args, process_files, stream_step=None) -> int:
+    """The run of `predict` and `track`: check the outputs, load the model, `process_files(model, paths, args,
+    targets, sink)` for files, then each live source frame by frame (`stream_step(model, stream)` makes the
+    per-frame step; None: detection), each record into the sink; finally the JSON and the summary line."""
     if not args.sources:
-        raise InputError("no sources given: yoloworld predict IMAGE_OR_FOLDER... --weights W --classes \"a,b\"")
+        raise InputError(f"no sources given: yoloworld {args.output_kind} IMAGE_OR_FOLDER... --weights W "
+                         "--classes \"a,b\"")
     if not args.weights:
         raise InputError("no --weights given: pass a checkpoint file or a name such as yolo_world_v2_s")
     save_dir = None if args.no_save else check_output(args.save_dir, "--save-dir", folder=True)
@@ -74,7 +89,7 @@ def run(args) -> int:
     check_output(args.json_path, "--json")
     check_output(None if args.stream_json == "-" else args.stream_json, "--stream-json")
     paths = expand_sources([s for s in args.sources if not is_stream(s)])
-    targets, used_names = annotated_files(save_dir, paths)
+    targets, used_names = annotated_files(save_dir, paths, args.output_kind)
     classes = chosen_classes(args)
     model = apply_vocabulary(load_predictor(args), classes, negatives=args.negative)
     streams = [Stream(s, stream_options(args)) for s in args.sources if is_stream(s)]  # a bad address fails first
@@ -82,11 +97,11 @@ def run(args) -> int:
         save_dir.mkdir(parents=True, exist_ok=True)
     sink, skipped, interrupted = RecordSink(args.stream_json, keep=bool(args.json_path)), 0, False
     try:
-        skipped = predict_files(model, paths, args, targets, sink)
+        skipped = process_files(model, paths, args, targets, sink)
         for stream in streams:  # stream.name, never the address: it may hold a password (records, names, logs)
             video = unique_name(save_dir, Path(f"{stream_name(stream.name)}.mp4"), used_names) if save_dir else None
-            claim_outputs(save_dir, [video] if video else [])
-            predict_frames(model, stream, stream.name, video, stream.fps, args, sink.add)
+            claim_outputs(save_dir, [video] if video else [], args.output_kind)
+            run_stream(model, stream, video, args, sink, stream_step(model, stream) if stream_step else None)
     except KeyboardInterrupt:  # a live stream ends this way: finish the files written so far, then stop
         interrupted = True
     finally:
@@ -99,13 +114,30 @@ def run(args) -> int:
     return 130 if interrupted else 0
 
 
-def claim_outputs(save_dir: Path | None, files: list[Path]) -> list[Path]:
-    """Record `files` as predict's in --save-dir before writing them: a file there that predict did not write
+def run_stream(model, stream: Stream, video: Path | None, args, sink: RecordSink, step) -> None:
+    """One live source: its newest frames (stale ones dropped and counted, so the delay stays bounded), or with
+    --every-frame all of them in order."""
+    from yoloworld.predictor import predict_frames
+
+    frames = stream if args.every_frame else LatestFrames(stream, stream.name)
+    try:
+        predict_frames(model, frames, stream.name, video, stream.fps, args, sink.add, step)
+    finally:
+        if frames is not stream:
+            frames.close()  # the reader thread releases the capture: no second thread touches it
+            if frames.dropped:
+                logger.warning("%s: %d stale frame(s) dropped to keep up (the model is slower than the source; "
+                               "--every-frame processes them all)", stream.name, frames.dropped)
+
+
+def claim_outputs(save_dir: Path | None, files: list[Path], kind: str = PREDICT_KIND) -> list[Path]:
+    """Record `files` as this command's in --save-dir before writing them: a file there that it did not write
     is never replaced (one line instead)."""
-    return OutputFolder(save_dir, "--save-dir").claim(files, PREDICT_KIND) if save_dir and files else files
+    return OutputFolder(save_dir, "--save-dir").claim(files, kind) if save_dir and files else files
 
 
-def annotated_files(save_dir: Path | None, paths: list[Path]) -> tuple[dict[Path, Path], set[Path]]:
+def annotated_files(save_dir: Path | None, paths: list[Path], kind: str = PREDICT_KIND
+                    ) -> tuple[dict[Path, Path], set[Path]]:
     """Each source's annotated file in --save-dir (none without one), claimed before any work, and the names
     taken (streams take theirs after)."""
     used: set[Path] = set()
@@ -113,13 +145,15 @@ def annotated_files(save_dir: Path | None, paths: list[Path]) -> tuple[dict[Path
         return {}, used
     targets = {p: unique_name(save_dir, p.with_suffix(".mp4") if is_video(p) else p, used)
                for p in dict.fromkeys(paths)}  # a source given twice is written once, under one name
-    claim_outputs(save_dir, list(targets.values()))
+    claim_outputs(save_dir, list(targets.values()), kind)
     return targets, used
 
 
 def predict_files(model, paths: list[Path], args, targets: dict[Path, Path], sink: RecordSink) -> int:
     """Videos, then images in batches, each annotated into `targets[path]` if given; returns the number of
     unreadable files skipped."""
+    from yoloworld.predictor import prediction_options
+
     skipped = 0
     images = [p for p in paths if not is_video(p)]
     for video in (p for p in paths if is_video(p)):
@@ -139,7 +173,7 @@ def predict_files(model, paths: list[Path], args, targets: dict[Path, Path], sin
                 logger.warning(f"skipped: {exc}")
                 skipped += 1
         if batch:
-            results = model.predict(arrays, args.conf, args.iou, args.max_det, rect=args.rect)
+            results = model.predict(arrays, args.conf, args.iou, args.max_det, **prediction_options(args))
             for path, image, result in zip(batch, arrays, results):
                 result.file = str(path)
                 sink.add(result.to_dict())
@@ -150,9 +184,9 @@ def predict_files(model, paths: list[Path], args, targets: dict[Path, Path], sin
     return skipped
 
 
-def predict_video(model, video: Path, annotated: Path | None, args, sink: RecordSink) -> None:
+def predict_video(model, video: Path, annotated: Path | None, args, sink: RecordSink, make_step=None) -> None:
     """One video with one progress bar, closed when the video ends or --max-frames stops it (a bar left open
-    stays on screen beside the next one)."""
+    stays on screen beside the next one). `make_step(fps)`: the per-frame step (None: detection)."""
     from yoloworld.predictor import predict_frames
 
     fps, count = video_info(video)
@@ -163,7 +197,8 @@ def predict_video(model, video: Path, annotated: Path | None, args, sink: Record
             sink.add(record)
             bar.update()
 
-        predict_frames(model, video_frames(video), str(video), annotated, fps, args, add)
+        predict_frames(model, video_frames(video), str(video), annotated, fps, args, add,
+                       make_step(fps) if make_step else None)
 
 
 def unique_name(save_dir: Path, path: Path, used: set[Path]) -> Path:

@@ -28,6 +28,8 @@ def add_stream_flags(p) -> None:
     p.add_argument("--reconnect-delay", type=seconds, default=1.0, help="seconds between attempts (default 1)")
     p.add_argument("--stream-timeout", type=seconds, default=10.0,
                    help="seconds to wait for a network stream to open or send its next frame (default 10)")
+    p.add_argument("--every-frame", action="store_true", help="process every frame of a live source in order, "
+                   "however far behind (default: the newest frame, stale ones dropped and counted)")
 
 
 def stream_options(args):
