@@ -24,6 +24,17 @@ def _number(text: str, kind=float) -> float:
     return value
 
 
+def number_between(low: float, high: float, unit: str = ""):
+    """An argparse type: a finite number in [low, high] (`unit` named in the error, e.g. "seconds")."""
+    def parse(text: str) -> float:
+        value = _number(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is not between {low:g} and {high:g}{' ' + unit if unit else ''}")
+        return value
+    parse.__name__ = unit or "number"  # argparse names the type in its messages
+    return parse
+
+
 def probability(text: str) -> float:
     value = _number(text)
     if not 0 <= value <= 1:

@@ -3,7 +3,6 @@ model is loaded once here before Ray starts, so a mistake is one line, not a clu
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import signal
@@ -11,30 +10,14 @@ import socket
 import time
 
 from yoloworld.cli.app import is_loopback, port_number
-from yoloworld.cli.common import add_model_flags, positive_int
+from yoloworld.cli.common import add_model_flags, number_between, positive_int
 
 logger = logging.getLogger(__name__)
 API_KEY_ENV = "YOLOWORLD_API_KEY"
 
 
-def milliseconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of milliseconds") from None
-    if not 0 <= value <= 10_000:
-        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 10000 ms")
-    return value
-
-
-def resources(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value <= 1024:
-        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1024")
-    return value
+milliseconds = number_between(0, 10_000, "ms")
+resources = number_between(0, 1024)  # CPUs or GPUs a replica reserves
 
 
 def add_parser(sub) -> None:

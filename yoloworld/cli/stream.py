@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
-from yoloworld.cli.common import non_negative_int, positive_int
+from yoloworld.cli.common import non_negative_int, number_between, positive_int
 
-
-def seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 3600 seconds")
-    return value
+seconds = number_between(0, 3600, "seconds")
 
 
 def add_stream_flags(p) -> None:
