@@ -33,6 +33,16 @@ def run_cli(*args, cwd=None, timeout: float = 300) -> subprocess.CompletedProces
                           env=cli_env(), timeout=timeout, cwd=cwd or REPO)
 
 
+def stop_process(process: subprocess.Popen, signum: int, timeout: float = 60) -> None:
+    """Send `signum` (e.g. SIGINT: Ctrl-C) and wait; a process still running after `timeout` is killed."""
+    process.send_signal(signum)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def close(ours, reference, tol: float = 1e-4) -> float:
     """Max abs difference within `tol` x max(1, max|reference|); returns the difference.
 

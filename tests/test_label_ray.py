@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import cli_env, run_cli
+from helpers import cli_env, run_cli, stop_process
 
 pytest.importorskip("ray.data")
 
@@ -62,12 +62,7 @@ def ray_address(tmp_path_factory):
             time.sleep(0.5)
         yield f"127.0.0.1:{gcs}"
     finally:
-        head.send_signal(signal.SIGTERM)
-        try:
-            head.wait(60)
-        except subprocess.TimeoutExpired:
-            head.kill()
-            head.wait()
+        stop_process(head, signal.SIGTERM)
 
 
 @pytest.fixture(scope="module")

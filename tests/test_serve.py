@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from helpers import REPO, assert_same_detections, cli_env, run_cli
+from helpers import REPO, assert_same_detections, cli_env, run_cli, stop_process
 
 pytest.importorskip("ray.serve")
 requests = pytest.importorskip("requests")
@@ -62,12 +62,7 @@ def server(tmp_path_factory):
         wait_until_ready(process, log, url)
         yield url
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, signal.SIGINT)
     assert process.returncode == 0, log.read_text()[-2000:]
     assert "yoloworld serve: stopped" in log.read_text()
 
