@@ -151,6 +151,23 @@ def test_a_video_is_annotated_frame_by_frame_up_to_the_frame_limit(session, tmp_
     assert json.loads(found.json_file.read_text()) == found.records
 
 
+def test_the_video_tab_tracks_still_objects_under_one_id_each(session, tmp_path):
+    from yoloworld.images import video_writer
+
+    frame, _ = draw_image(np.random.default_rng(3), SynthConfig(min_side=256, max_side=256, max_objects=3))
+    writer = video_writer(tmp_path / "still.mp4", 5, frame.shape)
+    for _ in range(4):
+        writer.write(frame)
+    writer.release()
+    found = session.detect_video(str(tmp_path / "still.mp4"), str(DEMO), "", 100, 0.3, 0.5, track=True)
+    last = found.records[-1]["detections"]
+    assert last and all(isinstance(d["track_id"], int) for d in last), last  # confirmed by the last frame
+    ids = {(d["class_name"], d["track_id"]) for r in found.records for d in r["detections"] if "track_id" in d}
+    assert len(ids) == len(last), ids  # the same objects keep their ids from frame to frame
+    assert "tracked: " in found.summary and found.summary.endswith(
+        ", ".join(f"{sum(1 for name, _ in ids if name == n)} {n}" for n in sorted({n for n, _ in ids}))), found.summary
+
+
 def test_app_errors_are_the_one_line_messages(session):
     with pytest.raises(InputError, match="upload an image first"):
         session.detect_image(None, str(DEMO), "", 100, 0.05, 0.5)

@@ -144,4 +144,31 @@ class Trails:
         return canvas
 
 
-__all__ = ["ClassTracks", "Trails", "TRACKERS", "TRACK_CONF", "check_tracker"]
+
+class FrameTracker:
+    """The per-frame step of one sequence: detect, track, count, draw ids, trails, the line and the zone. `args`:
+    the `track` command's flags (tracker, track_conf, class_track_conf, line, zone, conf, iou, max_det, no_save and
+    predict's options), or a namespace with those names (the web app's video tab)."""
+
+    def __init__(self, model, args, source: str, fps: float):
+        from yoloworld.counting import Counters
+
+        self.model, self.args, self.source = model, args, source
+        self.tracks = ClassTracks(args.tracker, fps, args.track_conf, dict(args.class_track_conf))
+        self.trails, self.counters = Trails(), Counters(args.line, args.zone)
+
+    def step(self, frame, index: int):
+        from yoloworld.predictor import prediction_options
+
+        args = self.args
+        result = self.model.track_frame(frame, index, self.tracks, args.conf, args.iou, args.max_det,
+                                        **prediction_options(args))
+        if self.counters:
+            result.extra["counts"] = self.counters.update(result)
+        if args.no_save:
+            return result, None
+        self.trails.add(result)
+        return result, self.counters.draw(self.trails.draw(result.plot(frame)))
+
+
+__all__ = ["ClassTracks", "FrameTracker", "Trails", "TRACKERS", "TRACK_CONF", "check_tracker"]

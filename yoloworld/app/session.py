@@ -143,9 +143,11 @@ class AppSession:
 
     def detect_video(self, video: str | None, weights: str, classes: str, max_boxes: int, score: float,
                      iou: float, negatives: str = "", calibrated: bool = True, reference: np.ndarray | None = None,
-                     reference_box: str = "", reference_name: str = "") -> Detection:
+                     reference_box: str = "", reference_name: str = "", track: bool = False) -> Detection:
+        """Detections in each frame; `track`: with track ids (ByteTrack), drawn with short trails."""
         from yoloworld.images import video_frames, video_info
         from yoloworld.predictor import predict_frames
+        from yoloworld.tracking import TRACK_CONF, FrameTracker
 
         if not video:
             raise InputError("upload a video first")
@@ -155,12 +157,16 @@ class AppSession:
             prompt = image_prompt(reference, reference_box, reference_name)
             model = self._vocabulary(self.model(weights), classes, negatives, prompt)
             settings = SimpleNamespace(conf=self._conf(model, score, calibrated), iou=iou, max_det=int(max_boxes),
-                                       max_frames=self.max_video_frames)
-            predict_frames(model, video_frames(Path(video)), Path(video).name, annotated, video_info(Path(video))[0],
-                           settings, records.append)
+                                       max_frames=self.max_video_frames, tracker="bytetrack", track_conf=TRACK_CONF,
+                                       class_track_conf={}, line=None, zone=None, no_save=False)
+            fps = video_info(Path(video))[0]
+            step = FrameTracker(model, settings, Path(video).name, fps).step if track else None
+            predict_frames(model, video_frames(Path(video)), Path(video).name, annotated, fps, settings,
+                           records.append, step)
         json_file = write_json(folder / "detections.json", records, indent=1)
         cut = f" (the first {self.max_video_frames} frames)" if len(records) == self.max_video_frames else ""
-        return Detection(None, annotated, summarize(records) + cut, records, json_file)
+        tracked = f"; {summarize_tracks(records)}" if track else ""
+        return Detection(None, annotated, summarize(records) + cut + tracked, records, json_file)
 
     def export_onnx(self, weights: str, classes: str) -> Path:
         """The chosen weights as ONNX with the typed vocabulary baked in (`yoloworld export --vocab baked`)."""
@@ -209,6 +215,17 @@ def reference_box(text: str, shape: tuple[int, ...]) -> tuple[float, ...]:
     if len(values) != 4 or not all(np.isfinite(values)):
         raise InputError(f"image prompt: box {text!r} is not x1,y1,x2,y2 (pixels on the reference image)")
     return check_box(values, shape, "image prompt")
+
+
+def summarize_tracks(records: list[dict]) -> str:
+    """'tracked: 2 red circle, 1 blue square' (distinct track ids per class over the video)."""
+    ids: dict[str, set] = {}
+    for record in records:
+        for detection in record["detections"]:
+            if detection.get("track_id") is not None:
+                ids.setdefault(detection["class_name"], set()).add(detection["track_id"])
+    counts = ", ".join(f"{len(found)} {name}" for name, found in sorted(ids.items()))
+    return f"tracked: {counts or 'no object'}"
 
 
 def summarize(records: list[dict]) -> str:

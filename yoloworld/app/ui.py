@@ -54,6 +54,8 @@ def build_app(session: AppSession, title: str = "YOLO-World") -> gr.Blocks:
                     image = gr.Image(type="numpy", image_mode="RGB", label="Image", elem_id="input-image")
                 with gr.Tab("Video"):
                     video = gr.Video(label="Video", elem_id="input-video")
+                    track = gr.Checkbox(value=True, label="Track objects (ids and trails, ByteTrack)",
+                                        elem_id="track")
                     detect_video = gr.Button("Detect in video", elem_id="detect-video")
                     output_video = gr.Video(label="Detections (video)", elem_id="output-video", interactive=False)
                 classes = gr.Textbox(label="Classes", info=CLASSES_HELP, elem_id="classes",
@@ -90,8 +92,8 @@ def build_app(session: AppSession, title: str = "YOLO-World") -> gr.Blocks:
             found = session.detect_image(picture, *values)
             return found.image, found.summary, str(found.json_file), found.records
 
-        def on_video(clip, *values):
-            found = session.detect_video(clip, *values)
+        def on_video(clip, tracking, *values):
+            found = session.detect_video(clip, *values, track=tracking)
             return str(found.video), found.summary, str(found.json_file), found.records
 
         def on_export(chosen, typed):
@@ -100,7 +102,7 @@ def build_app(session: AppSession, title: str = "YOLO-World") -> gr.Blocks:
 
         detect.click(shown_errors(on_image), [image, *settings], [output, summary, files, records],
                      api_name="detect_image")
-        detect_video.click(shown_errors(on_video), [video, *settings], [output_video, summary, files, records],
+        detect_video.click(shown_errors(on_video), [video, track, *settings], [output_video, summary, files, records],
                            api_name="detect_video")
         export.click(shown_errors(on_export), [weights, classes], [files, summary], api_name="export_onnx")
     return app

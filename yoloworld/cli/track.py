@@ -20,6 +20,7 @@ from yoloworld.cli.predict import add_source_flags, predict_video, run_sources
 from yoloworld.cli.stream import RecordSink
 from yoloworld.errors import InputError
 from yoloworld.images import is_video, read_image
+from yoloworld.tracking import FrameTracker
 
 logger = logging.getLogger(__name__)
 TRACKER_NAMES = ("bytetrack", "sort", "ocsort")  # as yoloworld.tracking.TRACKERS (kept here: --help needs no numpy)
@@ -66,31 +67,6 @@ def run(args) -> int:
         for line in sequence.counters.summary() if sequence.counters else []:
             print(f"{sequence.source}: {line}", file=sys.stderr if args.stream_json == "-" else sys.stdout)
     return code
-
-
-class FrameTracker:
-    """The per-frame step of one sequence: detect, track, count, draw ids, trails, the line and the zone."""
-
-    def __init__(self, model, args, source: str, fps: float):
-        from yoloworld.counting import Counters
-        from yoloworld.tracking import ClassTracks, Trails
-
-        self.model, self.args, self.source = model, args, source
-        self.tracks = ClassTracks(args.tracker, fps, args.track_conf, dict(args.class_track_conf))
-        self.trails, self.counters = Trails(), Counters(args.line, args.zone)
-
-    def step(self, frame, index: int):
-        from yoloworld.predictor import prediction_options
-
-        args = self.args
-        result = self.model.track_frame(frame, index, self.tracks, args.conf, args.iou, args.max_det,
-                                        **prediction_options(args))
-        if self.counters:
-            result.extra["counts"] = self.counters.update(result)
-        if args.no_save:
-            return result, None
-        self.trails.add(result)
-        return result, self.counters.draw(self.trails.draw(result.plot(frame)))
 
 
 def track_files(model, paths: list[Path], args, targets: dict[Path, Path], sink: RecordSink, start) -> int:
