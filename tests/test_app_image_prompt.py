@@ -33,6 +33,24 @@ def typed(driver, element_id: str, text: str) -> None:
     box.send_keys(text)
 
 
+def clicked_box(driver, *corners) -> None:
+    """Click `corners` (pixels of the 256x256 reference) on the displayed reference image; its box field must then
+    hold the box they span."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    picture = driver.find_element(By.CSS_SELECTOR, "#reference-image img")
+    field = driver.find_element(By.CSS_SELECTOR, "#reference-box textarea, #reference-box input")
+    shown = picture.size["width"] / 256  # displayed pixels per image pixel (shown whole, aspect kept)
+    for x, y in corners:  # offsets from the element's centre
+        ActionChains(driver).move_to_element_with_offset(picture, (x - 128) * shown, (y - 128) * shown).click().perform()
+        wait_for(lambda: field.get_attribute("value").count(",") in (1, 3), what="the clicked corner")
+    values = wait_for(lambda: [float(v) for v in field.get_attribute("value").split(",")]
+                      if field.get_attribute("value").count(",") == 3 else None, what="the clicked box")
+    expected = (*corners[0], *corners[1])
+    assert all(abs(got - want) <= 3 for got, want in zip(values, expected)), (values, expected)
+
+
 def test_the_page_detects_a_class_given_by_a_reference_image_and_a_box(tmp_path):
     from browser import ensure_chromium, headless_chrome
     from selenium.webdriver.common.by import By
@@ -51,7 +69,8 @@ def test_the_page_detects_a_class_given_by_a_reference_image_and_a_box(tmp_path)
             for element, image in (("input-image", "target.png"), ("reference-image", "reference.png")):
                 driver.find_element(By.CSS_SELECTOR, f"#{element} input[type=file]").send_keys(str(tmp_path / image))
                 wait_for(lambda e=element: driver.find_elements(By.CSS_SELECTOR, f"#{e} img"), what=f"{image}")
-            typed(driver, "reference-box", box)
+            clicked_box(driver, (40, 30), (200, 150))  # the box drawn with two clicks on the picture
+            typed(driver, "reference-box", box)  # then the exact box of the shape typed over it
             typed(driver, "reference-name", "my shape")
             score = driver.find_element(By.CSS_SELECTOR, "#score input[type=number]")
             score.send_keys(Keys.CONTROL, "a")
@@ -71,6 +90,16 @@ def test_the_page_detects_a_class_given_by_a_reference_image_and_a_box(tmp_path)
                      what="the one-line error message on the page")
         finally:
             driver.quit()
+
+
+def test_two_clicks_on_the_reference_draw_its_box():
+    from yoloworld.app.session import box_from_clicks
+
+    first = box_from_clicks("", 120, 40)
+    assert first == "120, 40"
+    assert box_from_clicks(first, 20, 90) == "20, 40, 120, 90"  # corners in either order
+    assert box_from_clicks("20, 40, 120, 90", 5, 6) == "5, 6"  # a third click starts a new box
+    assert box_from_clicks("not, numbers", 5, 6) == "5, 6"
 
 
 def test_image_prompt_fields_are_checked_with_one_line_messages():

@@ -204,6 +204,20 @@ def image_prompt(reference: np.ndarray | None, box: str, name: str):
     return VisualPrompt(bgr, reference_box(box, bgr.shape) if box else None, name=name)
 
 
+def box_from_clicks(text: str, x: float, y: float) -> str:
+    """Drawing the box with two clicks on the reference image: a click after one corner ("x1, y1") completes the
+    box (corners in either order); any other click starts a new one."""
+    parts = [part.strip() for part in (text or "").split(",")]
+    try:
+        first = [float(part) for part in parts] if len(parts) == 2 else None
+    except ValueError:
+        first = None
+    if first is None:
+        return f"{x:g}, {y:g}"
+    (x1, x2), (y1, y2) = sorted((first[0], x)), sorted((first[1], y))
+    return f"{x1:g}, {y1:g}, {x2:g}, {y2:g}"
+
+
 def reference_box(text: str, shape: tuple[int, ...]) -> tuple[float, ...]:
     """"x1,y1,x2,y2" typed on the page -> the box, checked against the reference image (one message if not)."""
     from yoloworld.prompts import check_box

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from yoloworld.app.session import AppSession
+from yoloworld.app.session import AppSession, box_from_clicks
 from yoloworld.errors import YOLOWorldError
 
 WEIGHTS_HELP = {False: "the weights this server was started with",
@@ -66,7 +66,7 @@ def build_app(session: AppSession, title: str = "YOLO-World") -> gr.Blocks:
                                          elem_id="reference-image", height=200)
                     with gr.Row():
                         reference_box = gr.Textbox(label="Box on the reference", elem_id="reference-box",
-                                                   placeholder="x1, y1, x2, y2 (empty: the whole image)")
+                                                   placeholder="click two corners, or type x1, y1, x2, y2 (empty: all)")
                         reference_name = gr.Textbox(label="Class name", elem_id="reference-name",
                                                     placeholder="my mug")
                 negatives = gr.Textbox(label="Negative prompts", info=NEGATIVES_HELP, elem_id="negatives",
@@ -96,6 +96,9 @@ def build_app(session: AppSession, title: str = "YOLO-World") -> gr.Blocks:
             found = session.detect_video(clip, *values, track=tracking)
             return str(found.video), found.summary, str(found.json_file), found.records
 
+        def on_corner(text, event: gr.SelectData):  # a click on the reference image: one corner of its box
+            return box_from_clicks(text, *event.index[:2])
+
         def on_export(chosen, typed):
             path = session.export_onnx(chosen, typed)
             return str(path), f"exported {path.name}: download it below"
@@ -104,6 +107,7 @@ def build_app(session: AppSession, title: str = "YOLO-World") -> gr.Blocks:
                      api_name="detect_image")
         detect_video.click(shown_errors(on_video), [video, track, *settings], [output_video, summary, files, records],
                            api_name="detect_video")
+        reference.select(on_corner, [reference_box], [reference_box])
         export.click(shown_errors(on_export), [weights, classes], [files, summary], api_name="export_onnx")
     return app
 
