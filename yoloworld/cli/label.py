@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from yoloworld.cli.common import (
+    add_fold_flag,
     add_model_flags,
     add_selection_flags,
     apply_vocabulary,
@@ -31,6 +32,7 @@ def add_parser(sub) -> None:
     p.add_argument("sources", nargs="+", help="image files or folders")
     add_model_flags(p)
     add_selection_flags(p, conf=0.25, conf_help="score threshold of every class without --class-conf")
+    add_fold_flag(p)
     p.add_argument("--class-conf", type=class_threshold, action="append", default=[], metavar="NAME=T",
                    help="threshold of one class (its first synonym), repeatable: --class-conf \"person=0.4\"")
     p.add_argument("--out", required=True, help="dataset folder to write (or to continue)")

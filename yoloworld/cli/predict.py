@@ -12,6 +12,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from yoloworld.cli.common import (
+    add_fold_flag,
     add_model_flags,
     add_rect_flag,
     add_selection_flags,
@@ -46,6 +47,7 @@ def add_parser(sub) -> None:
                    "(rtsp://, http://...)")
     add_model_flags(p, weights_required=False)
     add_selection_flags(p, conf=0.05)
+    add_fold_flag(p)
     add_rect_flag(p)
     p.add_argument("--batch", type=positive_int, default=4, help="images per forward pass (default 4)")
     p.add_argument("--save-dir", default="runs/predict", help="where annotated images/videos go")
@@ -196,7 +198,7 @@ def run_demo(args) -> int:
 
     if not DEMO_MODEL.exists():
         raise InputError(f"{DEMO_MODEL}: the demo model is missing from this installation")
-    model = YOLOWorld.from_pretrained(DEMO_MODEL, device=args.device, imgsz=args.imgsz, fuse=True)
+    model = YOLOWorld.from_pretrained(DEMO_MODEL, device=args.device, imgsz=args.imgsz, fuse=True, fold=args.fold)
     model.warn_demo = False  # it draws its own synthetic image, and says what the model is below
     image, _ = draw_image(np.random.default_rng(args.seed), SynthConfig(images=1))
     result = model.predict([image], conf=max(args.conf, 0.25), iou=args.iou, max_det=args.max_det)[0]
