@@ -1,6 +1,7 @@
 """The prediction loop every runtime shares: read images, letterbox, run, select, map boxes back, build `Results`.
 
     image -> as_bgr -> letterbox_batch -> [runtime forward] -> select (NMS) -> boxes_to_original -> Results
+    (reading and letterboxing of the next batches run in a worker thread: `yoloworld.pipeline`)
 
 The letterbox is square (`imgsz` x `imgsz`, the official test pipeline) unless `predict(..., rect=True)` asks for
 the smallest multiple-of-32 canvas that holds the batch (Ultralytics' `rect`): same resize, fewer pixels.
@@ -14,7 +15,9 @@ in network-input pixels, plus mask coefficients and prototypes for a segmentatio
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice
 from pathlib import Path
 
@@ -22,11 +25,12 @@ import numpy as np
 import torch
 
 from yoloworld.errors import InputError
-from yoloworld.images import as_bgr, video_writer
+from yoloworld.images import video_writer
+from yoloworld.pipeline import PreparedBatch, prefetched, prepare_batch
 from yoloworld.postprocess import Detections, detections_from
 from yoloworld.prompts import encode_prompts
 from yoloworld.results import Results
-from yoloworld.transforms import LetterboxInfo, letterbox_batch
+from yoloworld.transforms import LetterboxInfo
 from yoloworld.vocabulary import Vocabulary
 
 MAX_IMGSZ = 4096  # 4096^2 x 3 float32 = 200 MB per image; larger inputs are a typo, not a model
@@ -126,11 +130,34 @@ class Predictor:
         if not isinstance(images, (list, tuple)):
             images = [images]
         vocabularies = self._vocabularies(len(images), per_image_classes)
+        chunks = [slice(start, start + batch_size) for start in range(0, len(images), batch_size)]
         results = []
-        for start in range(0, len(images), batch_size):
-            chunk = slice(start, start + batch_size)
-            results += self._predict_batch(list(images[chunk]), vocabularies[chunk], settings, rect)
+        for chunk, prepared in zip(chunks, self.prepared([images[chunk] for chunk in chunks], rect)):
+            results += self.results_of(prepared, settings, vocabularies[chunk])
         return results
+
+    def prepared(self, batches: Iterable[list], rect: bool = False, skip_unreadable: bool = False
+                 ) -> Iterator[PreparedBatch]:
+        """Each batch of images read and letterboxed, the next ones in a worker thread while the caller runs the
+        network on this one (`yoloworld.pipeline`). `skip_unreadable`: leave unreadable images out (see
+        `PreparedBatch.skipped`) instead of raising."""
+        return prefetched(batches, partial(prepare_batch, imgsz=self.imgsz, rect=rect,
+                                           skip_unreadable=skip_unreadable))
+
+    def results_of(self, prepared: PreparedBatch, settings: Settings, vocabularies: list | None = None
+                   ) -> list[Results]:
+        """The `Results` of a prepared batch; `vocabularies`: one (Vocabulary, embeddings) per image, default the
+        current vocabulary."""
+        if prepared.inputs is None:
+            return []
+        vocabularies = vocabularies or self._vocabularies(len(prepared.images), None)
+        detections = self.detect(prepared.inputs, prepared.infos, vocabularies, settings)
+        return [Results(det.boxes.cpu().numpy().astype(np.float32), det.scores.cpu().float().numpy(),
+                        det.labels.cpu().numpy().astype(np.int64), vocabulary.names, image.shape[:2],
+                        str(source) if isinstance(source, (str, Path)) else None,
+                        masks=None if det.masks is None else det.masks.cpu().numpy())
+                for det, image, (vocabulary, _), source in zip(detections, prepared.images, vocabularies,
+                                                               prepared.sources)]
 
     def _vocabularies(self, count: int, per_image_classes) -> list[tuple[Vocabulary, object]]:
         if per_image_classes is None:
@@ -146,16 +173,6 @@ class Predictor:
                 vocabulary = Vocabulary.build(classes)
                 built[key] = (vocabulary, self.encode_prompts(vocabulary.texts))
         return [built[repr(classes)] for classes in per_image_classes]
-
-    def _predict_batch(self, images: list, vocabularies: list, settings: Settings, rect: bool) -> list[Results]:
-        bgr = [as_bgr(image) for image in images]
-        batch, infos = letterbox_batch(bgr, self.imgsz, rect)
-        detections = self.detect(batch, infos, vocabularies, settings)
-        return [Results(det.boxes.cpu().numpy().astype(np.float32), det.scores.cpu().float().numpy(),
-                        det.labels.cpu().numpy().astype(np.int64), vocabulary.names, image.shape[:2],
-                        str(source) if isinstance(source, (str, Path)) else None,
-                        masks=None if det.masks is None else det.masks.cpu().numpy())
-                for det, image, (vocabulary, _), source in zip(detections, bgr, vocabularies, images)]
 
     def detect(self, batch: np.ndarray, infos: list[LetterboxInfo], vocabularies: list,
                settings: Settings) -> list[Detections]:

@@ -27,7 +27,6 @@ from yoloworld.files import check_output
 from yoloworld.images import (
     expand_sources,
     is_video,
-    read_image,
     video_frames,
     video_info,
 )
@@ -128,24 +127,22 @@ def predict_files(model, paths: list[Path], args, targets: dict[Path, Path], sin
         except InputError as exc:  # an unreadable video is skipped like an unreadable image
             logger.warning(f"skipped: {exc}")
             skipped += 1
+    from yoloworld.predictor import Settings
+
     progress = tqdm(total=len(images), unit="img", disable=len(images) < 2)
-    for start in range(0, len(images), args.batch):
-        batch, arrays = [], []
-        for path in images[start:start + args.batch]:
-            try:
-                arrays.append(read_image(path))
-                batch.append(path)
-            except InputError as exc:
-                logger.warning(f"skipped: {exc}")
-                skipped += 1
-        if batch:
-            results = model.predict(arrays, args.conf, args.iou, args.max_det, rect=args.rect)
-            for path, image, result in zip(batch, arrays, results):
-                result.file = str(path)
-                sink.add(result.to_dict())
-                if path in targets:
-                    cv2.imwrite(str(targets[path]), result.plot(image))
-        progress.update(len(images[start:start + args.batch]))
+    settings = Settings(args.conf, args.iou, args.max_det)
+    batches = [images[start:start + args.batch] for start in range(0, len(images), args.batch)]
+    # the next batches are read and letterboxed in a worker thread while the network runs on this one
+    for prepared in model.prepared(batches, args.rect, skip_unreadable=True):
+        for error in prepared.skipped:
+            logger.warning(f"skipped: {error}")
+        skipped += len(prepared.skipped)
+        for path, image, result in zip(prepared.sources, prepared.images, model.results_of(prepared, settings)):
+            result.file = str(path)
+            sink.add(result.to_dict())
+            if path in targets:
+                cv2.imwrite(str(targets[path]), result.plot(image))
+        progress.update(len(prepared.sources) + len(prepared.skipped))
     progress.close()
     return skipped
 
