@@ -19,6 +19,7 @@ import torch
 
 from yoloworld.config import NECK_MODES, ModelConfig
 from yoloworld.errors import CheckpointError, ConfigError, InputError
+from yoloworld.models.blocks import ConvModule
 from yoloworld.models.checkpoint import (
     load_detector,
     load_weights,
@@ -132,10 +133,19 @@ def fold_vocabulary(model: YOLOWorldDetector, text_embeds: torch.Tensor) -> YOLO
         if not fully:
             _use_rep_guides(copy, folded, len(text_embeds))
         if not any(".bn." in k for k in folded):  # the model was fused (every ConvModule's BatchNorm folded)
-            copy.fuse()
+            _fused_layout(copy)
     copy.load_state_dict(folded, strict=True, assign=True)
     device = next(model.parameters()).device
     return copy.to(device, memory_format=torch.channels_last).eval()
+
+
+def _fused_layout(model: YOLOWorldDetector) -> None:
+    """Give a weightless (meta) model the modules `fuse()` leaves: convolutions with a bias, no BatchNorm. Only
+    the layout: the fused weights arrive by `load_state_dict` (computing a fuse on meta tensors costs more)."""
+    for module in model.modules():
+        if isinstance(module, ConvModule) and module.bn is not None:
+            module.conv.bias = torch.nn.Parameter(torch.empty_like(module.bn.bias))
+            module.bn = None
 
 
 def _use_rep_guides(model: YOLOWorldDetector, folded: dict, num_texts: int) -> None:
