@@ -7,7 +7,8 @@ at 640, 80 classes + the padding prompt, on `--threads` CPU threads:
                  default `predict` (vocabulary folded), `predict` with fold=False (the text-conditioned network),
                  the ONNX Runtime runner (baked-vocabulary export), each against the fp32 floor: the network's
                  FLOPs over the GFLOP/s of a 2048^3 fp32 matmul measured in the same rounds
-  selection      `postprocess.select` on that dense output vs torchvision's `batched_nms` on the same candidates
+  selection      `postprocess.select` vs torchvision's `batched_nms` on the same candidates: the network's output
+                 above, and random scores with thousands of candidates over 80 classes
   fold           build time and extra memory of the folded copy (80 classes, and the 1203 LVIS names)
   folder         images/s over a folder of JPEG photos of mixed sizes: `predict` (reading and letterboxing in a
                  worker thread) vs the same steps in series, and vs the network alone at the same batch size
@@ -114,7 +115,6 @@ def end_to_end(args, folded, plain, unfused, folder: Path) -> None:
         to_floor = statistics.median(v / f for v, f in zip(samples[name], floors))
         to_default = statistics.median(v / d for v, d in zip(samples[name], samples["predict (default: folded)"]))
         print(f"| {name} | {statistics.median(samples[name]):.0f} | {to_floor:.2f} | {to_default:.2f} |")
-    selection(args, folded, inputs, image)
 
 
 def batched_nms_select(scores, boxes, info, conf, iou, max_det, groups):
@@ -128,18 +128,31 @@ def batched_nms_select(scores, boxes, info, conf, iou, max_det, groups):
     return batched_nms(boxes, scores[keep], label, iou)[:max_det]
 
 
-def selection(args, api: YOLOWorld, inputs, image) -> None:
-    info = letterbox_batch([image], args.imgsz)[1][0]
-    scores, boxes = (x[0] for x in api.forward(inputs.numpy(), [api.text_embeds]))
+def random_dense(classes: int, priors: int = 8400) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores with ~5000 (prior, class) pairs above 0.25 spread over every class, boxes crowded on a 640 input."""
+    generator = torch.Generator().manual_seed(0)
+    scores = (torch.randn(priors, classes + 1, generator=generator) * 1.5 - 4.75).sigmoid()
+    centres = torch.rand(priors, 2, generator=generator) * 640
+    sizes = torch.rand(priors, 2, generator=generator) * 150 + 4
+    return scores, torch.cat([centres - sizes / 2, centres + sizes / 2], dim=1)
+
+
+def selection(args, api: YOLOWorld) -> None:
+    image = photo(np.random.default_rng(0), PHOTO)
+    inputs, infos = letterbox_batch([image], args.imgsz)
+    network = tuple(x[0] for x in api.forward(inputs, [api.text_embeds]))
     groups = api.vocabulary.groups()
-    candidates = int((merge_synonyms(scores, groups) > CONF).sum())
-    calls = {"select (one NMS on the best candidates)": lambda: select(scores, boxes, info, CONF, 0.7, 300, 30000,
-                                                                       groups),
-             "batched_nms on every candidate": lambda: batched_nms_select(scores, boxes, info, CONF, 0.7, 300, groups)}
-    samples = timed_rounds(calls, args.repeats * 2)
-    print(f"\n## Selection: {candidates} candidates above {CONF} over {scores.shape[1] - 1} classes")
-    for name, values in samples.items():
-        print(f"- {name}: {statistics.median(values):.1f} ms")
+    print(f"\n## Selection (conf {CONF}, iou 0.7, max_det 300)")
+    print("| output | candidates | classes | select ms | batched_nms ms |\n|---|---|---|---|---|")
+    for name, (scores, boxes) in (("S network, random weights", network),
+                                  ("random scores, crowded boxes", random_dense(args.classes))):
+        merged = merge_synonyms(scores, groups)
+        calls = {"select": lambda: select(scores, boxes, infos[0], CONF, 0.7, 300, 30000, groups),
+                 "batched_nms": lambda: batched_nms_select(scores, boxes, infos[0], CONF, 0.7, 300, groups)}
+        samples = timed_rounds(calls, args.repeats * 2)
+        classes = int((merged > CONF).any(dim=0).sum())
+        print(f"| {name} | {int((merged > CONF).sum())} | {classes} | {statistics.median(samples['select']):.1f} | "
+              f"{statistics.median(samples['batched_nms']):.1f} |")
 
 
 def fold_cost(args, api: YOLOWorld) -> None:
@@ -241,7 +254,7 @@ def main() -> None:
     parser.add_argument("--folder-images", type=int, default=40)
     parser.add_argument("--folder-rounds", type=int, default=2)
     parser.add_argument("--vocab-rounds", type=int, default=2)
-    parser.add_argument("--skip", nargs="*", default=[], choices=("e2e", "fold", "folder", "vocab"))
+    parser.add_argument("--skip", nargs="*", default=[], choices=("e2e", "select", "fold", "folder", "vocab"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     folded, plain, unfused = models(args)
@@ -249,6 +262,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if "e2e" not in args.skip:
             end_to_end(args, folded, plain, unfused, Path(tmp))
+        if "select" not in args.skip:
+            selection(args, folded)
         if "fold" not in args.skip:
             fold_cost(args, folded)
         if "folder" not in args.skip:

@@ -79,12 +79,13 @@ def select(scores: torch.Tensor, boxes: torch.Tensor, info: LetterboxInfo, conf:
     """One image: (P, T) scores and (P, 4) input-pixel boxes -> final detections in original pixels.
 
     Greedy NMS never lets a box suppress a better one, so the first `max_det` boxes it keeps among the best
-    candidates are final: NMS runs on the best few first, and on more only while fewer than `max_det` survive."""
+    candidates are final: NMS runs on the best few first, and on all of them only when fewer than `max_det`
+    survive."""
     scores, boxes = torch.as_tensor(scores), torch.as_tensor(boxes)
     scores = merge_synonyms(scores, None if groups is None else groups.to(scores.device))
     flat = scores.flatten()  # (prior, class) candidates: multi-label
     count = min(int((flat > conf).sum()), nms_pre)
-    limit = min(count, max(4 * max_det, 1024))
+    limit = min(count, max(8 * max_det, 2048))
     while True:
         # the best `limit` candidates, all above `conf` (`count` of them are), best first
         candidate_scores, index = flat.topk(limit)
@@ -94,7 +95,7 @@ def select(scores: torch.Tensor, boxes: torch.Tensor, info: LetterboxInfo, conf:
         kept = class_aware_nms(candidate_boxes, candidate_scores, labels, iou)
         if len(kept) >= max_det or limit == count:
             break
-        limit = min(count, limit * 4)
+        limit = count  # too few survived among the best: all of them (at most two NMS runs)
     kept = kept[:max_det]
     return Detections(clip_boxes(candidate_boxes[kept], info.orig_hw), candidate_scores[kept], labels[kept],
                       prior_index[kept])
@@ -108,6 +109,8 @@ def class_aware_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Ten
 
     if scores.numel() == 0:
         return torch.zeros(0, dtype=torch.long, device=scores.device)
+    if labels.min() == labels.max():  # one class: nothing to shift apart
+        return nms(boxes, scores, iou)
     low, high = boxes.min().double(), boxes.max().double()
     shifted = boxes.double() - low + (labels.double() * (high - low + 1))[:, None]
     return nms(shifted, scores.double(), iou)
