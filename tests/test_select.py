@@ -61,7 +61,7 @@ def assert_same(ours, reference) -> None:
 
 
 @pytest.mark.parametrize("seed, conf, iou, max_det, nms_pre", [
-    (0, 0.25, 0.7, 300, 30000),  # 186k candidates: the first NMS (the best 1200) already keeps max_det
+    (0, 0.25, 0.7, 300, 30000),  # 186k candidates: the first NMS (the best 2400) already keeps max_det
     (1, 0.05, 0.5, 300, 30000),  # 500k candidates, nms_pre cuts them to 30k
     (2, 0.25, 0.7, 5000, 30000),  # a large max_det: one NMS on all 30k (nms_pre) at once
     (3, 0.05, 0.6, 100, 2000),  # a small nms_pre
