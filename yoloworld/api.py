@@ -21,6 +21,7 @@ from yoloworld.models.boxes import dfl_integral
 from yoloworld.models.checkpoint import load_detector, save_checkpoint
 from yoloworld.models.checkpoint_info import CheckpointInfo
 from yoloworld.models.detector import YOLOWorldDetector
+from yoloworld.models.reparam import fold_vocabulary
 from yoloworld.models.text import TextEmbeddingCache
 from yoloworld.models.weights import DEMO_NAME, default_imgsz, is_demo
 from yoloworld.postprocess import decode_outputs
@@ -35,22 +36,28 @@ _demo_warned = False  # one warning per process, however many models or calls
 
 
 def load(weights: str | os.PathLike, device="cpu", imgsz: int | None = None, text_model: str | os.PathLike | None = None,
-         vision_model: str | os.PathLike | None = None, fuse: bool = False) -> Predictor:
+         vision_model: str | os.PathLike | None = None, fuse: bool = False, fold: bool = True) -> Predictor:
     """The model behind `weights`, whatever its format: an `.onnx` file (`OnnxYOLOWorld`), an OpenVINO export
     folder or `.xml` (`OpenVinoYOLOWorld`), else a PyTorch checkpoint, an Ultralytics `.pt`, `demo` or a release
-    name (`YOLOWorld`). `imgsz`: default the size stored with the model (see `YOLOWorld.from_pretrained`)."""
+    name (`YOLOWorld`). `imgsz`: default the size stored with the model (see `YOLOWorld.from_pretrained`).
+    `fold`: PyTorch models predict with the vocabulary folded into the weights (see `YOLOWorld`)."""
     from yoloworld.export.runners import is_exported, open_exported
 
     if is_exported(weights):
         return open_exported(weights, imgsz=imgsz)
     return YOLOWorld.from_pretrained(weights, text_model=text_model, device=device, imgsz=imgsz, fuse=fuse,
-                                     vision_model=vision_model)
+                                     vision_model=vision_model, fold=fold)
 
 
 class YOLOWorld(Predictor):
-    """The front object on PyTorch: wraps a `YOLOWorldDetector` (the nn.Module) with a vocabulary."""
+    """The front object on PyTorch: wraps a `YOLOWorldDetector` (the nn.Module) with a vocabulary.
 
-    def __init__(self, model: YOLOWorldDetector, device="cpu", imgsz: int = 640):
+    `fold` (default on): the vocabulary is fixed between `set_classes` calls, so prediction runs a copy of the
+    network with the current embeddings folded into its weights (`fold_vocabulary`: the same detections, faster),
+    built on the first prediction after each `set_classes`. Per-image vocabularies run the text-conditioned model.
+    """
+
+    def __init__(self, model: YOLOWorldDetector, device="cpu", imgsz: int = 640, fold: bool = True):
         self.device = resolve_device(device)
         # channels_last: the fastest layout on CPU here (benchmarks/latency.py), and its conv kernels match the
         # official outputs most closely (tests/test_parity.py)
@@ -63,17 +70,19 @@ class YOLOWorld(Predictor):
         self._stored_embeds: dict[str, torch.Tensor] = {}  # text -> embedding saved with a tower-less model
         self._image_prompts = model.image_prompt_encoder  # else the default tower, loaded on first use
         self.warn_demo = False  # set for the packaged demo model: it warns once when run on user images
+        self.fold = fold
+        self._folded: tuple | None = None  # (model, text_embeds, folded copy) of the last fold
 
     # ------------------------------------------------------------------ loading and saving
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, text_model: str | os.PathLike | None = None,
                         device="cpu", imgsz: int | None = None, fuse: bool = False,
-                        vision_model: str | os.PathLike | None = None) -> "YOLOWorld":
+                        vision_model: str | os.PathLike | None = None, fold: bool = True) -> "YOLOWorld":
         """An official `.pth`, a yoloworld checkpoint, an Ultralytics `.pt`, `demo` (the packaged demo model), or a
         short name (`yolo_world_v2_s`, `yolov8s-worldv2`, downloaded once). `imgsz`: network input size; default
         the size stored with the model, else the size the named release was trained at, else 640. `vision_model`:
         a Hugging Face CLIP folder or id whose vision tower encodes reference images (default: the one in the file,
-        else DEFAULT_VISION_MODEL)."""
+        else DEFAULT_VISION_MODEL). `fold`: see the class."""
         device = resolve_device(device)  # a bad device fails before any loading
         if imgsz is not None:
             check_imgsz(imgsz)
@@ -82,7 +91,7 @@ class YOLOWorld(Predictor):
             model.fuse()
         info = CheckpointInfo.read((checkpoint.get("meta") or {}).get("yoloworld", {}), model.config,
                                    str(name_or_path))
-        api = cls(model, device, imgsz or _stored_input_size(info, name_or_path))
+        api = cls(model, device, imgsz or _stored_input_size(info, name_or_path), fold)
         api.warn_demo = str(name_or_path) == DEMO_NAME or is_demo(name_or_path)
         vocabulary = Vocabulary(info.classes, info.padded, negatives=info.negatives or []) if info.classes else None
         if vocabulary and "class_embeddings" in checkpoint:
@@ -174,7 +183,21 @@ class YOLOWorld(Predictor):
     @torch.no_grad()
     def forward(self, batch: np.ndarray, text_embeds: list) -> tuple[torch.Tensor, ...]:
         images = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
-        return decode_outputs(*self.model(images, stack_texts(text_embeds)))
+        folded = self.folded_model() if all(e is self.text_embeds for e in text_embeds) else None
+        if folded is None:
+            return decode_outputs(*self.model(images, stack_texts(text_embeds)))
+        return decode_outputs(*folded(images, stack_texts(text_embeds) if folded.needs_text else None))
+
+    def folded_model(self) -> YOLOWorldDetector | None:
+        """The network with the current vocabulary folded in (built once per vocabulary and model), or None
+        where folding is off or has nothing to fold."""
+        if not self.fold or self.text_embeds is None or not self.model.needs_text or self.model.training:
+            return None
+        model, embeds, folded = self._folded or (None, None, None)
+        if model is not self.model or embeds is not self.text_embeds:
+            folded = fold_vocabulary(self.model, self.text_embeds)
+            self._folded = (self.model, self.text_embeds, folded)
+        return folded
 
 
 def _stored_input_size(info: CheckpointInfo, name_or_path) -> int:

@@ -1,7 +1,8 @@
 """Network outputs -> detections in original-image pixels (the official test_cfg semantics).
 
 sigmoid scores, synonyms merged (best score wins), padding prompt dropped, multi-label candidates above
-`conf`, top `nms_pre`, boxes un-letterboxed, class-aware NMS (torchvision), `max_det` kept, boxes clipped.
+`conf`, top `nms_pre`, boxes un-letterboxed, class-aware NMS (`class_aware_nms`: one torchvision NMS call),
+`max_det` kept, boxes clipped.
 Segmentation models also output mask coefficients per prior and prototypes; `select` keeps the prior index of
 every detection so `yoloworld.masks` can gather its coefficients.
 """
@@ -75,19 +76,41 @@ def detections_from(outputs: tuple, infos: list[LetterboxInfo], conf: float, iou
 
 def select(scores: torch.Tensor, boxes: torch.Tensor, info: LetterboxInfo, conf: float, iou: float, max_det: int,
            nms_pre: int, groups: torch.Tensor | None = None) -> Detections:
-    """One image: (P, T) scores and (P, 4) input-pixel boxes -> final detections in original pixels."""
-    from torchvision.ops import batched_nms  # imported here: torchvision.ops loads torch's compiler stack (~1 s)
+    """One image: (P, T) scores and (P, 4) input-pixel boxes -> final detections in original pixels.
 
+    Greedy NMS never lets a box suppress a better one, so the first `max_det` boxes it keeps among the best
+    candidates are final: NMS runs on the best few first, and on all of them only when fewer than `max_det`
+    survive."""
     scores, boxes = torch.as_tensor(scores), torch.as_tensor(boxes)
     scores = merge_synonyms(scores, None if groups is None else groups.to(scores.device))
-    keep = scores > conf
-    candidate_scores = scores[keep]
-    prior_index, labels = keep.nonzero(as_tuple=True)
-    if candidate_scores.numel() > nms_pre:
-        candidate_scores, order = candidate_scores.topk(nms_pre)
-        prior_index, labels = prior_index[order], labels[order]
-    # NMS on the unclipped boxes in original pixels, like the official post-processing; clipped afterwards
-    candidate_boxes = boxes_to_original(boxes[prior_index], info, clip=False)
-    kept = batched_nms(candidate_boxes, candidate_scores, labels, iou)[:max_det]
+    flat = scores.flatten()  # (prior, class) candidates: multi-label
+    count = min(int((flat > conf).sum()), nms_pre)
+    limit = min(count, max(8 * max_det, 2048))
+    while True:
+        # the best `limit` candidates, all above `conf` (`count` of them are), best first
+        candidate_scores, index = flat.topk(limit)
+        prior_index, labels = index // scores.shape[1], index % scores.shape[1]
+        # NMS on the unclipped boxes in original pixels, like the official post-processing; clipped afterwards
+        candidate_boxes = boxes_to_original(boxes[prior_index], info, clip=False)
+        kept = class_aware_nms(candidate_boxes, candidate_scores, labels, iou)
+        if len(kept) >= max_det or limit == count:
+            break
+        limit = count  # too few survived among the best: all of them (at most two NMS runs)
+    kept = kept[:max_det]
     return Detections(clip_boxes(candidate_boxes[kept], info.orig_hw), candidate_scores[kept], labels[kept],
                       prior_index[kept])
+
+
+def class_aware_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, iou: float) -> torch.Tensor:
+    """Indices of the (K, 4) boxes that greedy NMS within each class keeps, best first: one NMS call over boxes
+    shifted apart by class (torchvision's `batched_nms` loops over the classes above 1000 boxes instead), in
+    float64 so that the shift costs no precision."""
+    from torchvision.ops import nms  # imported here: torchvision.ops loads torch's compiler stack (~1 s)
+
+    if scores.numel() == 0:
+        return torch.zeros(0, dtype=torch.long, device=scores.device)
+    if labels.min() == labels.max():  # one class: nothing to shift apart
+        return nms(boxes, scores, iou)
+    low, high = boxes.min().double(), boxes.max().double()
+    shifted = boxes.double() - low + (labels.double() * (high - low + 1))[:, None]
+    return nms(shifted, scores.double(), iou)

@@ -1,6 +1,7 @@
 """The prediction loop every runtime shares: read images, letterbox, run, select, map boxes back, build `Results`.
 
     image -> as_bgr -> letterbox_batch -> [runtime forward] -> select (NMS) -> boxes_to_original -> Results
+    (reading and letterboxing of the next batches run in a worker thread: `yoloworld.pipeline`)
 
 The letterbox is square (`imgsz` x `imgsz`, the official test pipeline) unless `predict(..., rect=True)` asks for
 the smallest multiple-of-32 canvas that holds the batch (Ultralytics' `rect`): same resize, fewer pixels.
@@ -15,7 +16,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 from itertools import islice
 from pathlib import Path
 
@@ -23,13 +26,14 @@ import numpy as np
 import torch
 
 from yoloworld.errors import InputError
-from yoloworld.images import as_bgr, video_writer
+from yoloworld.images import video_writer
 from yoloworld.negatives import suppress_negatives
+from yoloworld.pipeline import PreparedBatch, prefetched, prepare_batch
 from yoloworld.postprocess import Detections, detections_from
 from yoloworld.prompts import encode_prompts
 from yoloworld.results import Results
 from yoloworld.thresholds import ClassThresholds, keep_above, per_class_tensors
-from yoloworld.transforms import LetterboxInfo, letterbox_batch
+from yoloworld.transforms import LetterboxInfo
 from yoloworld.vocabulary import Vocabulary
 
 logger = logging.getLogger(__name__)
@@ -142,14 +146,11 @@ class Predictor:
         if not isinstance(images, (list, tuple)):
             images = [images]
         vocabularies = self._vocabularies(len(images), per_image_classes)
-        per_class = self._class_thresholds(vocabularies) if conf is None else [None] * len(images)
-        if per_class and per_class[0] is not None:  # one selection at the lowest, then each class at its own
-            settings = replace(settings, conf=min(float(t.min()) for t in per_class))
+        starts = range(0, len(images), batch_size)  # (`slice` is the tile-size argument here)
         results = []
-        for start in range(0, len(images), batch_size):
-            end = start + batch_size
-            results += self._predict_batch(list(images[start:end]), vocabularies[start:end], settings, rect,
-                                           per_class[start:end], slicing)
+        for start, prepared in zip(starts, self.prepared([images[s:s + batch_size] for s in starts], rect)):
+            results += self.results_of(prepared, settings, vocabularies[start:start + batch_size],
+                                       calibrated=conf is None, slicing=slicing)
         return results
 
     def _class_thresholds(self, vocabularies: list) -> list:
@@ -198,6 +199,41 @@ class Predictor:
         result.extra = {"frame": index}
         return tracks.update(result, self.vocabulary.stored_classes())
 
+    def prepared(self, batches: Iterable[list], rect: bool = False, skip_unreadable: bool = False
+                 ) -> Iterator[PreparedBatch]:
+        """Each batch of images read and letterboxed, the next ones in a worker thread while the caller runs the
+        network on this one (`yoloworld.pipeline`). `skip_unreadable`: leave unreadable images out (see
+        `PreparedBatch.skipped`) instead of raising."""
+        return prefetched(batches, partial(prepare_batch, imgsz=self.imgsz, rect=rect,
+                                           skip_unreadable=skip_unreadable))
+
+    def results_of(self, prepared: PreparedBatch, settings: Settings, vocabularies: list | None = None,
+                   calibrated: bool = False, slicing=None) -> list[Results]:
+        """The `Results` of a prepared batch; `vocabularies`: one (Vocabulary, embeddings) per image, default the
+        current vocabulary. `calibrated`: each class at the model's calibrated threshold where it stores them
+        (`settings.conf` otherwise); `slicing`: a `yoloworld.slicing.Slicing` (tiles of the original images)."""
+        from yoloworld.slicing import detect_sliced
+
+        if prepared.inputs is None:
+            return []
+        vocabularies = vocabularies or self._vocabularies(len(prepared.images), None)
+        per_class = self._class_thresholds(vocabularies) if calibrated else [None] * len(vocabularies)
+        if per_class[0] is not None:  # one selection at the lowest, then each class at its own
+            settings = replace(settings, conf=min(float(t.min()) for t in per_class))
+        if slicing is None:
+            detections = self.detect(prepared.inputs, prepared.infos, vocabularies, settings)
+        else:
+            detections = [detect_sliced(self, image, vocabulary, settings, prepared.rect, slicing)
+                          for image, vocabulary in zip(prepared.images, vocabularies)]
+        detections = [det if thresholds is None else keep_above(det, thresholds)
+                      for det, thresholds in zip(detections, per_class)]
+        return [Results(det.boxes.cpu().numpy().astype(np.float32), det.scores.cpu().float().numpy(),
+                        det.labels.cpu().numpy().astype(np.int64), vocabulary.names, image.shape[:2],
+                        str(source) if isinstance(source, (str, Path)) else None,
+                        masks=None if det.masks is None else det.masks.cpu().numpy())
+                for det, image, (vocabulary, _), source in zip(detections, prepared.images, vocabularies,
+                                                               prepared.sources)]
+
     def _vocabularies(self, count: int, per_image_classes) -> list[tuple[Vocabulary, object]]:
         if per_image_classes is None:
             if self.vocabulary is None:
@@ -212,25 +248,6 @@ class Predictor:
                 vocabulary = Vocabulary.build(classes)
                 built[key] = (vocabulary, self.encode_prompts(vocabulary.texts))
         return [built[repr(classes)] for classes in per_image_classes]
-
-    def _predict_batch(self, images: list, vocabularies: list, settings: Settings, rect: bool,
-                       per_class: list, slicing=None) -> list[Results]:
-        from yoloworld.slicing import detect_sliced
-
-        bgr = [as_bgr(image) for image in images]
-        if slicing is None:
-            batch, infos = letterbox_batch(bgr, self.imgsz, rect)
-            detections = self.detect(batch, infos, vocabularies, settings)
-        else:
-            detections = [detect_sliced(self, image, vocabulary, settings, rect, slicing)
-                          for image, vocabulary in zip(bgr, vocabularies)]
-        detections = [det if thresholds is None else keep_above(det, thresholds)
-                      for det, thresholds in zip(detections, per_class)]
-        return [Results(det.boxes.cpu().numpy().astype(np.float32), det.scores.cpu().float().numpy(),
-                        det.labels.cpu().numpy().astype(np.int64), vocabulary.names, image.shape[:2],
-                        str(source) if isinstance(source, (str, Path)) else None,
-                        masks=None if det.masks is None else det.masks.cpu().numpy())
-                for det, image, (vocabulary, _), source in zip(detections, bgr, vocabularies, images)]
 
     def detect(self, batch: np.ndarray, infos: list[LetterboxInfo], vocabularies: list,
                settings: Settings) -> list[Detections]:

@@ -124,6 +124,12 @@ def add_slice_flags(parser) -> None:
                         "whole image")
 
 
+def add_fold_flag(parser) -> None:
+    parser.add_argument("--no-fold", dest="fold", action="store_false", help="run the text-conditioned network "
+                        "instead of a copy with the vocabulary folded into its weights (PyTorch weights; the same "
+                        "detections, slower)")
+
+
 def add_class_flags(parser, group=None, visual_flags: tuple[str, ...] = ("--visual-prompt",)) -> None:
     target = group or parser
     target.add_argument("--classes", help='comma-separated classes, "|" between synonyms: "person,car|automobile" '
@@ -200,7 +206,7 @@ def load_predictor(args, fuse: bool = True):
     from yoloworld.api import load
 
     model = load(args.weights, device=args.device, imgsz=args.imgsz, text_model=args.text_model,
-                 vision_model=getattr(args, "vision_model", None), fuse=fuse)
+                 vision_model=getattr(args, "vision_model", None), fuse=fuse, fold=getattr(args, "fold", True))
     if getattr(args, "rect", False):
         model.check_rect()
     return model

@@ -6,6 +6,7 @@ import argparse
 from contextlib import contextmanager
 
 from yoloworld.cli.common import (
+    add_fold_flag,
     add_model_flags,
     add_negative_flag,
     add_selection_flags,
@@ -34,6 +35,7 @@ def add_parser(sub) -> None:
     add_model_flags(p)
     add_negative_flag(p)
     add_selection_flags(p, conf=0.25, conf_help="score threshold of every class without --class-conf")
+    add_fold_flag(p)
     p.add_argument("--class-conf", type=class_threshold, action="append", default=[], metavar="NAME=T",
                    help="threshold of one class (its first synonym), repeatable: --class-conf \"person=0.4\"")
     p.add_argument("--out", required=True, help="dataset folder to write (or to continue)")

@@ -12,6 +12,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from yoloworld.cli.common import (
+    add_fold_flag,
     add_model_flags,
     add_negative_flag,
     add_rect_flag,
@@ -28,7 +29,6 @@ from yoloworld.files import check_output
 from yoloworld.images import (
     expand_sources,
     is_video,
-    read_image,
     video_frames,
     video_info,
 )
@@ -59,6 +59,7 @@ def add_source_flags(p, kind: str, conf: float, calibrated: bool = True) -> None
     add_model_flags(p, weights_required=False)
     add_negative_flag(p)
     add_selection_flags(p, conf=conf, calibrated=calibrated)
+    add_fold_flag(p)
     add_rect_flag(p)
     add_slice_flags(p)
     p.add_argument("--save-dir", default=f"runs/{kind}", help="where annotated images/videos go")
@@ -152,7 +153,8 @@ def annotated_files(save_dir: Path | None, paths: list[Path], kind: str = PREDIC
 def predict_files(model, paths: list[Path], args, targets: dict[Path, Path], sink: RecordSink) -> int:
     """Videos, then images in batches, each annotated into `targets[path]` if given; returns the number of
     unreadable files skipped."""
-    from yoloworld.predictor import prediction_options
+    from yoloworld.predictor import DEFAULT_CONF, Settings, prediction_options
+    from yoloworld.slicing import Slicing
 
     skipped = 0
     images = [p for p in paths if not is_video(p)]
@@ -163,23 +165,22 @@ def predict_files(model, paths: list[Path], args, targets: dict[Path, Path], sin
             logger.warning(f"skipped: {exc}")
             skipped += 1
     progress = tqdm(total=len(images), unit="img", disable=len(images) < 2)
-    for start in range(0, len(images), args.batch):
-        batch, arrays = [], []
-        for path in images[start:start + args.batch]:
-            try:
-                arrays.append(read_image(path))
-                batch.append(path)
-            except InputError as exc:
-                logger.warning(f"skipped: {exc}")
-                skipped += 1
-        if batch:
-            results = model.predict(arrays, args.conf, args.iou, args.max_det, **prediction_options(args))
-            for path, image, result in zip(batch, arrays, results):
-                result.file = str(path)
-                sink.add(result.to_dict())
-                if path in targets:
-                    cv2.imwrite(str(targets[path]), result.plot(image))
-        progress.update(len(images[start:start + args.batch]))
+    settings = Settings(DEFAULT_CONF if args.conf is None else args.conf, args.iou, args.max_det)
+    options = prediction_options(args)
+    slicing = Slicing(options["slice"], options["slice_overlap"], options["slice_full"]) if "slice" in options else None
+    batches = [images[start:start + args.batch] for start in range(0, len(images), args.batch)]
+    # the next batches are read and letterboxed in a worker thread while the network runs on this one
+    for prepared in model.prepared(batches, options["rect"], skip_unreadable=True):
+        for error in prepared.skipped:
+            logger.warning(f"skipped: {error}")
+        skipped += len(prepared.skipped)
+        for path, image, result in zip(prepared.sources, prepared.images, model.results_of(
+                prepared, settings, calibrated=args.conf is None, slicing=slicing)):
+            result.file = str(path)
+            sink.add(result.to_dict())
+            if path in targets:
+                cv2.imwrite(str(targets[path]), result.plot(image))
+        progress.update(len(prepared.sources) + len(prepared.skipped))
     progress.close()
     return skipped
 
@@ -233,7 +234,7 @@ def run_demo(args) -> int:
 
     if not DEMO_MODEL.exists():
         raise InputError(f"{DEMO_MODEL}: the demo model is missing from this installation")
-    model = YOLOWorld.from_pretrained(DEMO_MODEL, device=args.device, imgsz=args.imgsz, fuse=True)
+    model = YOLOWorld.from_pretrained(DEMO_MODEL, device=args.device, imgsz=args.imgsz, fuse=True, fold=args.fold)
     model.warn_demo = False  # it draws its own synthetic image, and says what the model is below
     image, _ = draw_image(np.random.default_rng(args.seed), SynthConfig(images=1))
     result = model.predict([image], conf=max(args.conf or 0, 0.25), iou=args.iou, max_det=args.max_det)[0]

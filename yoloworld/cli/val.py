@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from yoloworld.cli.common import (
+    add_fold_flag,
     add_model_flags,
     add_rect_flag,
     iou_threshold,
@@ -49,6 +50,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=positive_int, default=8, help="images per forward pass (default 8)")
     parser.add_argument("--conf", type=probability, default=0.001, help="score threshold (official: 0.001)")
     parser.add_argument("--iou", type=iou_threshold, default=0.7, help="NMS IoU threshold (official: 0.7)")
+    add_fold_flag(parser)
     add_rect_flag(parser)
     return parser
 

@@ -19,6 +19,7 @@ import torch
 
 from yoloworld.config import NECK_MODES, ModelConfig
 from yoloworld.errors import CheckpointError, ConfigError, InputError
+from yoloworld.models.blocks import ConvModule
 from yoloworld.models.checkpoint import (
     load_detector,
     load_weights,
@@ -26,6 +27,7 @@ from yoloworld.models.checkpoint import (
     save_checkpoint,
 )
 from yoloworld.models.detector import YOLOWorldDetector
+from yoloworld.models.neck import RepMaxSigmoidAttnBlock
 
 HEAD_PREFIX = "bbox_head.head_module.cls_contrasts."
 
@@ -110,6 +112,52 @@ def reparameterize(model: YOLOWorldDetector, text_embeds: torch.Tensor | None = 
 
 
 @torch.no_grad()
+def fold_vocabulary(model: YOLOWorldDetector, text_embeds: torch.Tensor) -> YOLOWorldDetector:
+    """A prediction copy of the text-conditioned `model` with the vocabulary `text_embeds` (N, D) folded in. It
+    shares every weight the texts leave unchanged (its extra memory is the folded guides and head weights only)
+    and the model's layout (fused or not). A v2 model folds fully and the copy takes no texts; v1's image-pooling
+    attention makes the texts depend on the image after the top-down path (and its L2 head cannot become a
+    convolution), so only the guides of the layers that see the given texts fold and the copy still takes them."""
+    state = model.state_dict()
+    fully = model.neck.text_enhancer is None and model.config.contrastive == "bn"
+    if fully:
+        folded, config = fold_texts(state, text_embeds, "conv", "model"), rep_config(model.config, len(text_embeds))
+    else:
+        folded, config = {k: v for k, v in state.items() if "text_model" not in k}, model.config
+        layers = "neck.top_down_layers." if model.neck.text_enhancer is not None else "neck."
+        for prefix in _prefixes(folded, layers, ".guide_fc.weight"):
+            _fold_guides(folded, prefix, text_embeds.detach().float().cpu(), "conv")
+    folded = {k: v for k, v in folded.items() if not k.startswith("image_prompt_encoder.")}
+    with torch.device("meta"):  # no weights allocated: load_state_dict(assign=True) takes the shared tensors
+        copy = YOLOWorldDetector(config, None)
+        if not fully:
+            _use_rep_guides(copy, folded, len(text_embeds))
+        if not any(".bn." in k for k in folded):  # the model was fused (every ConvModule's BatchNorm folded)
+            _fused_layout(copy)
+    copy.load_state_dict(folded, strict=True, assign=True)
+    device = next(model.parameters()).device
+    return copy.to(device, memory_format=torch.channels_last).eval()
+
+
+def _fused_layout(model: YOLOWorldDetector) -> None:
+    """Give a weightless (meta) model the modules `fuse()` leaves: convolutions with a bias, no BatchNorm. Only
+    the layout: the fused weights arrive by `load_state_dict` (computing a fuse on meta tensors costs more)."""
+    for module in model.modules():
+        if isinstance(module, ConvModule) and module.bn is not None:
+            module.conv.bias = torch.nn.Parameter(torch.empty_like(module.bn.bias))
+            module.bn = None
+
+
+def _use_rep_guides(model: YOLOWorldDetector, folded: dict, num_texts: int) -> None:
+    """Swap the text attention blocks whose guides were folded for reparameterized ones."""
+    for name, module in list(model.named_modules()):
+        block = getattr(module, "attn_block", None)
+        if block is not None and f"{name}.attn_block.guide_convs.0.weight" in folded:
+            channels = block.project_conv.conv.in_channels
+            module.attn_block = RepMaxSigmoidAttnBlock(channels, channels, block.num_heads, num_texts)
+
+
+@torch.no_grad()
 def reparameterize_checkpoint(weights: str | os.PathLike, out: str | os.PathLike, text_embeds: torch.Tensor | None,
                               neck: str = "conv", classes: list[list[str]] | None = None,
                               padded: bool = False) -> YOLOWorldDetector:
@@ -138,4 +186,5 @@ def reparameterize_checkpoint(weights: str | os.PathLike, out: str | os.PathLike
     return model
 
 
-__all__ = ["NECK_MODES", "fold_texts", "rep_config", "build_rep_model", "reparameterize", "reparameterize_checkpoint"]
+__all__ = ["NECK_MODES", "fold_texts", "fold_vocabulary", "rep_config",
+           "build_rep_model", "reparameterize", "reparameterize_checkpoint"]

@@ -25,6 +25,7 @@ TEXT_CONFIG_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "projectio
                     "num_attention_heads", "max_position_embeddings", "hidden_act", "layer_norm_eps",
                     "bos_token_id", "eos_token_id", "pad_token_id")
 MAX_TOKENS = 77
+TOKEN_INPUTS = ("input_ids", "attention_mask")
 
 # Text towers of openai/clip-vit-base-patch32 and openai/clip-vit-large-patch14-336, keyed by hidden size.
 BUILTIN_TEXT_CONFIGS = {
@@ -188,10 +189,12 @@ class TextEncoder(nn.Module):
         # pad to the longest text like the official model; truncate only what CLIP cannot read at all
         return self.tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True, max_length=MAX_TOKENS)
 
-    def forward(self, texts: list[str]) -> torch.Tensor:
+    def forward(self, texts: list[str] | dict[str, torch.Tensor]) -> torch.Tensor:
+        """Texts, or their tokens (`tokenize`'s output, padded on the right) -> (N, D) L2-normalised embeddings."""
+        tokens = texts if isinstance(texts, dict) else self.tokenize(texts)
         device = self.model.text_projection.weight.device
-        tokens = {k: v.to(device) for k, v in self.tokenize(texts).items()}
-        embeds = self.model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]).text_embeds
+        embeds = self.model(input_ids=tokens["input_ids"].to(device),
+                            attention_mask=tokens["attention_mask"].to(device)).text_embeds
         return F.normalize(embeds, dim=-1)
 
     def fingerprint(self) -> str:
@@ -242,15 +245,26 @@ class TextEmbeddingCache:
         fingerprint = self.encoder.fingerprint()
         table = self._table(fingerprint)
         missing = list(dict.fromkeys(t for t in texts if t not in table))
-        for start in range(0, len(missing), self.batch_size):
-            batch = missing[start:start + self.batch_size]
-            for text, embed in zip(batch, self.encoder(batch).float().cpu()):
-                table[text] = embed
         if missing:
+            table.update(zip(missing, self._encode_batched(missing)))
             self._save(fingerprint, table)
         if not texts:
             return torch.zeros(0, self.encoder.embed_dim)
         return torch.stack([table[t] for t in texts])
+
+    def _encode_batched(self, texts: list[str]) -> torch.Tensor:
+        """Texts tokenized once and encoded in batches of similar length (sorted by token count), each padded only
+        to its own longest text: a long list (the 1203 LVIS names) pays for few padding tokens."""
+        tokens = self.encoder.tokenize(texts)
+        lengths = tokens["attention_mask"].sum(dim=1)
+        order = lengths.argsort()
+        embeds = torch.zeros(len(texts), self.encoder.embed_dim)
+        for start in range(0, len(texts), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            width = int(lengths[rows].max())
+            batch = {name: values[rows, :width] for name, values in tokens.items() if name in TOKEN_INPUTS}
+            embeds[rows] = self.encoder(batch).float().cpu()
+        return embeds
 
     def _save(self, fingerprint: str, table: dict[str, torch.Tensor]) -> None:
         try:
