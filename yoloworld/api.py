@@ -163,12 +163,14 @@ class YOLOWorld(Predictor):
             self._stored_embeds = dict(zip(vocabulary.texts, text_embeds.to(self.device)))
 
     # ------------------------------------------------------------------ inference
-    def predict(self, images, *args, **kwargs):
+    def results_of(self, prepared, *args, **kwargs):
+        """As `Predictor.results_of` (every prediction path goes through it), warning once per process when the
+        demo model runs on the user's images."""
         global _demo_warned
-        if self.warn_demo and not _demo_warned:
+        if self.warn_demo and not _demo_warned and prepared.inputs is not None:
             _demo_warned = True
             logger.warning(DEMO_WARNING)
-        return super().predict(images, *args, **kwargs)
+        return super().results_of(prepared, *args, **kwargs)
 
     @torch.no_grad()
     def forward_raw(self, images: torch.Tensor, text_embeds: torch.Tensor | None = None):
