@@ -60,13 +60,11 @@ class OutputFolder:
         """Record `paths` as written by `kind` before they are written. Refused (one InputError, nothing recorded):
         a path already there that yoloworld did not write; one that an output of another kind wrote, unless
         `replace_kinds`; one whose folder is a symlink leading out of the output folder."""
+        paths = list(paths)
+        self.check_inside(paths)
         names = [self.key(p) for p in paths]
-        root = Path(os.path.realpath(self.folder))
         for name in names:
             target = self.folder / name
-            if not _inside(root, target.parent):
-                raise InputError(f"{target}: would be written through a link leading out of {self.folder}; remove "
-                                 f"the link or choose another {self.flag}")
             if name not in self.files and (target.exists() or target.is_symlink()):
                 raise InputError(f"{target}: already there and yoloworld did not write it (not in {MANIFEST_NAME}); "
                                  f"move it away or choose another {self.flag}")
@@ -78,6 +76,16 @@ class OutputFolder:
             self.files.update(new)
             self._save()
         return [self.folder / name for name in names]
+
+    def check_inside(self, paths: Iterable[str | os.PathLike]) -> None:
+        """One InputError for a path whose folder is a symlink leading out of the output folder (checked before any
+        work whose results would go there)."""
+        root = Path(os.path.realpath(self.folder))
+        for path in paths:
+            target = self.folder / self.key(path)
+            if not _inside(root, target.parent):
+                raise InputError(f"{target}: would be written through a link leading out of {self.folder}; remove "
+                                 f"the link or choose another {self.flag}")
 
     def adopt(self, paths: Iterable[str | os.PathLike], kind: str) -> None:
         """Record files an earlier run of `kind` wrote before output records existed (its own record, such as

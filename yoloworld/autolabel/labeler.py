@@ -83,6 +83,8 @@ def label_images(model, sources: list[Path], out: Path, settings: LabelSettings,
     outputs = OutputFolder(out)
     adopt_earlier_labelling(out, outputs)
     outputs.claim([out / LEDGER_NAME, out / SETTINGS_NAME], KIND)
+    # the image folders are checked before any detection: a link out of --out is refused before work is done
+    outputs.check_inside([image_target(out, settings.format, "-", split) for split in ("train", "val")])
     run = LabelRun(out, settings, Ledger(out), outputs)
     done = run.ledger.start({**asdict(settings), "classes": describe_classes(model.vocabulary.classes),
                              "weights": weights})
