@@ -159,27 +159,20 @@ def test_ultralytics_file_predicts_what_ultralytics_predicts(files, image, versi
     assert logit_diff <= 1e-5, logit_diff
     assert box_diff <= 1e-3, box_diff
 
-    # the same selection: our `select` and Ultralytics' NMS on the same decoded outputs (theirs), whose exact ties
-    # are broken the same way for both (random weights give priors with equal scores, and NMS then keeps whichever
-    # comes first in each implementation's order: a different cascade on another CPU, seen on an AMD EPYC)
+    # the same selection: our `select` and Ultralytics' NMS on the same decoded outputs (theirs), with exact ties
+    # broken. The random model's scores all lie within 0.01 of each other and many are equal in float32; NMS keeps
+    # whichever of two tied, overlapping boxes comes first, and the two implementations order candidates
+    # differently (prior-major vs best-first), so tied sets may differ by a valid choice (seen on an AMD EPYC)
     decoded = decoded.clone()
-    decoded[:, 4:] += torch.linspace(0, 1e-6, decoded.shape[-1])  # below the 1e-5 score tolerance
+    decoded[:, 4:] += torch.arange(decoded.shape[-1]) * 1e-6  # a distinct score per prior (float32 step <= 6e-8)
     conf = round(their_logits.flatten().topk(1000).values[-1].sigmoid().item(), 4)  # 1000 candidates before NMS
     theirs = ultralytics_detections(decoded, names, conf)
     _, infos = letterbox_batch([image], IMGSZ)
     found = select(decoded[0, 4:].T, their_boxes[0], infos[0], conf, iou=0.7, max_det=300, nms_pre=30000)
     ours = Results(found.boxes.numpy(), found.scores.numpy(), found.labels.numpy(), NAMES, image.shape[:2])
     assert 10 <= len(theirs) < 300, "the comparison needs detections, and no max_det cut"
-    # Most detections, and each class's best, are the same; the whole sets differ by 3-15% on this random model
-    # (NMS cascades from boxes within rounding of the IoU threshold; on the Intel CPU of an earlier session they
-    # were equal): our selection itself is proven exact against the official outputs (test_parity) and against a
-    # per-class NMS reference (test_select)
-    pairs, missing, extra = match_detections(ours, theirs, 1e-3, 1e-5)
-    assert len(pairs) >= 0.75 * max(len(ours), len(theirs)), (len(pairs), len(ours), len(theirs))
-    matched = {i for i, _ in pairs}
-    for class_id in set(theirs.class_ids.tolist()):
-        best = int(np.flatnonzero(ours.class_ids == class_id)[np.argmax(ours.scores[ours.class_ids == class_id])])
-        assert best in matched, (class_id, ours.scores[best])
+    assert_same_detections(ours, theirs, box_tol=1e-3, score_tol=1e-5, conf=conf)
+    pairs, _, _ = match_detections(ours, theirs, 1e-3, 1e-5)
 
     print(f"{version} {layout}: max |logit diff| {logit_diff:.2e}, max |box diff| {box_diff:.2e} px, "
           f"{len(pairs)} of {len(ours)} / {len(theirs)} detections matched")
